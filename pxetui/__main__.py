@@ -1,0 +1,217 @@
+"""The pxetui command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pxetui import __version__
+from pxetui.errors import PxetuiError, UsageError
+from pxetui.events import Event
+from pxetui.session import MODES, Session, SessionConfig
+
+SUBCOMMANDS = ("profiles",)
+
+DESCRIPTION = """\
+Install an OS on a room full of PCs over the network. pxetui runs temporary DHCP, TFTP and
+HTTP services on ONE interface (the one plugged into the lab switch), shows every PC that
+network-boots, and boots each into the OS you assigned to its MAC address (or a menu).
+Nothing is left behind when it stops.
+"""
+
+EPILOG = """\
+subcommands:
+  pxetui profiles         list OS profiles and whether their files are present
+
+examples:
+  sudo pxetui eth1                          TUI on eth1 (auto: proxyDHCP if another DHCP server answers)
+  sudo pxetui eth1 --address 198.18.0.1/24  give eth1 a temporary address (removed on exit)
+  sudo pxetui eth1 --headless --json        one JSON object per event on stdout
+  sudo pxetui eth1 --plan lab.csv           assign OSes by MAC from a mac,profile,hostname CSV
+
+exit status: 0 after a clean stop (Ctrl-C / SIGTERM), 2 for a problem with the command line,
+the interface or the plan (the message says how to fix it), 1 for other errors.
+"""
+
+
+def _pool(text: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+    try:
+        first, last = (ipaddress.IPv4Address(p.strip()) for p in text.split("-", 1))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a range like 198.18.0.100-198.18.0.200") from exc
+    if last < first:
+        raise argparse.ArgumentTypeError(f"{text!r}: the range ends before it starts")
+    return first, last
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from exc
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 1-65535")
+    return port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pxetui",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "iface",
+        nargs="?",
+        metavar="IFACE",
+        help="interface to serve on (e.g. eth1); without it, the TUI lets you pick one",
+    )
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="auto",
+        help="full: serve addresses; proxy: only boot info next to an existing DHCP"
+        " server; auto (default): proxy if another DHCP server answers, else full",
+    )
+    p.add_argument("--headless", action="store_true", help="no TUI: print one line per event")
+    p.add_argument("--json", action="store_true", help="with --headless: JSON lines (see README)")
+    p.add_argument(
+        "--state",
+        type=Path,
+        metavar="DIR",
+        help="state directory for the plan, leases and machine timelines"
+        " (default /var/lib/pxetui as root, else $XDG_STATE_HOME/pxetui)",
+    )
+    p.add_argument(
+        "--profiles",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="extra directory of profile YAML files (overrides built-ins by name; may be repeated)",
+    )
+    p.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="where downloaded OS files live (default /var/cache/pxetui as root)",
+    )
+    p.add_argument(
+        "--boot-files",
+        type=Path,
+        metavar="DIR",
+        help="directory with ipxe.efi / undionly.kpxe (default: /usr/lib/ipxe)",
+    )
+    p.add_argument(
+        "--http-port",
+        type=_port,
+        default=8080,
+        metavar="N",
+        help="HTTP port for iPXE scripts and OS files (default 8080)",
+    )
+    p.add_argument(
+        "--range",
+        type=_pool,
+        metavar="A-B",
+        dest="pool",
+        help="addresses to hand out in full mode, e.g. 198.18.0.100-198.18.0.200",
+    )
+    p.add_argument(
+        "--address", metavar="CIDR", help="add this address to IFACE for the session (removed on exit)"
+    )
+    p.add_argument(
+        "--plan",
+        type=Path,
+        metavar="FILE.csv",
+        help="import a mac,profile,hostname CSV into the plan at start",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="serve full DHCP even though another DHCP server answered (dangerous)",
+    )
+    p.add_argument("--version", action="version", version=f"pxetui {__version__}")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> SessionConfig:
+    from pxetui import netif
+
+    config = SessionConfig(interface=args.iface or "", mode=args.mode)
+    if args.state is not None:
+        config.state_dir = args.state
+    if args.cache is not None:
+        config.cache_dir = args.cache
+    config.profile_dirs = list(args.profiles)
+    config.boot_files = args.boot_files
+    config.http_port = args.http_port
+    config.pool = args.pool
+    config.address = netif.parse_cidr(args.address) if args.address else None
+    config.plan_csv = args.plan
+    config.force = args.force
+    return config
+
+
+def _fail(message: str, code: int, json_lines: bool) -> int:
+    if json_lines:
+        print(Event("error", fields={"reason": message, "fatal": True}).to_json(), flush=True)
+    print(f"pxetui: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return run_subcommand(argv[0], argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.json and not args.headless:
+        parser.error("--json goes with --headless (the TUI shows events itself)")
+    try:
+        config = config_from_args(args)
+        if not args.headless:
+            from pxetui.tui.launch import run_tui
+
+            return run_tui(config)
+        if not args.iface:
+            raise UsageError("--headless needs an interface: pxetui IFACE --headless")
+        from pxetui.headless import run_headless
+
+        return asyncio.run(run_headless(Session(config), args.json))
+    except PxetuiError as exc:
+        return _fail(str(exc), exc.exit_code, args.json)
+    except KeyboardInterrupt:
+        return 0
+
+
+def run_subcommand(name: str, argv: list[str]) -> int:
+    from pxetui import cli_profiles
+
+    try:
+        if name == "profiles":
+            return cli_profiles.main(argv)
+    except PxetuiError as exc:
+        print(f"pxetui {name}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    raise AssertionError(name)
+
+
+def entry_point() -> None:
+    try:
+        code = main()
+    except BrokenPipeError:
+        # `pxetui profiles | head`: the reader left; that is not an error worth a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    entry_point()

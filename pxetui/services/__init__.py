@@ -1,0 +1,30 @@
+"""Network services (DHCP, TFTP, HTTP). Each is an object with async start()/stop().
+
+Services get what they need from the Session at construction (interface, address, registry
+lookups, an `emit` callable) and report only through events. They never import textual.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from pxetui.session import Session
+
+
+class Service(Protocol):
+    name: str
+
+    async def start(self) -> None:
+        """Bind and begin serving; raise PxetuiError (with the fix in it) if that fails."""
+
+    async def stop(self) -> None:
+        """Stop serving and release every socket, task and file."""
+
+    def describe(self) -> dict[str, object]:
+        """JSON-safe facts for service.ready: port, state, ..."""
+
+
+def build_services(session: Session) -> list[Service]:
+    """The services a session runs, in start order. Each boot-chain service adds itself here."""
+    return []

@@ -1,0 +1,257 @@
+"""The Session: owns the services, the registry and the plan; the one way in for operator actions.
+
+Views (TUI, headless printer, tests) subscribe to `session.bus` and call the action methods
+here; they never reach into a service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pxetui import netif
+from pxetui.errors import PxetuiError, UsageError
+from pxetui.events import Event, EventBus
+from pxetui.mac import normalize_mac
+from pxetui.plan import Plan, PlanEntry, PlanError, check_hostname, parse_plan_csv
+from pxetui.profiles import Profile, default_cache_dir, load_profiles
+from pxetui.registry import Registry
+from pxetui.services import Service, build_services
+from pxetui.state import StateDir, default_state_dir
+
+_log = logging.getLogger(__name__)
+
+MODES = ("auto", "full", "proxy")
+REGISTRY_SAVE_DELAY = 0.2  # seconds: stage changes arrive in bursts; one write per burst
+
+
+@dataclass(slots=True)
+class SessionConfig:
+    interface: str
+    mode: str = "auto"
+    state_dir: Path = field(default_factory=default_state_dir)
+    profile_dirs: list[Path] = field(default_factory=list)
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    boot_files: Path | None = None
+    http_port: int = 8080
+    pool: tuple[ipaddress.IPv4Address, ipaddress.IPv4Address] | None = None
+    address: ipaddress.IPv4Interface | None = None
+    plan_csv: Path | None = None
+    force: bool = False
+
+
+class Session:
+    def __init__(self, config: SessionConfig) -> None:
+        if config.mode not in MODES:
+            raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {config.mode!r}")
+        self.config = config
+        self.bus = EventBus()
+        self.registry = Registry()
+        self.plan = Plan()
+        self.profiles: dict[str, Profile] = {}
+        self.state = StateDir(config.state_dir)
+        self.services: list[Service] = []
+        self.interface: netif.InterfaceInfo | None = None
+        self.address: ipaddress.IPv4Interface | None = None
+        self.mode = config.mode  # "auto" becomes "full" or "proxy" once DHCP has probed
+        self._temp_address: ipaddress.IPv4Interface | None = None
+        self._save_handle: asyncio.TimerHandle | None = None
+        self._opened = False
+        self.bus.subscribe(self._on_event)
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Load state, profiles and the plan CSV. Touches no network; safe to call twice."""
+        if self._opened:
+            return
+        self.state.open()
+        self.profiles = load_profiles(self.config.profile_dirs)
+        self.plan.load_document(self.state.load("plan"))
+        self.registry.load_document(self.state.load("machines"))
+        if self.config.plan_csv is not None:
+            self.import_plan_csv(self.config.plan_csv)
+        for mac in self.plan.entries:
+            self.registry.ensure(mac)
+        self._opened = True
+
+    async def start(self) -> None:
+        """Open, check the interface, start every service, then emit service.ready."""
+        self.bus.bind_loop(asyncio.get_running_loop())
+        self.open()
+        self._remove_leftover_address()
+        cfg = self.config
+        info = netif.check_interface(cfg.interface, cfg.address)
+        netif.check_root()
+        if cfg.address is not None and not netif.has_address(info, cfg.address):
+            # Record it before adding, so a crashed session's address is removed next start.
+            self.state.save("address", {"interface": cfg.interface, "address": str(cfg.address)})
+            netif.add_address(cfg.interface, cfg.address)
+            self._temp_address = cfg.address
+            info = netif.find_interface(cfg.interface)
+        self.interface = info
+        self.address = cfg.address or info.address
+        self.services = build_services(self)
+        started: list[Service] = []
+        try:
+            for service in self.services:
+                await service.start()
+                started.append(service)
+        except BaseException:
+            for service in reversed(started):
+                await _stop_quietly(service)
+            self._drop_temp_address()
+            raise
+        self.emit(
+            "service.ready",
+            mode=self.mode,
+            interface=cfg.interface,
+            address=str(self.address.ip) if self.address else None,
+            http_port=cfg.http_port,
+            services={s.name: s.describe() for s in self.services},
+            state_dir=str(self.state.path),
+        )
+
+    async def stop(self) -> None:
+        for service in reversed(self.services):
+            await _stop_quietly(service)
+        self.services = []
+        self.flush()
+        self._drop_temp_address()
+
+    def flush(self) -> None:
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+            self._save_handle = None
+        if self._opened:
+            self.state.save("machines", self.registry.to_document())
+            self.state.save("plan", self.plan.to_document())
+
+    # -- events -------------------------------------------------------------------------------
+
+    def emit(self, name: str, mac: str | None = None, **fields: Any) -> Event:
+        return self.bus.emit(name, mac, **fields)
+
+    def _on_event(self, event: Event) -> None:
+        if event.name == "dhcp.discover" and event.mac and event.mac not in self.plan.entries:
+            entry = self.plan.take_for_unknown(event.mac)
+            if entry is not None:
+                self._plan_changed(entry.mac, "assign", profile=entry.profile, policy=True)
+        change = self.registry.apply(event)
+        if change is not None and change.stage_changed:
+            self._schedule_registry_save()
+
+    def _schedule_registry_save(self) -> None:
+        if not self._opened:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.state.save("machines", self.registry.to_document())
+            return
+        if self._save_handle is None:
+            self._save_handle = loop.call_later(REGISTRY_SAVE_DELAY, self._save_registry)
+
+    def _save_registry(self) -> None:
+        self._save_handle = None
+        try:
+            self.state.save("machines", self.registry.to_document())
+        except OSError as exc:
+            self.emit("error", reason=f"cannot save machine state: {exc}")
+
+    # -- operator actions (the one way in) ----------------------------------------------------
+
+    def profile(self, name: str) -> Profile:
+        profile = self.profiles.get(name)
+        if profile is None:
+            known = ", ".join(sorted(self.profiles)) or "none loaded"
+            raise UsageError(f"unknown profile {name!r} (known: {known}); see `pxetui profiles`")
+        return profile
+
+    def assign(self, mac: str, profile: str, hostname: str | None = None) -> PlanEntry:
+        mac = normalize_mac(mac)
+        self.profile(profile)
+        if hostname:
+            reason = check_hostname(hostname)
+            if reason:
+                raise UsageError(reason)
+        entry = self.plan.assign(mac, profile, hostname)
+        self._plan_changed(mac, "assign", profile=profile, hostname=entry.hostname)
+        return entry
+
+    def unassign(self, mac: str) -> None:
+        mac = normalize_mac(mac)
+        self.plan.unassign(mac)
+        self._plan_changed(mac, "unassign")
+
+    def add_machine(self, mac: str, hostname: str | None = None) -> PlanEntry:
+        mac = normalize_mac(mac)
+        if hostname:
+            reason = check_hostname(hostname)
+            if reason:
+                raise UsageError(reason)
+        entry = self.plan.add(mac)
+        if hostname:
+            entry.hostname = hostname
+        self._plan_changed(mac, "add", hostname=entry.hostname)
+        return entry
+
+    def set_boot_local(self, mac: str, boot_local: bool = True) -> None:
+        mac = normalize_mac(mac)
+        self.plan.set_boot_local(mac, boot_local)
+        self._plan_changed(mac, "boot_local", boot_local=boot_local)
+
+    def set_unknown_policy(self, profile: str | None, count: int = 0) -> None:
+        if profile is not None:
+            self.profile(profile)
+            if count <= 0:
+                raise UsageError("give the number of unknown machines that get the profile (1 or more)")
+        self.plan.unknown.profile = profile
+        self.plan.unknown.remaining = count if profile else 0
+        self._plan_changed(None, "unknown_policy", profile=profile, remaining=self.plan.unknown.remaining)
+
+    def import_plan_csv(self, path: Path) -> int:
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PlanError([f"{path}: cannot read: {exc}"]) from exc
+        entries = parse_plan_csv(text, source=str(path), known_profiles=self.profiles)
+        count = self.plan.merge(entries)
+        for entry in entries:
+            self.registry.ensure(entry.mac)
+        self._plan_changed(None, "import", source=str(path), count=count)
+        return count
+
+    def _plan_changed(self, mac: str | None, action: str, **fields: Any) -> None:
+        if self._opened or self.state.path.is_dir():
+            self.state.save("plan", self.plan.to_document())
+        if mac is not None:
+            self.registry.ensure(mac)
+        self.emit(f"plan.{action}", mac, **fields)
+
+    # -- temporary address --------------------------------------------------------------------
+
+    def _remove_leftover_address(self) -> None:
+        record = self.state.load("address")
+        if not record:
+            return
+        netif.remove_address(record["interface"], ipaddress.IPv4Interface(record["address"]))
+        self.state.file("address").unlink(missing_ok=True)
+
+    def _drop_temp_address(self) -> None:
+        if self._temp_address is None:
+            return
+        netif.remove_address(self.config.interface, self._temp_address)
+        self._temp_address = None
+        self.state.file("address").unlink(missing_ok=True)
+
+
+async def _stop_quietly(service: Service) -> None:
+    try:
+        await service.stop()
+    except (PxetuiError, OSError):
+        _log.exception("stopping %s failed", service.name)

@@ -1,0 +1,95 @@
+"""The state directory: JSON files written atomically so that kill -9 loses nothing.
+
+Every write goes to a temporary file in the same directory, is fsynced, then renamed over
+the old file; the directory is fsynced too. A crash at any point leaves either the old or the
+new file whole. Leftover temporary files from such a crash are removed on the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pxetui.errors import UsageError
+
+_TMP_PREFIX = ".tmp-"
+
+
+def default_state_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/pxetui")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "pxetui"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class StateDir:
+    """One directory holding the session's JSON documents (plan, machines, leases)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def open(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot create the state directory {self.path}: {exc.strerror};"
+                " choose another with --state DIR"
+            ) from exc
+        if not os.access(self.path, os.W_OK):
+            raise UsageError(
+                f"the state directory {self.path} is not writable; choose another with --state DIR"
+            )
+        for leftover in self.path.glob(_TMP_PREFIX + "*"):
+            leftover.unlink(missing_ok=True)
+
+    def file(self, name: str) -> Path:
+        return self.path / f"{name}.json"
+
+    def save(self, name: str, document: Any) -> None:
+        data = json.dumps(document, indent=1, sort_keys=True).encode() + b"\n"
+        atomic_write_bytes(self.file(name), data)
+
+    def load(self, name: str) -> Any | None:
+        """The saved document, or None when there is none yet.
+
+        A file that is not valid JSON was not written by us (our writes are atomic): it is
+        kept aside as NAME.json.corrupt-TS for the operator instead of being overwritten.
+        """
+        path = self.file(name)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            aside = path.with_name(f"{path.name}.corrupt-{int(os.path.getmtime(path))}")
+            os.replace(path, aside)
+            raise UsageError(
+                f"{path} is not valid JSON ({exc}); it was moved to {aside}. Start again to"
+                " begin with an empty one, or repair it and move it back."
+            ) from exc
