@@ -155,6 +155,7 @@ def config_from_args(args: argparse.Namespace) -> SessionConfig:
     config.address = netif.parse_cidr(args.address) if args.address else None
     config.plan_csv = args.plan
     config.force = args.force
+    config.snponly = args.snponly
     return config
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pxetui import netif
+from pxetui.bootfiles import BootFiles, find_boot_files
 from pxetui.errors import PxetuiError, UsageError
 from pxetui.events import Event, EventBus
 from pxetui.mac import normalize_mac
@@ -42,6 +43,7 @@ class SessionConfig:
     address: ipaddress.IPv4Interface | None = None
     plan_csv: Path | None = None
     force: bool = False
+    snponly: bool = False
 
 
 class Session:
@@ -57,6 +59,7 @@ class Session:
         self.services: list[Service] = []
         self.interface: netif.InterfaceInfo | None = None
         self.address: ipaddress.IPv4Interface | None = None
+        self.boot_files: BootFiles | None = None
         self.mode = config.mode  # "auto" becomes "full" or "proxy" once DHCP has probed
         self._temp_address: ipaddress.IPv4Interface | None = None
         self._save_handle: asyncio.TimerHandle | None = None
@@ -95,6 +98,7 @@ class Session:
             info = netif.find_interface(cfg.interface)
         self.interface = info
         self.address = cfg.address or info.address
+        self.boot_files = find_boot_files(cfg.boot_files, snponly=cfg.snponly)
         self.services = build_services(self)
         started: list[Service] = []
         try:
@@ -132,6 +136,12 @@ class Session:
             self.state.save("plan", self.plan.to_document())
 
     # -- events -------------------------------------------------------------------------------
+
+    @property
+    def http_base(self) -> str:
+        """`http://ADDR:PORT`, what iPXE and installers use to reach the HTTP service."""
+        assert self.address is not None, "the session has not started"
+        return f"http://{self.address.ip}:{self.config.http_port}"
 
     def emit(self, name: str, mac: str | None = None, **fields: Any) -> Event:
         return self.bus.emit(name, mac, **fields)
