@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,10 @@ from pxetui.mac import normalize_mac
 from pxetui.plan import Plan, PlanEntry, PlanError, check_hostname, parse_plan_csv
 from pxetui.profiles import Profile, default_cache_dir, load_profiles
 from pxetui.registry import Registry
+from pxetui.report import write_report
 from pxetui.services import Service, build_services
 from pxetui.state import StateDir, default_state_dir
+from pxetui.wol import send_wake
 
 _log = logging.getLogger(__name__)
 
@@ -258,6 +261,23 @@ class Session:
         netif.remove_address(self.config.interface, self._temp_address)
         self._temp_address = None
         self.state.file("address").unlink(missing_ok=True)
+
+    # -- session report and wake-on-LAN (used by the TUI) -------------------------------------
+
+    def export_report(self, directory: Path | None = None) -> tuple[Path, Path]:
+        """Write pxetui-report.csv and .json (default: in the state directory)."""
+        paths = write_report(directory or self.state.path, self.registry, self.plan)
+        self.emit("report.export", csv=str(paths[0]), json=str(paths[1]))
+        return paths
+
+    def wake(self, macs: Iterable[str]) -> int:
+        """Send wake-on-LAN magic packets for `macs` on the serving interface."""
+        targets = [normalize_mac(m) for m in macs]
+        if self.interface is None:
+            raise UsageError("wake-on-LAN needs a running session: start pxetui on an interface first")
+        count = send_wake(self.interface.name, self.interface.mac, targets, self.address)
+        self.emit("wol.sent", None, macs=targets, interface=self.interface.name)
+        return count
 
 
 async def _stop_quietly(service: Service) -> None:

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from pxetui.errors import UsageError
-from pxetui.session import SessionConfig
+import asyncio
+
+from pxetui.session import Session, SessionConfig
 
 
 def run_tui(config: SessionConfig) -> int:
-    raise UsageError("the TUI is not in this build yet: run with --headless (or --headless --json)")
+    """Run the app until the operator quits; the session is always stopped and saved."""
+    from pxetui.tui.app import PxetuiApp
+
+    session = Session(config)
+    session.open()  # a bad state dir, profile or plan CSV is reported before the screen opens
+    app = PxetuiApp(session)
+    try:
+        code = app.run()
+    finally:
+        # Whatever ended the app (a crash included), leave nothing running or unsaved behind.
+        asyncio.run(session.stop())
+    if app.start_error is not None:
+        raise app.start_error
+    return code if code is not None else (app.return_code or 0)

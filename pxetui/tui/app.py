@@ -1,0 +1,199 @@
+"""The pxetui Textual application: interface picker, then the live machine table.
+
+The app is a view: it subscribes to `session.bus`, folds events into PendingUpdates and
+redraws a few times a second; every operator action is a Session method call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from pxetui import netif
+from pxetui.errors import PxetuiError
+from pxetui.events import Event
+from pxetui.session import Session
+from pxetui.tui.updates import PendingUpdates
+
+REFRESH_SECONDS = 0.2  # at most 5 table refreshes a second, whatever the event rate
+ELAPSED_TICK_SECONDS = 1.0
+
+InterfaceLister = Callable[[], list[netif.InterfaceInfo]]
+Clock = Callable[[], float]
+
+
+class PxetuiApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "pxetui"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        start_session: bool = True,
+        list_interfaces: InterfaceLister = netif.list_interfaces,
+        clock: Clock = time.time,
+        refresh_seconds: float = REFRESH_SECONDS,
+    ) -> None:
+        super().__init__()
+        self.session = session
+        self.start_session = start_session
+        self.list_interfaces = list_interfaces
+        self.clock = clock
+        self.refresh_seconds = refresh_seconds
+        self.pending = PendingUpdates()
+        self.started = not start_session  # a caller that does not want us to start has started it
+        self.starting = False
+        self.start_error: PxetuiError | None = None
+        self.refreshes = 0  # table refreshes done; the coalescing tests count them
+        self._unsubscribe: Callable[[], None] | None = None
+        self._last_tick = 0.0
+        self._stopping = False
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        from pxetui.tui.screens.main import MainScreen
+        from pxetui.tui.screens.picker import PickerScreen
+
+        self._unsubscribe = self.session.bus.subscribe(self.on_session_event)
+        self.set_interval(self.refresh_seconds, self.flush_updates, name="coalesced refresh")
+        if self.start_session:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.request_shutdown)
+        if self.session.config.interface:
+            self.push_screen(MainScreen())
+            if self.start_session:
+                self.run_worker(self.start_services(from_picker=False), name="start", exclusive=True)
+        else:
+            self.push_screen(PickerScreen())
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def choose_interface(self, name: str) -> None:
+        """The operator picked `name`: open the main screen and start the services on it."""
+        from pxetui.tui.screens.main import MainScreen
+
+        if self.starting:
+            return
+        self.session.config.interface = name
+        self.push_screen(MainScreen())
+        self.run_worker(self.start_services(from_picker=True), name="start", exclusive=True)
+
+    async def start_services(self, *, from_picker: bool) -> None:
+        self.starting = True
+        try:
+            await self.session.start()
+        except PxetuiError as exc:
+            await self.session.stop()
+            if from_picker:
+                self.pop_screen()
+                self.notify(str(exc), title="Cannot start", severity="error", timeout=15)
+            else:
+                self.start_error = exc
+                self.exit(return_code=exc.exit_code)
+            return
+        finally:
+            self.starting = False
+        self.started = True
+
+    def transfers_running(self) -> int:
+        return sum(
+            1
+            for m in self.session.registry.machines.values()
+            if m.transfer is not None and not m.transfer.finished and not m.stage.terminal
+        )
+
+    async def action_quit(self) -> None:
+        from pxetui.tui.screens.confirm import ConfirmScreen
+
+        running = self.transfers_running()
+        if running:
+            question = (
+                f"{running} transfer{'s' if running != 1 else ''} still running."
+                " Quit anyway? Their PCs will fail to boot."
+            )
+            self.push_screen(ConfirmScreen(question, yes="Quit", no="Stay"), self._quit_confirmed)
+            return
+        await self.shutdown()
+
+    async def _quit_confirmed(self, yes: bool | None) -> None:
+        if yes:
+            await self.shutdown()
+
+    def request_shutdown(self) -> None:
+        self.run_worker(self.shutdown(), name="shutdown")
+
+    async def shutdown(self) -> None:
+        """Stop the services (removing any temporary address), save the state, exit."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self.started or self.starting:
+            await self.session.stop()
+        else:
+            self.session.flush()
+        self.exit(0)
+
+    # -- events -> coalesced refresh -----------------------------------------------------------
+
+    def on_session_event(self, event: Event) -> None:
+        """Called on the loop for every event: only records; the timer redraws."""
+        self.pending.add(event)
+
+    def flush_updates(self) -> None:
+        from pxetui.tui.screens.main import MainScreen
+
+        now = self.clock()
+        tick = now - self._last_tick >= ELAPSED_TICK_SECONDS
+        if tick:
+            self._last_tick = now
+        macs, events, header = self.pending.take()
+        if macs is not None and tick:
+            macs |= {m.mac for m in self.session.registry.machines.values() if not m.stage.terminal}
+        if macs is not None and not macs and not events and not header:
+            return
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen) and screen.is_mounted:
+                screen.apply_updates(macs, events, header or tick)
+                self.refreshes += 1
+
+    # -- command palette -----------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        from pxetui.tui.screens.main import MainScreen
+
+        if isinstance(screen, MainScreen):
+            for binding in screen.palette_bindings():
+                yield SystemCommand(
+                    binding.description,
+                    f"key: {binding.key_display or binding.key}",
+                    _action_caller(screen, binding.action),
+                )
+
+
+def _action_caller(screen: Screen[None], action: str) -> Callable[[], object]:
+    async def call() -> None:
+        await screen.run_action(action)
+
+    return call
+
+
+def default_report_dir(session: Session) -> Path:
+    return session.state.path

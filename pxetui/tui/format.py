@@ -1,0 +1,152 @@
+"""Pure text for the TUI: cells of the machine table, durations, rates, fitting profiles.
+
+No textual here, so these stay trivially testable and reusable by other views.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from pxetui.plan import PlanEntry
+from pxetui.profiles import Profile
+from pxetui.registry import ARCH_NAMES, Machine, Stage
+
+BAR_WIDTH = 6
+_BLOCKS = " ▏▎▍▌▋▊▉█"
+
+# DHCP option 93 -> the iPXE ${buildarch} values a profile lists. x86 BIOS runs undionly.kpxe,
+# which can start 32- or 64-bit kernels, so it fits both x86 arches.
+_ARCH_FITS: dict[int, tuple[str, ...]] = {
+    0: ("x86_64", "i386"),
+    6: ("i386",),
+    7: ("x86_64",),
+    9: ("x86_64",),
+    10: (),
+    11: ("arm64",),
+    15: ("i386",),
+    16: ("x86_64",),
+    18: (),
+    19: ("arm64",),
+}
+
+STAGE_STYLES = {
+    Stage.WAITING: "dim",
+    Stage.DONE: "bold green",
+    Stage.FAILED: "bold red",
+}
+
+
+def profile_fits(profile: Profile, arch: int | None) -> bool:
+    """Whether a PC announcing option-93 `arch` can boot `profile` (unknown arch: any)."""
+    if arch is None:
+        return True
+    fits = _ARCH_FITS.get(arch)
+    if fits is None:
+        return True
+    firmware = "bios" if arch == 0 else "uefi"
+    return firmware in profile.firmware and any(a in profile.arch for a in fits)
+
+
+def fitting_profiles(profiles: Iterable[Profile], arches: Iterable[int | None]) -> list[Profile]:
+    """Profiles every one of the machines (by their option-93 arch) can boot, by name."""
+    wanted = list(arches)
+    return sorted(
+        (p for p in profiles if all(profile_fits(p, a) for a in wanted)),
+        key=lambda p: p.name,
+    )
+
+
+def arch_label(arch: int | None) -> str:
+    if arch is None:
+        return "unknown"
+    return f"{arch} ({ARCH_NAMES.get(arch, 'unregistered')})"
+
+
+def duration(seconds: float | None) -> str:
+    """`42s`, `3m05s`, `1h02m`; empty for None."""
+    if seconds is None:
+        return ""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def rate(bytes_per_second: float) -> str:
+    mb = bytes_per_second / 1e6
+    if mb >= 100:
+        return f"{mb:.0f}MB/s"
+    if mb >= 0.1:
+        return f"{mb:.1f}MB/s"
+    return f"{bytes_per_second / 1e3:.0f}kB/s"
+
+
+def size(n: int) -> str:
+    if n >= 10_000_000:
+        return f"{n / 1e6:.0f}MB"
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f}MB"
+    return f"{n / 1e3:.0f}kB"
+
+
+def bar(fraction: float, width: int = BAR_WIDTH) -> str:
+    """A fixed-width bar with eighth-block resolution."""
+    fraction = min(1.0, max(0.0, fraction))
+    eighths = round(fraction * width * 8)
+    full, part = divmod(eighths, 8)
+    text = "█" * full + (_BLOCKS[part] if part and full < width else "")
+    return text.ljust(width, "·")
+
+
+def progress(machine: Machine) -> str:
+    """`███▌···· 44% 12.3MB/s` for the current transfer; bytes so far when the size is unknown."""
+    transfer = machine.transfer
+    if transfer is None or machine.stage.terminal:
+        return ""
+    if transfer.finished:
+        return f"{transfer.file.rsplit('/', 1)[-1][:12]} ✓" if transfer.file else "✓"
+    percent = transfer.percent
+    speed = rate(transfer.rate) if transfer.rate else ""
+    if percent is None:
+        if not transfer.bytes:
+            return transfer.file.rsplit("/", 1)[-1]
+        return f"{size(transfer.bytes)} {speed}".strip()
+    return f"{bar(percent / 100)} {percent:3.0f}% {speed}".rstrip()
+
+
+def elapsed(machine: Machine, now: float) -> str:
+    """Time since the first packet of the current boot; frozen once done or failed."""
+    if machine.stage is Stage.WAITING:
+        return ""
+    start = machine.stage_times.get(Stage.DHCP.value) or machine.first_seen
+    if start is None:
+        return ""
+    end = machine.stage_times.get(Stage.DONE.value) or machine.stage_times.get(Stage.FAILED.value)
+    return duration((end or now) - start)
+
+
+def assigned(entry: PlanEntry | None, machine: Machine | None = None) -> str:
+    """What the PC boots next: its profile, `local disk`, or `menu`."""
+    if entry is not None and entry.boot_local:
+        return "local disk"
+    if entry is not None and entry.profile:
+        return entry.profile
+    if machine is not None and machine.menu_choice:
+        return f"menu: {machine.menu_choice}"
+    return "menu"
+
+
+def stage_text(machine: Machine) -> str:
+    label = machine.stage.label
+    if machine.stage is Stage.WAITING:
+        return "waiting"
+    if machine.stage is Stage.FAILED and machine.last_error:
+        return f"failed: {machine.last_error}"
+    return label
+
+
+def clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts))

@@ -1,0 +1,1 @@
+"""The TUI's screens: picker, main table, detail, help, and the modal forms."""

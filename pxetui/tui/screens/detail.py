@@ -1,0 +1,116 @@
+"""One machine in full: plan, addresses, DHCP fingerprint and the timeline of its boots."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from pxetui.registry import Machine
+from pxetui.tui import format as fmt
+
+if TYPE_CHECKING:
+    from pxetui.tui.app import PxetuiApp
+
+REFRESH_SECONDS = 0.5
+
+# Fingerprint keys recorded by the registry, with the DHCP option each comes from.
+FINGERPRINT = (
+    ("arch", "93", "client system architecture"),
+    ("vendor_class", "60", "vendor class"),
+    ("uuid", "97", "client machine UUID"),
+    ("user_class", "77", "user class"),
+    ("client_id", "61", "client identifier"),
+    ("params", "55", "parameter request list"),
+)
+
+
+class DetailScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "app.pop_screen", "Back"),
+    ]
+
+    def __init__(self, mac: str) -> None:
+        super().__init__(id="detail")
+        self.mac = mac
+        self._shown: tuple[object, ...] = ()
+
+    @property
+    def pxetui(self) -> PxetuiApp:
+        from pxetui.tui.app import PxetuiApp
+
+        assert isinstance(self.app, PxetuiApp)
+        return self.app
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="detail-title")
+        with Horizontal(id="detail-top"):
+            yield Static(id="detail-info")
+            with Vertical(id="detail-fp"):
+                yield Static("DHCP fingerprint", classes="section")
+                yield DataTable(id="fingerprint", cursor_type="none", show_cursor=False)
+        yield Static("Timeline", classes="section")
+        yield DataTable(id="timeline", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        fp = self.query_one("#fingerprint", DataTable)
+        fp.add_columns("Opt", "Meaning", "Value")
+        timeline = self.query_one("#timeline", DataTable)
+        timeline.add_columns("Time", "+", "Step", "Detail")
+        self.refresh_details()
+        self.set_interval(REFRESH_SECONDS, self.refresh_details)
+        timeline.focus()
+
+    def refresh_details(self) -> None:
+        session = self.pxetui.session
+        machine = session.registry.get(self.mac) or Machine(mac=self.mac)
+        entry = session.plan.get(self.mac)
+        now = self.pxetui.clock()
+        info = [
+            ("Vendor", machine.vendor or "unknown"),
+            ("Hostname", (entry.hostname if entry else None) or "—"),
+            ("Boots next", fmt.assigned(entry, machine)),
+            ("Stage", fmt.stage_text(machine)),
+            ("IP", machine.ip or "—"),
+            ("Firmware", f"{machine.firmware or '—'} (arch {fmt.arch_label(machine.arch)})"),
+            ("Boots seen", str(machine.boots)),
+            ("Elapsed", fmt.elapsed(machine, now) or "—"),
+            ("Transfer", _transfer_text(machine)),
+            ("Last error", machine.last_error or "—"),
+        ]
+        state = (tuple(info), tuple(sorted(machine.fingerprint.items(), key=str)), len(machine.timeline))
+        if state == self._shown:
+            return
+        self._shown = state
+        self.query_one("#detail-title", Static).update(f"[b]{self.mac}[/b]  {machine.vendor}")
+        self.query_one("#detail-info", Static).update(
+            Text.assemble(*[part for k, v in info for part in ((f"{k:<11}", "bold"), f"{v}\n")])
+        )
+        fp = self.query_one("#fingerprint", DataTable)
+        fp.clear()
+        for key, option, meaning in FINGERPRINT:
+            value = machine.fingerprint.get(key)
+            if key == "arch" and value is not None:
+                value = fmt.arch_label(int(value))
+            fp.add_row(option, meaning, "" if value is None else str(value))
+        timeline = self.query_one("#timeline", DataTable)
+        timeline.clear()
+        start = machine.timeline[0][0] if machine.timeline else None
+        for ts, step, detail in machine.timeline:
+            offset = fmt.duration(ts - start) if start is not None else ""
+            timeline.add_row(fmt.clock(ts), offset, step, detail)
+
+
+def _transfer_text(machine: Machine) -> str:
+    transfer = machine.transfer
+    if transfer is None:
+        return "—"
+    total = f" of {fmt.size(transfer.total)}" if transfer.total else ""
+    state = "done" if transfer.finished else fmt.rate(transfer.rate)
+    return f"{transfer.file} {fmt.size(transfer.bytes)}{total} ({state})"

@@ -1,0 +1,61 @@
+"""The help screen: every key of the main screen, and what the stages mean."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from pxetui.registry import Stage
+
+STAGE_HELP = {
+    Stage.WAITING: "planned, no packet yet: switch the PC on (or wake it with w)",
+    Stage.DHCP: "the firmware asked for an address",
+    Stage.LOADER: "fetching the iPXE loader over TFTP",
+    Stage.MENU: "iPXE fetched its script: the menu, or straight to the assigned OS",
+    Stage.KERNEL: "downloading the kernel over HTTP",
+    Stage.INITRD: "downloading the initrd",
+    Stage.ISO: "downloading the ISO image",
+    Stage.INSTALLING: "the installer is running (fetched its answer file)",
+    Stage.DONE: "the installer reported success",
+    Stage.FAILED: "the installer reported a failure (see details)",
+}
+EXTRA_KEYS = (
+    ("enter", "details of the machine: timeline and DHCP fingerprint"),
+    ("*", "mark all machines / clear the marks"),
+    ("ctrl+p", "command palette: every action by name"),
+    ("escape", "close a form or screen"),
+)
+
+
+class HelpScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "app.pop_screen", "Back")]
+
+    def __init__(self) -> None:
+        super().__init__(id="help")
+
+    def compose(self) -> ComposeResult:
+        from pxetui.tui.screens.main import MainScreen
+
+        keys = Table(title="Keys", title_justify="left", show_header=False, box=None, padding=(0, 2))
+        for binding in MainScreen.BINDINGS:
+            if isinstance(binding, Binding) and binding.show:
+                keys.add_row(binding.key_display or binding.key, binding.description)
+        for key, text in EXTRA_KEYS:
+            keys.add_row(key, text)
+        stages = Table(title="Stages", title_justify="left", show_header=False, box=None, padding=(0, 2))
+        for stage, text in STAGE_HELP.items():
+            stages.add_row(stage.label, text)
+        with VerticalScroll():
+            yield Static(
+                "[b]pxetui help[/b]: actions apply to the marked machines (space), else to the one"
+                " under the cursor. Assign before power-on: add a MAC with n, or import a CSV with i."
+            )
+            yield Static(keys, classes="help-table")
+            yield Static(stages, classes="help-table")
+        yield Footer()

@@ -1,0 +1,123 @@
+"""The interface picker, shown when pxetui starts without an interface."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from pxetui.netif import InterfaceInfo
+
+if TYPE_CHECKING:
+    from pxetui.tui.app import PxetuiApp
+
+INTRO = (
+    "[b]pxetui[/b]: pick the interface plugged into the lab switch. pxetui serves DHCP, TFTP and"
+    " HTTP on it (and only on it) until you quit."
+)
+
+
+def interface_note(info: InterfaceInfo) -> tuple[str, str]:
+    """(note, style) for one interface: why it is a risky or an unusable choice."""
+    if info.default_route:
+        return "⚠ default route: your uplink; DHCP here can break this network", "bold red"
+    if not info.up:
+        return "link down: plug in the cable", "yellow"
+    if info.address is None:
+        return "no IPv4 address: a temporary one is needed (--address)", "yellow"
+    return "", ""
+
+
+class PickerScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "choose", "Serve on this interface"),
+        Binding("r", "reload", "Refresh"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="picker")
+        self.interfaces: dict[str, InterfaceInfo] = {}
+
+    @property
+    def pxetui(self) -> PxetuiApp:
+        from pxetui.tui.app import PxetuiApp
+
+        assert isinstance(self.app, PxetuiApp)
+        return self.app
+
+    def compose(self) -> ComposeResult:
+        yield Static(INTRO, id="picker-intro")
+        yield DataTable(id="interfaces", cursor_type="row")
+        yield Static(id="picker-hint")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#interfaces", DataTable)
+        for key, label in (
+            ("name", "Interface"),
+            ("link", "Link"),
+            ("speed", "Speed"),
+            ("mac", "MAC"),
+            ("ipv4", "IPv4"),
+            ("note", "Note"),
+        ):
+            table.add_column(label, key=key)
+        self.action_reload()
+        table.focus()
+
+    def action_reload(self) -> None:
+        table = self.query_one("#interfaces", DataTable)
+        table.clear()
+        self.interfaces = {i.name: i for i in self.pxetui.list_interfaces() if i.name != "lo"}
+        # The likely lab NICs first: up, not the uplink.
+        ordered = sorted(self.interfaces.values(), key=lambda i: (i.default_route, not i.up, i.name))
+        for info in ordered:
+            note, style = interface_note(info)
+            table.add_row(
+                Text(info.name, style="bold"),
+                Text("up", style="green") if info.up else Text("down", style="red"),
+                f"{info.speed_mbps} Mb/s" if info.speed_mbps else "",
+                info.mac,
+                ", ".join(str(a) for a in info.ipv4),
+                Text(note, style=style),
+                key=info.name,
+            )
+        hint = self.query_one("#picker-hint", Static)
+        if not self.interfaces:
+            hint.update("No network interface found besides the loopback: plug in a USB NIC and press r.")
+        else:
+            hint.update("↑/↓ choose, Enter serves on it. Nothing is sent until you press Enter.")
+
+    def chosen(self) -> InterfaceInfo | None:
+        table = self.query_one("#interfaces", DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.interfaces.get(str(key))
+
+    def action_choose(self) -> None:
+        from pxetui.tui.screens.confirm import ConfirmScreen
+
+        info = self.chosen()
+        if info is None:
+            return
+        if info.default_route:
+            question = (
+                f"{info.name} carries this machine's default route: it is probably your office"
+                " network, where a second DHCP server breaks everyone's connection. Serve on it anyway?"
+            )
+            self.app.push_screen(
+                ConfirmScreen(question, yes="Serve", no="Back"),
+                lambda yes: self.pxetui.choose_interface(info.name) if yes else None,
+            )
+            return
+        self.pxetui.choose_interface(info.name)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_choose()

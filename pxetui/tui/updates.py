@@ -1,0 +1,57 @@
+"""Coalescing of session events into UI refreshes.
+
+Events arrive one by one (hundreds a second with 300 PCs transferring); the table must not
+redraw per event. The app folds events into this buffer as they come, and a timer drains it a
+few times a second: each drain touches each changed machine's row once, whatever the number
+of events about it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from pxetui.events import Event
+
+LOG_KEEP = 1000  # event log lines kept in memory (and in the log pane)
+
+
+@dataclass(slots=True)
+class PendingUpdates:
+    macs: set[str] = field(default_factory=set)
+    all_rows: bool = False
+    header: bool = True
+    events: deque[Event] = field(default_factory=lambda: deque(maxlen=LOG_KEEP))
+    services: dict[str, Any] = field(default_factory=dict)
+    rival: str | None = None
+    events_seen: int = 0
+
+    def add(self, event: Event) -> None:
+        self.events_seen += 1
+        self.events.append(event)
+        if event.mac is not None:
+            self.macs.add(event.mac)
+        elif event.name.startswith("plan."):
+            self.all_rows = True  # an import or policy change may touch many rows
+        if event.name == "service.ready":
+            services = event.fields.get("services")
+            self.services = dict(services) if isinstance(services, dict) else {}
+            self.header = True
+        elif event.name == "dhcp.rival":
+            fields = event.fields
+            self.rival = str(fields.get("server") or fields.get("ip") or fields.get("address") or "unknown")
+            self.header = True
+        elif event.name.startswith(("plan.", "dhcp.", "install.")) or event.name == "error":
+            self.header = True  # counters and the policy line change with these
+
+    def take(self) -> tuple[set[str] | None, list[Event], bool]:
+        """(changed MACs or None for every row, new events, header changed) and reset."""
+        macs: set[str] | None = None if self.all_rows else self.macs
+        events = list(self.events)
+        header = self.header
+        self.macs = set()
+        self.all_rows = False
+        self.header = False
+        self.events.clear()
+        return macs, events, header
