@@ -13,6 +13,7 @@ from typing import Any
 
 from pxetui.events import Event
 from pxetui.netif import InterfaceInfo
+from pxetui.plan import PlanEntry
 from pxetui.session import Session, SessionConfig
 from pxetui.tui.app import PxetuiApp
 
@@ -151,3 +152,6 @@ def make_app(session: Session, **kwargs: Any) -> PxetuiApp:
     kwargs.setdefault("list_interfaces", fake_interfaces)
     kwargs.setdefault("clock", lambda: NOW)
     return PxetuiApp(session, **kwargs)
+
+
+NO_ENTRY = PlanEntry(mac="00:00:00:00:00:00")

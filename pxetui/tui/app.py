@@ -32,7 +32,7 @@ Clock = Callable[[], float]
 
 
 class PxetuiApp(App[int]):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     TITLE = "pxetui"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
@@ -76,7 +76,10 @@ class PxetuiApp(App[int]):
         if self.session.config.interface:
             self.push_screen(MainScreen())
             if self.start_session:
-                self.run_worker(self.start_services(from_picker=False), name="start", exclusive=True)
+                # After the first refresh: the main screen is composed before any outcome lands.
+                self.call_after_refresh(
+                    self.run_worker, self.start_services(from_picker=False), name="start", exclusive=True
+                )
         else:
             self.push_screen(PickerScreen())
 
@@ -169,7 +172,7 @@ class PxetuiApp(App[int]):
         if macs is not None and not macs and not events and not header:
             return
         for screen in self.screen_stack:
-            if isinstance(screen, MainScreen) and screen.is_mounted:
+            if isinstance(screen, MainScreen) and screen.ready:
                 screen.apply_updates(macs, events, header or tick)
                 self.refreshes += 1
 
@@ -183,7 +186,7 @@ class PxetuiApp(App[int]):
             for binding in screen.palette_bindings():
                 yield SystemCommand(
                     binding.description,
-                    f"key: {binding.key_display or binding.key}",
+                    f"{binding.tooltip} (key {binding.key_display or binding.key})",
                     _action_caller(screen, binding.action),
                 )
 

@@ -26,8 +26,6 @@ STAGE_HELP = {
     Stage.FAILED: "the installer reported a failure (see details)",
 }
 EXTRA_KEYS = (
-    ("enter", "details of the machine: timeline and DHCP fingerprint"),
-    ("*", "mark all machines / clear the marks"),
     ("ctrl+p", "command palette: every action by name"),
     ("escape", "close a form or screen"),
 )
@@ -44,8 +42,8 @@ class HelpScreen(Screen[None]):
 
         keys = Table(title="Keys", title_justify="left", show_header=False, box=None, padding=(0, 2))
         for binding in MainScreen.BINDINGS:
-            if isinstance(binding, Binding) and binding.show:
-                keys.add_row(binding.key_display or binding.key, binding.description)
+            if isinstance(binding, Binding):
+                keys.add_row(binding.key_display or binding.key, binding.tooltip or binding.description)
         for key, text in EXTRA_KEYS:
             keys.add_row(key, text)
         stages = Table(title="Stages", title_justify="left", show_header=False, box=None, padding=(0, 2))

@@ -44,20 +44,27 @@ Row = tuple[Text, ...]
 
 class MainScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("space", "toggle_mark", "Mark"),
-        Binding("asterisk", "mark_all", "Mark all/none", show=False),
-        Binding("a", "assign", "Assign"),
-        Binding("u", "unassign", "Unassign"),
-        Binding("n", "add_machine", "Add"),
-        Binding("i", "import_plan", "Import"),
-        Binding("e", "export_report", "Report"),
-        Binding("l", "boot_local", "Local"),
-        Binding("p", "unknown_policy", "Policy"),
-        Binding("w", "wake", "Wake"),
-        Binding("enter", "details", "Details", show=False),
-        Binding("g", "toggle_log", "Log"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("q", "app.quit", "Quit"),
+        Binding("space", "toggle_mark", "Mark", tooltip="mark / unmark the machine under the cursor"),
+        Binding(
+            "asterisk",
+            "mark_all",
+            "Mark all",
+            show=False,
+            key_display="*",
+            tooltip="mark every machine / clear marks",
+        ),
+        Binding("a", "assign", "Assign", tooltip="assign a profile to the marked machines (or the cursor's)"),
+        Binding("u", "unassign", "Unassign", tooltip="remove the assignment: the menu shows next boot"),
+        Binding("n", "add_machine", "Add", tooltip="add a machine by MAC before power-on"),
+        Binding("i", "import_plan", "Import", tooltip="import a plan CSV (mac,profile,hostname)"),
+        Binding("e", "export_report", "Report", tooltip="export the session report as CSV and JSON"),
+        Binding("l", "boot_local", "Local", tooltip="toggle: boot from the local disk next time"),
+        Binding("p", "unknown_policy", "Policy", tooltip="what machines not in the plan get"),
+        Binding("w", "wake", "Wake", tooltip="send wake-on-LAN to the marked machines"),
+        Binding("enter", "details", "Details", show=False, tooltip="timeline and DHCP fingerprint"),
+        Binding("g", "toggle_log", "Log", tooltip="show / hide the event log"),
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="keys and stages"),
+        Binding("q", "app.quit", "Quit", tooltip="stop the services, save the state and quit"),
     ]
 
     def __init__(self) -> None:
@@ -65,6 +72,7 @@ class MainScreen(Screen[None]):
         self.marked: set[str] = set()
         self._rows: dict[str, Row] = {}
         self.log_lines: list[str] = []
+        self.ready = False  # composed and not yet torn down: safe to refresh
 
     @property
     def pxetui(self) -> PxetuiApp:
@@ -89,8 +97,12 @@ class MainScreen(Screen[None]):
         table = self.query_one("#machines", DataTable)
         for key, label, width in COLUMNS:
             table.add_column(f" {label}", key=key, width=width)
+        self.ready = True
         self.apply_updates(None, [], True)
         table.focus()
+
+    def on_unmount(self) -> None:
+        self.ready = False
 
     # -- refresh (called by the app's coalescing timer) ----------------------------------------
 
