@@ -24,7 +24,7 @@ INTRO = (
 def interface_note(info: InterfaceInfo) -> tuple[str, str]:
     """(note, style) for one interface: why it is a risky or an unusable choice."""
     if info.default_route:
-        return "⚠ default route: your uplink; DHCP here can break this network", "bold red"
+        return "⚠ default route (uplink): DHCP here can break it", "bold red"
     if not info.up:
         return "link down: plug in the cable", "yellow"
     if info.address is None:

@@ -1,0 +1,142 @@
+"""Snapshot tests: each TUI screen rendered at 120x36 with fixed data, clock and time zone,
+compared with the SVG stored in screens/ (the README shows those same files).
+
+Regenerate after an intended change, then look at the pictures before committing:
+
+    PXETUI_UPDATE_SCREENS=1 .venv/bin/pytest tests/test_tui_screens.py
+
+Rich names the SVG's CSS classes after a hash of the content (`terminal-1234-r5`); it is
+replaced by a fixed name so the files only change when the picture does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tui_scenario as sc
+from textual.widgets import DataTable, Input
+
+from pxetui.session import Session
+from pxetui.tui.app import PxetuiApp
+
+SCREENS = Path(__file__).resolve().parent.parent / "screens"
+UPDATE = os.environ.get("PXETUI_UPDATE_SCREENS") == "1"
+_RICH_ID = re.compile(r"terminal-\d+")
+
+Steps = Callable[[Any, PxetuiApp, Session], Awaitable[None]]
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def normalise(svg: str) -> str:
+    return _RICH_ID.sub("terminal-pxetui", svg)
+
+
+async def nothing(pilot: Any, app: PxetuiApp, session: Session) -> None:
+    return None
+
+
+def keys(*pressed: str, values: dict[str, str] | None = None, submit: bool = False) -> Steps:
+    async def steps(pilot: Any, app: PxetuiApp, session: Session) -> None:
+        for key in pressed:
+            await pilot.press(key)
+            await pilot.pause()
+        for field, value in (values or {}).items():
+            app.screen.query_one(f"#field-{field}", Input).value = value
+        if submit:
+            await pilot.press("enter")
+        await pilot.pause()
+
+    return steps
+
+
+def on_row(mac: str, then: Steps) -> Steps:
+    async def steps(pilot: Any, app: PxetuiApp, session: Session) -> None:
+        table = app.screen.query_one("#machines", DataTable)
+        table.move_cursor(row=table.get_row_index(mac))
+        await pilot.pause()
+        await then(pilot, app, session)
+
+    return steps
+
+
+BAD_CSV = "mac,profile,hostname\n52:54:00:aa:00:01,debian-12,ok\n52:54:00:zz:00:02,debian-12,x\n"
+
+# name -> (session interface, rival DHCP seen, steps after the scenario's events)
+CASES: dict[str, tuple[str, bool, Steps]] = {
+    "picker": ("", False, nothing),
+    "main": ("enx00e04c680001", False, nothing),
+    "main-rival-dhcp": ("enx00e04c680001", True, nothing),
+    "detail": ("enx00e04c680001", False, on_row(sc.PC_UEFI, keys("enter"))),
+    "help": ("enx00e04c680001", False, keys("question_mark")),
+    "assign": ("enx00e04c680001", False, on_row(sc.PC_HTTPBOOT, keys("a"))),
+    "add-machine-bad-mac": (
+        "enx00e04c680001",
+        False,
+        keys("n", values={"mac": "52:54:00:zz:34:99", "hostname": "lab-pc-07"}, submit=True),
+    ),
+    # Relative path: the test runs in a temporary directory holding lab.csv.
+    "import-malformed-csv": ("enx00e04c680001", False, keys("i", values={"path": "lab.csv"}, submit=True)),
+    # The default is the state directory; shown as root would see it, not pytest's tmp path.
+    "export-report": ("enx00e04c680001", False, keys("e", values={"directory": "/var/lib/pxetui"})),
+    "unknown-policy": ("enx00e04c680001", False, keys("p", values={"profile": "debian-12", "count": "10"})),
+    "quit-confirm": ("enx00e04c680001", False, keys("q")),
+}
+
+
+async def render(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    interface, rival, steps = CASES[name]
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "lab.csv").write_text(BAD_CSV)
+    monkeypatch.chdir(tmp_path)
+    session = sc.open_session(tmp_path / "state", interface=interface)
+    if interface:
+        sc.plan_lab(session)  # before the app subscribes: plan events (real time) stay out of the log
+    app = sc.make_app(session)
+    async with app.run_test(size=sc.SIZE) as pilot:
+        if interface:
+            sc.boot_events(session, rival=rival)
+            app.flush_updates()
+            await pilot.pause()
+        await steps(pilot, app, session)
+        for field in app.screen.query(Input):
+            field.cursor_blink = False
+        await pilot.pause(0.1)
+        return normalise(app.export_screenshot(title="pxetui"))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+async def test_screen_matches_stored_svg(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    live = await render(name, tmp_path, monkeypatch)
+    stored_path = SCREENS / f"{name}.svg"
+    if UPDATE:
+        SCREENS.mkdir(exist_ok=True)
+        stored_path.write_text(live, encoding="utf-8")
+    assert stored_path.is_file(), f"no {stored_path}: run PXETUI_UPDATE_SCREENS=1 pytest {__file__}"
+    stored = stored_path.read_text(encoding="utf-8")
+    if live != stored:
+        (tmp_path / f"{name}.live.svg").write_text(live, encoding="utf-8")
+    assert live == stored, (
+        f"{name}: the screen changed; compare {tmp_path / (name + '.live.svg')} with {stored_path},"
+        " and if the change is intended regenerate with PXETUI_UPDATE_SCREENS=1"
+    )
+
+
+async def test_rendering_is_deterministic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = await render("main", tmp_path / "a", monkeypatch)
+    second = await render("main", tmp_path / "b", monkeypatch)
+    assert first == second
+    assert "52:54:00:12:34:01" in first
