@@ -1,0 +1,133 @@
+"""TUI building blocks without a screen: cell text, profile fitting, event coalescing,
+and the rule that only pxetui/tui imports textual."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pxetui.events import Event
+from pxetui.plan import PlanEntry
+from pxetui.profiles import load_profiles
+from pxetui.registry import Machine, Stage, Transfer
+from pxetui.tui import format as fmt
+from pxetui.tui.updates import LOG_KEEP, PendingUpdates
+
+
+@pytest.mark.parametrize(
+    ("arch", "expected"),
+    [
+        (None, {"debian-12", "debian-12-local", "ipxe-shell", "local-disk", "reboot"}),
+        (0, {"debian-12", "debian-12-local", "ipxe-shell", "local-disk", "reboot"}),
+        (7, {"debian-12", "debian-12-local", "ipxe-shell", "local-disk", "reboot"}),
+        (16, {"debian-12", "debian-12-local", "ipxe-shell", "local-disk", "reboot"}),
+        (11, {"ipxe-shell", "local-disk", "reboot"}),
+        (6, {"ipxe-shell", "local-disk", "reboot"}),
+        (10, set()),
+    ],
+)
+def test_fitting_profiles_follow_option_93(arch: int | None, expected: set[str]) -> None:
+    profiles = load_profiles()
+    assert {p.name for p in fmt.fitting_profiles(profiles.values(), [arch])} == expected
+
+
+def test_fitting_profiles_for_several_machines_is_the_intersection() -> None:
+    profiles = load_profiles()
+    names = {p.name for p in fmt.fitting_profiles(profiles.values(), [7, 11])}
+    assert names == {"ipxe-shell", "local-disk", "reboot"}
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(None, ""), (0, "0s"), (59.9, "59s"), (65, "1m05s"), (3600, "1h00m"), (-3, "0s")]
+)
+def test_duration(seconds: float | None, text: str) -> None:
+    assert fmt.duration(seconds) == text
+
+
+def test_bar_and_rate() -> None:
+    assert fmt.bar(0) == "······" and fmt.bar(1) == "██████" and fmt.bar(2) == "██████"
+    assert fmt.bar(0.5) == "███···"
+    assert len(fmt.bar(0.37)) == fmt.BAR_WIDTH
+    assert fmt.rate(12_300_000) == "12.3MB/s" and fmt.rate(512_000_000) == "512MB/s" and fmt.rate(2_000) == "2kB/s"
+
+
+def test_progress_cells() -> None:
+    m = Machine(mac="52:54:00:00:00:01", stage=Stage.KERNEL)
+    assert fmt.progress(m) == ""
+    m.transfer = Transfer(file="linux", bytes=4_000_000, total=8_000_000, rate=10_000_000)
+    assert fmt.progress(m) == "███···  50% 10.0MB/s"  # percent right-aligned: columns line up
+    m.transfer = Transfer(file="/boot/initrd.gz", bytes=0)
+    assert fmt.progress(m) == "initrd.gz"
+    m.transfer = Transfer(file="x.iso", bytes=2_500_000, rate=1_000_000)
+    assert fmt.progress(m) == "2.5MB 1.0MB/s"
+    m.transfer = Transfer(file="linux", bytes=10, total=10, finished=True)
+    assert fmt.progress(m) == "linux ✓"
+    m.stage = Stage.DONE
+    assert fmt.progress(m) == ""
+
+
+def test_elapsed_counts_from_dhcp_and_freezes_when_done() -> None:
+    m = Machine(mac="52:54:00:00:00:01", first_seen=50.0)
+    assert fmt.elapsed(m, 1000.0) == ""  # waiting: a plan event is not a first packet
+    m.stage = Stage.KERNEL
+    m.stage_times = {"dhcp": 100.0}
+    assert fmt.elapsed(m, 190.0) == "1m30s"
+    m.stage = Stage.DONE
+    m.stage_times["done"] = 130.0
+    assert fmt.elapsed(m, 5000.0) == "30s"
+
+
+def test_assigned_and_stage_text() -> None:
+    m = Machine(mac="52:54:00:00:00:01", stage=Stage.FAILED, last_error="no disk")
+    assert fmt.assigned(None) == "menu"
+    assert fmt.assigned(PlanEntry(mac=m.mac, profile="debian-12")) == "debian-12"
+    assert fmt.assigned(PlanEntry(mac=m.mac, profile="debian-12", boot_local=True)) == "local disk"
+    m.menu_choice = "ipxe-shell"
+    assert fmt.assigned(None, m) == "menu: ipxe-shell"
+    assert fmt.stage_text(m) == "failed: no disk"
+    assert fmt.arch_label(7) == "7 (x64 UEFI)" and fmt.arch_label(None) == "unknown"
+
+
+def test_pending_updates_coalesce_events_per_machine() -> None:
+    pending = PendingUpdates()
+    for i in range(1000):
+        pending.add(Event("tftp.progress", f"52:54:00:00:00:{i % 3:02x}", {"bytes": i}))
+    macs, events, header = pending.take()
+    assert macs == {"52:54:00:00:00:00", "52:54:00:00:00:01", "52:54:00:00:00:02"}
+    assert len(events) == 1000 and header  # first take also draws the header
+    assert pending.take() == (set(), [], False)
+    pending.add(Event("plan.import", None, {"count": 3}))
+    macs, _, header = pending.take()
+    assert macs is None and header  # every row may have changed
+    for i in range(LOG_KEEP + 10):
+        pending.add(Event("http.progress", "52:54:00:00:00:01"))
+    assert len(pending.take()[1]) == LOG_KEEP
+    pending.add(Event("dhcp.rival", None, {"server": "198.18.0.254"}))
+    pending.add(Event("service.ready", None, {"services": {"dhcp": {"port": 67}}}))
+    assert pending.rival == "198.18.0.254" and pending.services == {"dhcp": {"port": 67}}
+
+
+def test_only_the_tui_imports_textual() -> None:
+    """Services and core must run (headless, in tests) without textual loaded."""
+    code = (
+        "import sys, pkgutil, importlib, pxetui\n"
+        "for m in pkgutil.walk_packages(pxetui.__path__, 'pxetui.'):\n"
+        "    if not m.name.startswith('pxetui.tui'):\n"
+        "        importlib.import_module(m.name)\n"
+        "bad = sorted(n for n in sys.modules if n == 'textual' or n.startswith('textual.'))\n"
+        "print(len(bad))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"
+    package = Path(__file__).resolve().parent.parent / "pxetui"
+    offenders = [
+        str(p.relative_to(package))
+        for p in package.rglob("*.py")
+        if p.relative_to(package).parts[0] != "tui"
+        and any(line.lstrip().startswith(("import textual", "from textual")) for line in p.read_text().splitlines())
+    ]
+    assert offenders == []
