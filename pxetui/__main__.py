@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory with ipxe.efi / undionly.kpxe (default: /usr/lib/ipxe)",
     )
     p.add_argument(
+        "--snponly",
+        action="store_true",
+        help="give UEFI PCs snponly.efi instead of ipxe.efi (drives the NIC through the firmware)",
+    )
+    p.add_argument(
         "--http-port",
         type=_port,
         default=8080,
