@@ -95,6 +95,7 @@ class Vm:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C in the terminal is for pxetui, not for the guests
         )
 
     def serial(self) -> str:
