@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from classic import ClassicStack  # noqa: E402
+from classic import ClassicStack
 
-from pxetui.labnet import Lab  # noqa: E402
-from pxetui.qemu import Vm, VmSpec  # noqa: E402
+from pxetui.labnet import Lab
+from pxetui.qemu import Vm, VmSpec
 
 
 def boot_vms(lab: Lab, work: Path, count: int, timeout: float) -> list[float | None]:
