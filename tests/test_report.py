@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 import tui_scenario as sc
+
 from pxetui.errors import UsageError
 from pxetui.report import REPORT_COLUMNS, report_csv, report_rows, write_report
 
@@ -60,7 +60,7 @@ def test_text_from_the_network_never_starts_a_spreadsheet_formula(session) -> No
     sc.publish(session, 99, "install.failed", sc.PC_UEFI, reason='=HYPERLINK("http://x","click")')
     text = report_csv(report_rows(session.registry, session.plan))
     row = next(r for r in csv.DictReader(io.StringIO(text)) if r["mac"] == sc.PC_UEFI)
-    assert row["error"] == "'=HYPERLINK(\"http://x\",\"click\")"
+    assert row["error"] == '\'=HYPERLINK("http://x","click")'
 
 
 def test_report_into_a_missing_directory_is_a_usage_error(session, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -51,7 +51,11 @@ def test_bar_and_rate() -> None:
     assert fmt.bar(0) == "······" and fmt.bar(1) == "██████" and fmt.bar(2) == "██████"
     assert fmt.bar(0.5) == "███···"
     assert len(fmt.bar(0.37)) == fmt.BAR_WIDTH
-    assert fmt.rate(12_300_000) == "12.3MB/s" and fmt.rate(512_000_000) == "512MB/s" and fmt.rate(2_000) == "2kB/s"
+    assert (
+        fmt.rate(12_300_000) == "12.3MB/s"
+        and fmt.rate(512_000_000) == "512MB/s"
+        and fmt.rate(2_000) == "2kB/s"
+    )
 
 
 def test_progress_cells() -> None:
@@ -102,7 +106,7 @@ def test_pending_updates_coalesce_events_per_machine() -> None:
     pending.add(Event("plan.import", None, {"count": 3}))
     macs, _, header = pending.take()
     assert macs is None and header  # every row may have changed
-    for i in range(LOG_KEEP + 10):
+    for _ in range(LOG_KEEP + 10):
         pending.add(Event("http.progress", "52:54:00:00:00:01"))
     assert len(pending.take()[1]) == LOG_KEEP
     pending.add(Event("dhcp.rival", None, {"server": "198.18.0.254"}))
@@ -128,6 +132,9 @@ def test_only_the_tui_imports_textual() -> None:
         str(p.relative_to(package))
         for p in package.rglob("*.py")
         if p.relative_to(package).parts[0] != "tui"
-        and any(line.lstrip().startswith(("import textual", "from textual")) for line in p.read_text().splitlines())
+        and any(
+            line.lstrip().startswith(("import textual", "from textual"))
+            for line in p.read_text().splitlines()
+        )
     ]
     assert offenders == []

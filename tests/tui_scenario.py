@@ -115,7 +115,7 @@ def boot_events(session: Session, *, rival: bool = False) -> None:
     publish(session, 30.2, "dhcp.ack", PC_UEFI, ip="198.18.0.100", arch=7)
     publish(session, 31, "tftp.start", PC_UEFI, file="ipxe.efi", total=1_048_576)
     publish(session, 33, "tftp.done", PC_UEFI, file="ipxe.efi", bytes=1_048_576, total=1_048_576)
-    publish(session, 36, "dhcp.discover", PC_UEFI, arch=7, user_class="iPXE")
+    publish(session, 36, "dhcp.discover", PC_UEFI, arch=7, user_class="iPXE", ipxe=True)
     publish(session, 36.1, "dhcp.ack", PC_UEFI, ip="198.18.0.100", arch=7)
     publish(session, 37, "http.request", PC_UEFI, kind="script", path="/boot.ipxe")
     publish(session, 38, "http.request", PC_UEFI, kind="kernel", path="linux", total=8_000_000)
