@@ -25,6 +25,7 @@ class PendingUpdates:
     events: deque[Event] = field(default_factory=lambda: deque(maxlen=LOG_KEEP))
     services: dict[str, Any] = field(default_factory=dict)
     rival: str | None = None
+    ready: bool = False  # service.ready seen: the services dict is what runs (maybe nothing)
     events_seen: int = 0
 
     def add(self, event: Event) -> None:
@@ -37,6 +38,7 @@ class PendingUpdates:
         if event.name == "service.ready":
             services = event.fields.get("services")
             self.services = dict(services) if isinstance(services, dict) else {}
+            self.ready = True
             self.header = True
         elif event.name == "dhcp.rival":
             fields = event.fields

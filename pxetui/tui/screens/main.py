@@ -160,12 +160,12 @@ class MainScreen(Screen[None]):
         address = session.address or cfg.address
         where = f"[b]{cfg.interface}[/b] {address}" if address else f"[b]{cfg.interface}[/b]"
         services = app.pending.services
-        if services:
+        if app.pending.ready:
             parts = []
             for name, desc in services.items():
                 port = desc.get("port") if isinstance(desc, dict) else None
                 parts.append(f"{name.upper()} [green]●[/]" + (f" :{port}" if port else ""))
-            state = "  ".join(parts) if parts else "[yellow]no services[/]"
+            state = "  ".join(parts) if parts else "[yellow]no boot services in this build[/]"
         elif app.starting:
             state = "[yellow]starting services…[/]"
         else:
