@@ -135,9 +135,9 @@ class PxetuiApp(App[int]):
             return
         await self.shutdown()
 
-    async def action_help_quit(self) -> None:
+    def action_help_quit(self) -> None:
         """Ctrl+C (outside a text field, where it copies) quits like q: operators expect it."""
-        await self.action_quit()
+        self.run_worker(self.action_quit(), name="quit")
 
     async def _quit_confirmed(self, yes: bool | None) -> None:
         if yes:
