@@ -485,7 +485,7 @@ async def test_quit_with_transfers_running_asks_first_and_saves(session: Session
         sc.boot_events(session)
         await settle(pilot, app)
         assert app.transfers_running() == 2
-        await pilot.press("q")
+        await pilot.press("ctrl+c")  # operators' habit: same as q
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
         assert "2 transfers still running" in app.screen.question
