@@ -99,15 +99,17 @@ def test_pending_updates_coalesce_events_per_machine() -> None:
     pending = PendingUpdates()
     for i in range(1000):
         pending.add(Event("tftp.progress", f"52:54:00:00:00:{i % 3:02x}", {"bytes": i}))
+    pending.add(Event("tftp.done", "52:54:00:00:00:01"))
     macs, events, header = pending.take()
     assert macs == {"52:54:00:00:00:00", "52:54:00:00:00:01", "52:54:00:00:00:02"}
-    assert len(events) == 1000 and header  # first take also draws the header
+    assert [e.name for e in events] == ["tftp.done"] and header  # progress: table only, not the log
+    assert pending.events_seen == 1001
     assert pending.take() == (set(), [], False)
     pending.add(Event("plan.import", None, {"count": 3}))
     macs, _, header = pending.take()
     assert macs is None and header  # every row may have changed
     for _ in range(LOG_KEEP + 10):
-        pending.add(Event("http.progress", "52:54:00:00:00:01"))
+        pending.add(Event("http.request", "52:54:00:00:00:01"))
     assert len(pending.take()[1]) == LOG_KEEP
     pending.add(Event("dhcp.rival", None, {"server": "198.18.0.254"}))
     pending.add(Event("service.ready", None, {"services": {"dhcp": {"port": 67}}}))

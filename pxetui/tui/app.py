@@ -173,12 +173,17 @@ class PxetuiApp(App[int]):
         macs, events, header = self.pending.take()
         if macs is not None and tick:
             macs |= {m.mac for m in self.session.registry.machines.values() if not m.stage.terminal}
-        if macs is not None and not macs and not events and not header:
+        if macs is not None and not macs and not events and not header and not self._stale_rows():
             return
         for screen in self.screen_stack:
             if isinstance(screen, MainScreen) and screen.ready:
                 screen.apply_updates(macs, events, header or tick)
                 self.refreshes += 1
+
+    def _stale_rows(self) -> int:
+        from pxetui.tui.screens.main import MainScreen
+
+        return sum(s.stale_rows for s in self.screen_stack if isinstance(s, MainScreen) and s.ready)
 
     # -- command palette -----------------------------------------------------------------------
 

@@ -30,7 +30,10 @@ class PendingUpdates:
 
     def add(self, event: Event) -> None:
         self.events_seen += 1
-        self.events.append(event)
+        if not event.name.endswith(".progress"):
+            # Progress is the flood (10 a second per transfer) and the table shows it; the
+            # log keeps the steps, which would otherwise be pushed out of it within seconds.
+            self.events.append(event)
         if event.mac is not None:
             self.macs.add(event.mac)
         elif event.name.startswith("plan."):

@@ -21,6 +21,7 @@ from pxetui.plan import PlanError, check_hostname
 from pxetui.registry import Machine, Stage
 from pxetui.tui import format as fmt
 from pxetui.tui.screens.forms import Field, FormScreen
+from pxetui.tui.updates import LOG_KEEP
 
 if TYPE_CHECKING:
     from pxetui.tui.app import PxetuiApp
@@ -39,6 +40,8 @@ COLUMNS = (
     ("elapsed", "Elapsed", 8),
 )
 MARK = "●"
+OFFSCREEN_ROWS_PER_REFRESH = 40
+LOG_LINES_PER_REFRESH = 40
 Row = tuple[Text, ...]
 
 
@@ -71,6 +74,7 @@ class MainScreen(Screen[None]):
         super().__init__(id="main")
         self.marked: set[str] = set()
         self._rows: dict[str, Row] = {}
+        self._stale: set[str] = set()
         self.log_lines: list[str] = []
         self.ready = False  # composed and not yet torn down: safe to refresh
 
@@ -90,7 +94,7 @@ class MainScreen(Screen[None]):
         )
         yield table
         with Collapsible(title="Event log (g)", collapsed=False, id="log-pane"):
-            yield RichLog(id="log", max_lines=1000, wrap=False, markup=False)
+            yield RichLog(id="log", max_lines=LOG_KEEP, wrap=False, markup=False)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -109,33 +113,73 @@ class MainScreen(Screen[None]):
     def apply_updates(self, macs: set[str] | None, events: list[Event], header: bool) -> None:
         self._sync_rows(macs)
         if events:
-            log = self.query_one("#log", RichLog)
-            for event in events:
-                line = _log_line(event)
-                self.log_lines.append(line)
-                log.write(Text(line, style=_log_style(event)))
-            del self.log_lines[:-1000]
+            self._append_log(events)
         if header:
             self._refresh_header()
 
+    @property
+    def stale_rows(self) -> int:
+        """Rows whose machine changed but that are not redrawn yet (off screen, over budget)."""
+        return len(self._stale)
+
+    def _append_log(self, events: list[Event]) -> None:
+        # At most LOG_LINES_PER_REFRESH lines are drawn per refresh: nobody reads faster, and
+        # drawing costs loop time the services need.
+        lines = [(_log_line(e), _log_style(e)) for e in events]
+        if not lines:
+            return
+        self.log_lines.extend(line for line, _ in lines)
+        del self.log_lines[:-LOG_KEEP]
+        log = self.query_one("#log", RichLog)
+        skipped = len(lines) - LOG_LINES_PER_REFRESH
+        if skipped > 0:
+            log.write(Text(f"… {skipped} more events (all are in the machines' timelines)", style="dim"))
+            lines = lines[skipped:]
+        for line, style in lines:
+            log.write(Text(line, style=style))
+
     def _sync_rows(self, macs: set[str] | None) -> None:
+        """Redraw changed rows: all visible ones, plus a bounded number of off-screen ones.
+
+        With 300 machines transferring, every row changes between two refreshes; redrawing
+        them all would hold the loop (and the services' packets) for tens of ms. Rows on screen
+        are always current; rows off screen catch up OFFSCREEN_ROWS_PER_REFRESH at a time.
+        """
         session = self.pxetui.session
+        self._stale.update(session.registry.machines if macs is None else macs)
+        if not self._stale:
+            return
         table = self.query_one("#machines", DataTable)
         now = self.pxetui.clock()
-        wanted: Iterable[str] = session.registry.machines if macs is None else sorted(macs)
-        for mac in wanted:
-            machine = session.registry.get(mac)
-            if machine is None:
-                continue
-            row = self._row(machine, now)
-            old = self._rows.get(mac)
-            if old is None:
-                table.add_row(*row, key=mac)
-            elif old != row:
-                for (key, _, _), new_cell, old_cell in zip(COLUMNS, row, old, strict=True):
-                    if new_cell != old_cell:
-                        table.update_cell(mac, key, new_cell)
-            self._rows[mac] = row
+        if any(mac not in self._rows for mac in self._stale):
+            for mac in session.registry.machines:  # registry order: planned first, then as seen
+                if mac not in self._rows:
+                    self._update_row(table, mac, now)
+        visible = self._visible_macs(table)
+        due = [mac for mac in visible if mac in self._stale]
+        due += [mac for mac in self._stale if mac not in visible][:OFFSCREEN_ROWS_PER_REFRESH]
+        for mac in due:
+            self._update_row(table, mac, now)
+
+    def _visible_macs(self, table: DataTable[Text]) -> list[str]:
+        first = int(table.scroll_y)
+        rows = table.ordered_rows[first : first + table.size.height + 1]
+        return [str(row.key.value) for row in rows]
+
+    def _update_row(self, table: DataTable[Text], mac: str, now: float) -> None:
+        self._stale.discard(mac)
+        machine = self.pxetui.session.registry.get(mac)
+        if machine is None:
+            return
+        row = self._row(machine, now)
+        old = self._rows.get(mac)
+        if old is None:
+            table.add_row(*row, key=mac)
+        elif old != row:
+            for (key, _, _), new_cell, old_cell in zip(COLUMNS, row, old, strict=True):
+                if new_cell != old_cell:
+                    table.update_cell(mac, key, new_cell)
+        self._rows[mac] = row
 
     def _row(self, machine: Machine, now: float) -> Row:
         entry = self.pxetui.session.plan.get(machine.mac)
