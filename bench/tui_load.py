@@ -6,7 +6,7 @@ that moment waits before its handler runs. Three setups, same run, same event st
 machines, each reporting transfer progress 10 times a second = 3000 events/s):
 
   no TUI         the Session alone (what `--headless` without a printer costs)
-  TUI coalesced  pxetui's TUI: events folded, table refreshed 5 times a second
+  TUI coalesced  pxetui's TUI: events folded, table refreshed 4 times a second
   TUI per event  the naive design, one table refresh per event (the peer to beat)
 
 The TUI runs headless (Textual's test driver: layout and rendering happen, the terminal write

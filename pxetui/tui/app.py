@@ -24,7 +24,7 @@ from pxetui.events import Event
 from pxetui.session import Session
 from pxetui.tui.updates import PendingUpdates
 
-REFRESH_SECONDS = 0.2  # at most 5 table refreshes a second, whatever the event rate
+REFRESH_SECONDS = 0.25  # at most 4 table refreshes a second, whatever the event rate
 ELAPSED_TICK_SECONDS = 1.0
 
 InterfaceLister = Callable[[], list[netif.InterfaceInfo]]

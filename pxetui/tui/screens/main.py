@@ -40,7 +40,7 @@ COLUMNS = (
     ("elapsed", "Elapsed", 8),
 )
 MARK = "●"
-OFFSCREEN_ROWS_PER_REFRESH = 40
+OFFSCREEN_ROWS_PER_REFRESH = 20
 LOG_LINES_PER_REFRESH = 40
 Row = tuple[Text, ...]
 
