@@ -96,8 +96,8 @@ class DetailScreen(Screen[None]):
         fp.clear()
         for key, option, meaning in FINGERPRINT:
             value = machine.fingerprint.get(key)
-            if key == "arch" and value is not None:
-                value = fmt.arch_label(int(value))
+            if key == "arch" and isinstance(value, int):
+                value = fmt.arch_label(value)
             fp.add_row(option, meaning, "" if value is None else str(value))
         timeline = self.query_one("#timeline", DataTable)
         timeline.clear()
