@@ -27,4 +27,9 @@ class Service(Protocol):
 
 def build_services(session: Session) -> list[Service]:
     """The services a session runs, in start order. Each boot-chain service adds itself here."""
-    return []
+    from pxetui.services.dhcp import DhcpService
+
+    services: list[Service] = []
+    # DHCP last: it sends PCs to TFTP/HTTP, so those must already listen when it answers.
+    services.append(DhcpService(session))
+    return services
