@@ -6,6 +6,7 @@ report and any error, so every firmware case can be unit-tested and fuzzed direc
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from collections.abc import Callable
@@ -28,7 +29,7 @@ PXE_VENDOR_OPTIONS = b"\x06\x01\x08\xff"
 BROADCAST_IP = b"\xff\xff\xff\xff"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ServerFacts:
     mode: str  # "full" or "proxy"
     server_ip: ipaddress.IPv4Address
@@ -38,6 +39,19 @@ class ServerFacts:
     expected_loader: Callable[[int], str]  # the file that would serve `arch`, to name it in errors
     hostname_for: Callable[[str], str | None] = lambda mac: None
     boot_dir: str = ""
+
+    # Derived once: the hot path builds thousands of replies a second from these.
+    @functools.cached_property
+    def server_packed(self) -> bytes:
+        return self.server_ip.packed
+
+    @functools.cached_property
+    def server_text(self) -> bytes:
+        return str(self.server_ip).encode()
+
+    @functools.cached_property
+    def netmask_packed(self) -> bytes:
+        return self.network.netmask.packed
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +140,7 @@ def _answer_discover(packet: Packet, facts: ServerFacts, pool: LeasePool) -> Ans
 
 def _answer_request(packet: Packet, facts: ServerFacts, pool: LeasePool) -> Answer:
     server_id = packet.ip_option(codec.OPT_SERVER_ID)
-    ours = facts.server_ip.packed
-    if server_id is not None and server_id != ours:
+    if server_id is not None and server_id != facts.server_packed:
         pool.forget_offer(packet.mac)
         return Answer(note="for another server")
     wanted = _requested(packet) or (packet.ciaddr if packet.ciaddr != codec.ZERO_IP else None)
@@ -158,7 +171,7 @@ def _answer_proxy(packet: Packet, port: int, mtype: int, facts: ServerFacts) -> 
         kind = codec.OFFER
     elif mtype == codec.REQUEST:
         server_id = packet.ip_option(codec.OPT_SERVER_ID)
-        if port != PROXY_PORT and server_id != facts.server_ip.packed:
+        if port != PROXY_PORT and server_id != facts.server_packed:
             return Answer(note="for another server")
         kind = codec.ACK
     else:
@@ -178,19 +191,13 @@ def _reply(
     pool: LeasePool | None,
     port: int,
 ) -> Answer:
-    server = facts.server_ip.packed
+    server = facts.server_packed
     options: list[tuple[int, bytes]] = [
         (codec.OPT_MESSAGE_TYPE, bytes((kind,))),
         (codec.OPT_SERVER_ID, server),
     ]
     if pool is not None:
-        lease = pool.lease_seconds
-        options += [
-            (codec.OPT_LEASE_TIME, struct.pack("!I", lease)),
-            (codec.OPT_T1, struct.pack("!I", lease // 2)),
-            (codec.OPT_T2, struct.pack("!I", lease * 7 // 8)),
-            (codec.OPT_SUBNET_MASK, facts.network.netmask.packed),
-        ]
+        options += _lease_options(pool.lease_seconds, facts.netmask_packed)
         hostname = facts.hostname_for(packet.mac)
         if hostname:
             options.append((codec.OPT_HOSTNAME, hostname.encode("ascii", "replace")))
@@ -198,7 +205,7 @@ def _reply(
     if boot.file is not None:
         if boot.vendor_class is not None:
             options.append((codec.OPT_VENDOR_CLASS, boot.vendor_class))
-        options.append((codec.OPT_TFTP_SERVER, str(facts.server_ip).encode()))
+        options.append((codec.OPT_TFTP_SERVER, facts.server_text))
         options.append((codec.OPT_BOOTFILE, boot.file.encode()))
         if boot.vendor_class == b"PXEClient":
             options.append((codec.OPT_VENDOR, PXE_VENDOR_OPTIONS))
@@ -235,6 +242,16 @@ def _reply(
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _lease_options(lease: int, netmask: bytes) -> list[tuple[int, bytes]]:
+    return [
+        (codec.OPT_LEASE_TIME, struct.pack("!I", lease)),
+        (codec.OPT_T1, struct.pack("!I", lease // 2)),
+        (codec.OPT_T2, struct.pack("!I", lease * 7 // 8)),
+        (codec.OPT_SUBNET_MASK, netmask),
+    ]
+
+
 def _nak(packet: Packet, reason: str, facts: ServerFacts) -> Answer:
     reply = Packet(
         op=codec.BOOTREPLY,
@@ -254,7 +271,7 @@ def _nak(packet: Packet, reason: str, facts: ServerFacts) -> Answer:
     )
     options = [
         (codec.OPT_MESSAGE_TYPE, bytes((codec.NAK,))),
-        (codec.OPT_SERVER_ID, facts.server_ip.packed),
+        (codec.OPT_SERVER_ID, facts.server_packed),
         (codec.OPT_MESSAGE, reason.encode("ascii", "replace")[:200]),
     ]
     if packet.giaddr != codec.ZERO_IP:

@@ -10,6 +10,7 @@ The policy itself is pxetui/dhcp/answer.py; this module moves bytes and reports 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import ipaddress
@@ -76,6 +77,7 @@ class DhcpService:
         self._sender: socket.socket | None = None
         self._tap: socket.socket | None = None
         self._save_handle: asyncio.TimerHandle | None = None
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dhcp-leases")
         self._ifname = ""
         self._ours = b""
         self.answered = 0
@@ -92,6 +94,7 @@ class DhcpService:
         loop = asyncio.get_running_loop()
         try:
             self._sender = rawnet.frame_sender(self._ifname)
+            _grow_buffers(self._sender)
             self._tap = rawnet.server_reply_tap(self._ifname)
         except OSError as exc:
             self._close()
@@ -286,7 +289,7 @@ class DhcpService:
         try:
             if delivery.ether is not None:
                 assert self._sender is not None
-                dst = ipaddress.IPv4Address(delivery.ip).packed
+                dst = socket.inet_aton(delivery.ip)
                 datagram = rawnet.ip_udp(self._ours, dst, SERVER_PORT, delivery.port, result.reply)
                 rawnet.send_frame(self._sender, self._ifname, delivery.ether, datagram)
             elif delivery.port == 0:
@@ -318,13 +321,22 @@ class DhcpService:
             self._save_handle = loop.call_later(LEASE_SAVE_DELAY, self._save_soon)
 
     def _save_soon(self) -> None:
+        """Snapshot on the loop, write (and fsync) on the one writer thread: no stall, in order."""
         self._save_handle = None
-        try:
-            self._save_leases()
-        except OSError as exc:
+        if self.pool is None or not self.pool.changed:
+            return
+        self.pool.changed = False
+        document = self.pool.to_document()
+        future = self._writer.submit(self.session.state.save, "leases", document)
+        future.add_done_callback(self._saved)
+
+    def _saved(self, future: concurrent.futures.Future[None]) -> None:
+        exc = future.exception()
+        if exc is not None:
             self.session.emit("error", None, service="dhcp", reason=f"cannot save leases: {exc}")
 
     def _save_leases(self) -> None:
+        self._writer.shutdown(wait=True)
         if self.pool is None or not self.pool.changed:
             return
         self.pool.changed = False
@@ -391,15 +403,32 @@ def expected_loader(boot_files: BootFiles, arch: int) -> str:
     return f"a loader for this architecture (pxetui knows none for arch {arch})"
 
 
+SO_RCVBUFFORCE = 33
+SO_SNDBUFFORCE = 32
+SOCKET_BUFFER = 8 << 20
+
+
+def _grow_buffers(sock: socket.socket) -> None:
+    """Deep queues, so a room powering on (or a stall while state is written) drops nothing.
+
+    The *FORCE variants (root) go past net.core.rmem_max, which is only 208 KiB by default:
+    about 150 queued DHCP packets.
+    """
+    for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
+        except OSError:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, plain, SOCKET_BUFFER)
+
+
 def _bind_udp(ifname: str, host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
-        with contextlib.suppress(OSError):  # bigger queues absorb a room powering on at once
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        _grow_buffers(sock)
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
