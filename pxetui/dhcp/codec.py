@@ -7,7 +7,7 @@ are parsed and replies built here. Parsing rejects anything malformed with a Dec
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 import struct
 import uuid
 from dataclasses import dataclass, field
@@ -234,4 +234,4 @@ def is_ipxe(packet: Packet) -> bool:
 
 
 def ip_text(raw: bytes) -> str:
-    return str(ipaddress.IPv4Address(raw))
+    return socket.inet_ntoa(raw)
