@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import need_tools
+from conftest import need, need_tools
 from dhcp_client import (
     ZERO_UUID,
     RawClient,
@@ -406,3 +406,58 @@ def test_rival_watch_and_full_mode_refusal(
         assert "dhcp.rival" in refused.names() and "service.ready" not in refused.names()
     finally:
         rival.stop()
+
+
+# -- a whole PC: OVMF's own PXE client ------------------------------------------------------------
+
+OVMF = Path("/usr/share/qemu/OVMF.fd")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("mode", ["full", "proxy"])
+def test_a_uefi_pc_asks_us_for_ipxe_efi_over_tftp(
+    lab: Lab, run_pxetui: Any, tmp_path: Path, mode: str
+) -> None:
+    """OVMF (EDK II PXE, like a real PC) accepts our answer: its next packet is the TFTP read of
+    ipxe.efi from us. In proxy mode its address comes from dnsmasq on the same bridge."""
+    tools = need_tools("qemu-system-x86_64")
+    need(None if OVMF.exists() else f"needs {OVMF} (Debian package ovmf, installed by `make test`)")
+    rival = Dnsmasq(lab, tmp_path) if mode == "proxy" else None
+    tftp = netns_socket(lab.server_ns, socket.AF_INET, socket.SOCK_DGRAM)
+    vm: subprocess.Popen[str] | None = None
+    try:
+        tftp.bind((lab.server_ip, 69))  # stands in for the TFTP service: we only want the request
+        tftp.settimeout(1)
+        proc = run_pxetui("--mode", mode)
+        assert proc.wait_event("service.ready")["mode"] == mode
+        lab.add_tap("tap0")
+        vm = lab.popen(
+            lab.server_ns, tools["qemu-system-x86_64"], "-accel", "tcg", "-machine", "q35", "-m", "512",
+            "-display", "none", "-monitor", "none", "-bios", str(OVMF),
+            "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
+            "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:01,romfile=",
+            "-boot", "n", "-serial", f"file:{tmp_path / 'serial.log'}",
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 150
+        request = b""
+        while time.monotonic() < deadline and not request:
+            try:
+                request, source = tftp.recvfrom(2048)
+            except TimeoutError:
+                assert vm.poll() is None, "qemu exited"
+        assert request.startswith(b"\x00\x01ipxe.efi\x00"), request
+        offer = proc.wait_event("dhcp.offer", mac="52:54:00:12:34:01")
+        assert offer["arch"] == 7 and offer["file"] == "ipxe.efi"
+        if rival is not None:
+            assert offer.get("ip") is None  # proxyDHCP never hands out an address
+            assert source[0].startswith(prefix(lab) + ".") and 50 <= int(source[0].rsplit(".", 1)[1]) <= 90
+        else:
+            assert proc.wait_event("dhcp.ack", mac="52:54:00:12:34:01")["ip"] == source[0]
+    finally:
+        if vm is not None:
+            vm.kill()
+            vm.wait(10)
+        tftp.close()
+        if rival is not None:
+            rival.stop()

@@ -158,6 +158,7 @@ class DhcpService:
 
     async def _resolve_mode(self, mac_text: str) -> str:
         requested = self.session.config.mode
+        self.mode = requested  # what dhcp.rival events from the probe report
         if requested == "proxy":
             return "proxy"  # the operator knows there is a server; the watch still reports it
         assert self._tap is not None and self._sender is not None
@@ -277,6 +278,9 @@ class DhcpService:
         reply_fields = dict(facts)
         if result.ip is not None:
             reply_fields["ip"] = result.ip
+        elif packet.ciaddr != codec.ZERO_IP:
+            # proxyDHCP: the address came from the other server; the PC told us which it is.
+            reply_fields["ip"] = codec.ip_text(packet.ciaddr)
         if result.file is not None:
             reply_fields["file"] = result.file
         if result.kind == "nak":
