@@ -368,3 +368,17 @@ def _fuzz_facts(tmp_path_factory: pytest.TempPathFactory) -> None:
 def test_after_the_fuzz_a_valid_discover_is_still_answered(facts: ServerFacts) -> None:
     result = answer(codec.decode(GOOD), 67, facts, FUZZ_POOL)
     assert result.kind == "offer" and result.file == "ipxe.efi"
+
+
+def test_a_declined_address_is_never_offered_again(facts: ServerFacts) -> None:
+    leases = pool()
+    mac = "52:54:00:00:00:51"
+    ip = dora(facts, leases, mac)
+    decline = request_bytes(mac, "decline", options=[("requested_addr", ip), ("server_id", "198.18.7.1")])
+    assert answer(codec.decode(decline), 67, facts, leases).kind is None
+    again = answer(codec.decode(request_bytes(mac, options=pxe(7))), 67, facts, leases)
+    assert again.ip is not None and again.ip != ip
+    assert all(
+        answer(codec.decode(request_bytes(f"52:54:00:00:01:{i:02x}")), 67, facts, leases).ip != ip
+        for i in range(160)
+    )

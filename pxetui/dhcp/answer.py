@@ -115,12 +115,14 @@ def answer(packet: Packet, port: int, facts: ServerFacts, pool: LeasePool | None
         return _answer_discover(packet, facts, pool)
     if mtype == codec.REQUEST:
         return _answer_request(packet, facts, pool)
-    if mtype in (codec.RELEASE, codec.DECLINE):
-        ip = int.from_bytes(packet.ciaddr if mtype == codec.RELEASE else _requested(packet) or b"\0" * 4)
-        pool.release(packet.mac, ip)
-        if mtype == codec.DECLINE and pool.in_pool(ip):
-            pool.excluded.add(ip)  # someone else is using it: never hand it out again this session
-        return Answer(note=codec.MESSAGE_NAMES[mtype])
+    if mtype == codec.RELEASE:
+        pool.release(packet.mac, int.from_bytes(packet.ciaddr, "big"))
+        return Answer(note="release")
+    if mtype == codec.DECLINE:
+        declined = _requested(packet)
+        if declined is not None:
+            pool.decline(packet.mac, int.from_bytes(declined, "big"))
+        return Answer(note="decline")
     return Answer(note="ignored message type")
 
 

@@ -117,6 +117,15 @@ class LeasePool:
         self.changed = True
         return True
 
+    def decline(self, mac: str, ip: int) -> bool:
+        """DHCPDECLINE: another host answers on `ip`; never hand it out again this session."""
+        lease = self.by_mac.get(mac)
+        if lease is None or lease.ip != ip:
+            return False
+        self._drop(lease)
+        self.excluded.add(ip)
+        return True
+
     def forget_offer(self, mac: str) -> None:
         """The client chose another server: free the address we only offered it."""
         lease = self.by_mac.get(mac)

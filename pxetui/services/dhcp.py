@@ -77,7 +77,7 @@ class DhcpService:
         self._sender: socket.socket | None = None
         self._tap: socket.socket | None = None
         self._save_handle: asyncio.TimerHandle | None = None
-        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dhcp-leases")
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
         self._ifname = ""
         self._ours = b""
         self.answered = 0
@@ -92,6 +92,7 @@ class DhcpService:
         self._ifname = interface.name
         self._ours = address.ip.packed
         loop = asyncio.get_running_loop()
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dhcp-leases")
         try:
             self._sender = rawnet.frame_sender(self._ifname)
             _grow_buffers(self._sender)
@@ -331,6 +332,8 @@ class DhcpService:
             return
         self.pool.changed = False
         document = self.pool.to_document()
+        if self._writer is None:
+            return
         future = self._writer.submit(self.session.state.save, "leases", document)
         future.add_done_callback(self._saved)
 
@@ -340,7 +343,9 @@ class DhcpService:
             self.session.emit("error", None, service="dhcp", reason=f"cannot save leases: {exc}")
 
     def _save_leases(self) -> None:
-        self._writer.shutdown(wait=True)
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)  # earlier snapshots land first
+            self._writer = None
         if self.pool is None or not self.pool.changed:
             return
         self.pool.changed = False
