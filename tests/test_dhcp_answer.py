@@ -382,3 +382,12 @@ def test_a_declined_address_is_never_offered_again(facts: ServerFacts) -> None:
         answer(codec.decode(request_bytes(f"52:54:00:00:01:{i:02x}")), 67, facts, leases).ip != ip
         for i in range(160)
     )
+
+
+def test_proxy_offers_to_ipxe_say_pxeclient_without_pxe_menus(tmp_path: Path) -> None:
+    # iPXE ignores an address-less offer without option 60 PXEClient (seen with a real iPXE ROM).
+    facts = facts_for(boot_dir(tmp_path, "undionly.kpxe"), mode="proxy")
+    result = answer(codec.decode(request_bytes(options=[*pxe(0), (77, b"iPXE")])), 67, facts, None)
+    _, options = reply_of(result)
+    assert result.file == f"{HTTP}/boot.ipxe"
+    assert options[codec.OPT_VENDOR_CLASS] == b"PXEClient" and codec.OPT_VENDOR not in options

@@ -461,3 +461,51 @@ def test_a_uefi_pc_asks_us_for_ipxe_efi_over_tftp(
         tftp.close()
         if rival is not None:
             rival.stop()
+
+
+@pytest.mark.e2e
+def test_a_bios_pc_with_ipxe_rom_fetches_the_script_over_http_in_proxy_mode(
+    lab: Lab, run_pxetui: Any, tmp_path: Path
+) -> None:
+    """SeaBIOS runs the NIC's iPXE ROM: address from dnsmasq, then `GET /boot.ipxe` to us."""
+    tools = need_tools("qemu-system-x86_64")
+    rival = Dnsmasq(lab, tmp_path)
+    http = netns_socket(lab.server_ns, socket.AF_INET, socket.SOCK_STREAM)
+    vm: subprocess.Popen[str] | None = None
+    try:
+        http.bind((lab.server_ip, 8080))  # stands in for the HTTP service: we only want the request
+        http.listen(4)
+        http.settimeout(1)
+        proc = run_pxetui()
+        assert proc.wait_event("service.ready")["mode"] == "proxy"
+        lab.add_tap("tap0")
+        vm = lab.popen(
+            lab.server_ns, tools["qemu-system-x86_64"], "-accel", "tcg", "-machine", "pc", "-m", "256",
+            "-display", "none", "-monitor", "none",
+            "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
+            "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:02",
+            "-boot", "n", "-serial", f"file:{tmp_path / 'serial.log'}",
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 150
+        request = b""
+        while time.monotonic() < deadline and not request:
+            try:
+                conn, source = http.accept()
+            except TimeoutError:
+                assert vm.poll() is None, "qemu exited"
+                continue
+            with conn:
+                conn.settimeout(10)
+                request = conn.recv(2048)
+        assert request.startswith(b"GET /boot.ipxe HTTP/1."), request
+        assert b"iPXE" in request
+        assert 50 <= int(source[0].rsplit(".", 1)[1]) <= 90  # dnsmasq's address
+        offer = proc.wait_event("dhcp.offer", mac="52:54:00:12:34:02")
+        assert offer["ipxe"] is True and offer["file"] == f"http://{lab.server_ip}:8080/boot.ipxe"
+    finally:
+        if vm is not None:
+            vm.kill()
+            vm.wait(10)
+        http.close()
+        rival.stop()

@@ -59,6 +59,7 @@ class BootChoice:
     file: str | None  # a TFTP name or an http:// URL; None for a client that is not booting
     vendor_class: bytes | None  # option 60 in the reply (PXEClient / HTTPClient)
     error: str | None = None  # no loader for this client's architecture
+    pxe_vendor_options: bool = True  # option 43 for PXE firmware (not for iPXE or HTTP boot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,12 @@ def boot_choice(packet: Packet, facts: ServerFacts) -> BootChoice:
     vendor = packet.options.get(codec.OPT_VENDOR_CLASS, b"")
     arch = codec.client_arch(packet)
     if codec.is_ipxe(packet):
-        return BootChoice(facts.http_base + IPXE_SCRIPT, None)
+        # iPXE only takes an address-less (proxyDHCP) offer that says PXEClient.
+        return BootChoice(
+            facts.http_base + IPXE_SCRIPT,
+            b"PXEClient" if vendor.startswith(b"PXEClient") else None,
+            pxe_vendor_options=False,
+        )
     http_boot = vendor.startswith(b"HTTPClient")
     if not http_boot and not vendor.startswith(b"PXEClient") and arch is None:
         return BootChoice(None, None)  # an ordinary DHCP client: an address, no boot file
@@ -209,7 +215,7 @@ def _reply(
             options.append((codec.OPT_VENDOR_CLASS, boot.vendor_class))
         options.append((codec.OPT_TFTP_SERVER, facts.server_text))
         options.append((codec.OPT_BOOTFILE, boot.file.encode()))
-        if boot.vendor_class == b"PXEClient":
+        if boot.vendor_class == b"PXEClient" and boot.pxe_vendor_options:
             options.append((codec.OPT_VENDOR, PXE_VENDOR_OPTIONS))
         encoded = boot.file.encode()
         file_field = encoded if len(encoded) < 128 else b""
