@@ -413,49 +413,68 @@ def test_rival_watch_and_full_mode_refusal(
 OVMF = Path("/usr/share/qemu/OVMF.fd")
 
 
+def start_ovmf_pc(lab: Lab, qemu: str, tap: str, mac: str) -> subprocess.Popen[str]:
+    lab.add_tap(tap)
+    return lab.popen(
+        lab.server_ns, qemu, "-accel", "tcg", "-machine", "q35", "-m", "512",
+        "-display", "none", "-monitor", "none", "-bios", str(OVMF),
+        "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+        "-device", f"virtio-net-pci,netdev=n0,mac={mac},romfile=",  # romfile=: OVMF's own PXE
+        "-boot", "n",
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def tftp_requests(sock: socket.socket, want: int, vms: list[subprocess.Popen[str]]) -> dict[str, bytes]:
+    """First TFTP request per source address, until `want` sources asked (or time runs out)."""
+    seen: dict[str, bytes] = {}
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline and len(seen) < want:
+        try:
+            request, source = sock.recvfrom(2048)
+        except TimeoutError:
+            assert all(vm.poll() is None for vm in vms), "qemu exited"
+            continue
+        seen.setdefault(source[0], request)
+    return seen
+
+
 @pytest.mark.e2e
-@pytest.mark.parametrize("mode", ["full", "proxy"])
-def test_a_uefi_pc_asks_us_for_ipxe_efi_over_tftp(
-    lab: Lab, run_pxetui: Any, tmp_path: Path, mode: str
+@pytest.mark.parametrize(("mode", "pcs"), [("full", 4), ("proxy", 1)])
+def test_uefi_pcs_ask_us_for_ipxe_efi_over_tftp(
+    lab: Lab, run_pxetui: Any, tmp_path: Path, mode: str, pcs: int
 ) -> None:
     """OVMF (EDK II PXE, like a real PC) accepts our answer: its next packet is the TFTP read of
-    ipxe.efi from us. In proxy mode its address comes from dnsmasq on the same bridge."""
+    ipxe.efi from us. Full mode: four identical PCs powered on together (all-zero UUIDs, and
+    OVMF reuses transaction ids across VMs) all get through, each with its own address. Proxy
+    mode: the address comes from dnsmasq on the same bridge, the boot file from us."""
     tools = need_tools("qemu-system-x86_64")
     need(None if OVMF.exists() else f"needs {OVMF} (Debian package ovmf, installed by `make test`)")
     rival = Dnsmasq(lab, tmp_path) if mode == "proxy" else None
     tftp = netns_socket(lab.server_ns, socket.AF_INET, socket.SOCK_DGRAM)
-    vm: subprocess.Popen[str] | None = None
+    vms: list[subprocess.Popen[str]] = []
+    macs = [f"52:54:00:12:34:{0x10 + n:02x}" for n in range(pcs)]
     try:
-        tftp.bind((lab.server_ip, 69))  # stands in for the TFTP service: we only want the request
+        tftp.bind((lab.server_ip, 69))  # stands in for the TFTP service: we only want the requests
         tftp.settimeout(1)
         proc = run_pxetui("--mode", mode)
         assert proc.wait_event("service.ready")["mode"] == mode
-        lab.add_tap("tap0")
-        vm = lab.popen(
-            lab.server_ns, tools["qemu-system-x86_64"], "-accel", "tcg", "-machine", "q35", "-m", "512",
-            "-display", "none", "-monitor", "none", "-bios", str(OVMF),
-            "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
-            "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:01,romfile=",
-            "-boot", "n", "-serial", f"file:{tmp_path / 'serial.log'}",
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 150
-        request = b""
-        while time.monotonic() < deadline and not request:
-            try:
-                request, source = tftp.recvfrom(2048)
-            except TimeoutError:
-                assert vm.poll() is None, "qemu exited"
-        assert request.startswith(b"\x00\x01ipxe.efi\x00"), request
-        offer = proc.wait_event("dhcp.offer", mac="52:54:00:12:34:01")
-        assert offer["arch"] == 7 and offer["file"] == "ipxe.efi"
-        if rival is not None:
-            assert offer.get("ip") is None  # proxyDHCP never hands out an address
-            assert source[0].startswith(prefix(lab) + ".") and 50 <= int(source[0].rsplit(".", 1)[1]) <= 90
+        vms = [start_ovmf_pc(lab, tools["qemu-system-x86_64"], f"tap{n}", mac) for n, mac in enumerate(macs)]
+        requests = tftp_requests(tftp, pcs, vms)
+        assert len(requests) == pcs, f"only {sorted(requests)} asked for a loader"
+        assert all(r.startswith(b"\x00\x01ipxe.efi\x00") for r in requests.values()), requests
+        for mac in macs:
+            offer = proc.wait_event("dhcp.offer", mac=mac)
+            assert offer["arch"] == 7 and offer["file"] == "ipxe.efi"
+        if rival is None:
+            acked = {proc.wait_event("dhcp.ack", mac=mac)["ip"] for mac in macs}
+            assert acked == set(requests)
+            assert "dhcp.nak" not in proc.names()
         else:
-            assert proc.wait_event("dhcp.ack", mac="52:54:00:12:34:01")["ip"] == source[0]
+            assert all(e.get("ip") is None for e in proc.events if e["event"] == "dhcp.offer")
+            assert all(50 <= int(ip.rsplit(".", 1)[1]) <= 90 for ip in requests)  # dnsmasq's range
     finally:
-        if vm is not None:
+        for vm in vms:
             vm.kill()
             vm.wait(10)
         tftp.close()
