@@ -376,11 +376,10 @@ def test_proxy_mode_next_to_dnsmasq_address_from_it_boot_file_from_us(
         assert done.returncode == 0, done.stderr
         lines = (tmp_path / "udhcpc.out").read_text().splitlines()
         assert any(line.startswith("bound ") and line.endswith(rival.ip) for line in lines), lines
-        proc.wait_event("dhcp.discover", mac="52:54:00:d0:00:33")
         assert proc.stop() == 0
-        assert not [
-            e for e in proc.events if e.get("mac") == "52:54:00:d0:00:33" and e["event"] == "dhcp.offer"
-        ]
+        # Not even listed: on a shared network it is someone's laptop, not a PC to install.
+        assert not [e for e in proc.events if e.get("mac") == "52:54:00:d0:00:33"]
+        assert "dhcp.discover" in [e["event"] for e in proc.events if e.get("mac") == mac]
     finally:
         rival.stop()
 

@@ -27,6 +27,7 @@ HTTP_BOOT_ARCHES = (16, 19)
 # file from this packet instead of doing boot-server discovery; 255 ends the sub-options.
 PXE_VENDOR_OPTIONS = b"\x06\x01\x08\xff"
 BROADCAST_IP = b"\xff\xff\xff\xff"
+NOT_PXE = "not a PXE client"
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ def _answer_request(packet: Packet, facts: ServerFacts, pool: LeasePool) -> Answ
 def _answer_proxy(packet: Packet, port: int, mtype: int, facts: ServerFacts) -> Answer:
     vendor = packet.options.get(codec.OPT_VENDOR_CLASS, b"")
     if not vendor.startswith((b"PXEClient", b"HTTPClient")):
-        return Answer(note="not a PXE client")
+        return Answer(note=NOT_PXE)
     if mtype == codec.DISCOVER and port == SERVER_PORT:
         kind = codec.OFFER
     elif mtype == codec.REQUEST:

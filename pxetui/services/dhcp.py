@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pxetui.bootfiles import ARM64_LOADERS, BIOS_LOADER, IA32_LOADERS, BootFiles
 from pxetui.dhcp import codec, rawnet
-from pxetui.dhcp.answer import PROXY_PORT, SERVER_PORT, Answer, ServerFacts, answer
+from pxetui.dhcp.answer import NOT_PXE, PROXY_PORT, SERVER_PORT, Answer, ServerFacts, answer
 from pxetui.dhcp.leases import LeasePool, default_range
 from pxetui.dhcp.probe import Rival, probe, rival_from_reply
 from pxetui.errors import PxetuiError, UsageError
@@ -81,6 +81,7 @@ class DhcpService:
         self._ifname = ""
         self._ours = b""
         self.answered = 0
+        self.ignored = 0  # proxy mode: requests from clients that are not network-booting
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -132,6 +133,7 @@ class DhcpService:
             "port": SERVER_PORT,
             "answered": self.answered,
             "dropped": self.errors.total,
+            "ignored": self.ignored,
             "rivals": sorted(self.rivals),
         }
         if self.mode == "proxy":
@@ -254,9 +256,14 @@ class DhcpService:
             self._drop("BOOTP request without DHCP message type", packet.mac)
             return
         assert self.facts is not None
+        result = answer(packet, port, self.facts, self.pool)
+        if result.note == NOT_PXE:
+            # proxyDHCP on a shared network: phones and laptops are not ours to list (nor to
+            # use up the operator's "next N unknown machines" policy).
+            self.ignored += 1
+            return
         facts = client_fields(packet)
         kind = codec.MESSAGE_NAMES[mtype]
-        result = answer(packet, port, self.facts, self.pool)
         emit = self.session.emit
         if kind in ("discover", "request"):
             extra: dict[str, Any] = {}
