@@ -15,7 +15,7 @@ from pxetui.errors import PxetuiError, UsageError
 from pxetui.events import Event
 from pxetui.session import MODES, Session, SessionConfig
 
-SUBCOMMANDS = ("profiles",)
+SUBCOMMANDS = ("profiles", "fetch", "import-iso")
 
 DESCRIPTION = """\
 Install an OS on a room full of PCs over the network. pxetui runs temporary DHCP, TFTP and
@@ -27,6 +27,8 @@ Nothing is left behind when it stops.
 EPILOG = """\
 subcommands:
   pxetui profiles         list OS profiles and whether their files are present
+  pxetui fetch NAME...    download profiles' files into the cache (resumable, SHA-256 verified)
+  pxetui import-iso PATH  copy kernel + initrd out of an installer ISO and write a profile for it
 
 examples:
   sudo pxetui eth1                          TUI on eth1 (auto: proxyDHCP if another DHCP server answers)
@@ -202,6 +204,14 @@ def run_subcommand(name: str, argv: list[str]) -> int:
     try:
         if name == "profiles":
             return cli_profiles.main(argv)
+        if name == "fetch":
+            from pxetui import fetch
+
+            return fetch.main(argv)
+        if name == "import-iso":
+            from pxetui import isoimport
+
+            return isoimport.main(argv)
     except PxetuiError as exc:
         print(f"pxetui {name}: error: {exc}", file=sys.stderr)
         return exc.exit_code
