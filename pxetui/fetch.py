@@ -159,6 +159,7 @@ class Fetcher:
         if not profile.files:
             return []
         results: list[FetchResult] = []
+        iso_changed = False
         # The ISO first: files taken out of it (from_iso) need it verified.
         roles = sorted(profile.files, key=lambda r: (profile.files[r].from_iso is not None, r != "iso"))
         for role in roles:
@@ -171,6 +172,8 @@ class Fetcher:
                         f" 'path:' in {profile.source}, so fetch cannot download it"
                     )
                 continue
+            if ref.from_iso and iso_changed:
+                forget(dest)  # taken out of the previous ISO
             if is_verified(dest):
                 sha = _marker_sha(dest)
                 results.append(FetchResult(profile.name, role, dest, "already verified", sha, 0))
@@ -181,6 +184,7 @@ class Fetcher:
             assert ref.url is not None
             expected, source = await self._expected_sha(profile, role)
             results.append(await self.download(profile.name, role, ref.url, dest, expected, source))
+            iso_changed = iso_changed or role == "iso"
         return results
 
     async def _extract(self, profile: Profile, role: str, dest: Path) -> FetchResult:

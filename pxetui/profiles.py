@@ -131,7 +131,8 @@ def _file_ref(source: Path, role: str, value: Any) -> FileRef:
     if path is not None and (not isinstance(path, str) or not path):
         raise _fail(source, f"'{role}.path' must be a file path")
     if sha is not None and (not isinstance(sha, str) or not _SHA256.match(sha.lower())):
-        raise _fail(source, f"'{role}.sha256' must be 64 hex digits")
+        hint = " in quotes (YAML read it as a number)" if isinstance(sha, int | float) else ""
+        raise _fail(source, f"'{role}.sha256' must be 64 hex digits{hint}")
     ref = FileRef(url=url, path=path, sha256=sha.lower() if sha else None, from_iso=inner)
     if ref.basename in ("", ".", ".."):
         # The cache keeps a file under its last path component: it must name a file.
