@@ -15,6 +15,7 @@ from typing import Any
 
 from pxetui import netif
 from pxetui.bootfiles import BootFiles, find_boot_files
+from pxetui.cache import require_servable
 from pxetui.errors import PxetuiError, UsageError
 from pxetui.events import Event, EventBus
 from pxetui.mac import normalize_mac
@@ -184,7 +185,9 @@ class Session:
 
     def assign(self, mac: str, profile: str, hostname: str | None = None) -> PlanEntry:
         mac = normalize_mac(mac)
-        self.profile(profile)
+        # A PC assigned a profile whose files are missing or unverified would fail to boot:
+        # refuse now, naming the `pxetui fetch` command that fixes it.
+        require_servable(self.profile(profile), self.config.cache_dir)
         if hostname:
             reason = check_hostname(hostname)
             if reason:
