@@ -22,6 +22,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 
+from pxetui import __version__
 from pxetui.cache import forget, is_verified, part_path, read_marker, sha256_file, write_marker
 from pxetui.errors import PxetuiError
 from pxetui.profiles import Profile, default_cache_dir, load_profiles
@@ -238,7 +239,12 @@ class Fetcher:
         self, profile: str, role: str, url: str, dest: Path, expected: str, source: str
     ) -> FetchResult:
         """Download `url` to `dest` via dest.part, resuming it; verify; rename; mark verified."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FetchError(
+                f"cannot create the cache directory {dest.parent}: {exc}; use --cache DIR"
+            ) from exc
         forget(dest)  # an unverified leftover must not survive next to a fresh download
         part = part_path(dest)
         label = f"{profile} {role}"
@@ -262,6 +268,11 @@ class Fetcher:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self.progress.finish("failed")
                 raise FetchError(f"{label}: {url}: {exc or type(exc).__name__}") from exc
+            except OSError as exc:  # disk full, no permission: the cache, not the network
+                self.progress.finish("failed")
+                raise FetchError(
+                    f"{label}: cannot write {part}: {exc}; free space or pick --cache DIR"
+                ) from exc
         got = await asyncio.to_thread(sha256_file, part)
         if got != expected:
             part.unlink(missing_ok=True)
@@ -317,7 +328,9 @@ async def fetch_profiles(
 ) -> list[FetchResult]:
     # No overall limit (an ISO on a slow link takes long), but a stalled connection fails.
     timeout = timeout or aiohttp.ClientTimeout(total=None, connect=30, sock_read=60)
-    async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as http:
+    # identity: the bytes hashed must be the bytes upstream checksummed, never a gzip of them.
+    headers = {"Accept-Encoding": "identity", "User-Agent": f"pxetui/{__version__}"}
+    async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False, headers=headers) as http:
         fetcher = Fetcher(cache_dir, http, progress, retries)
         results: list[FetchResult] = []
         for profile in profiles:

@@ -7,7 +7,9 @@ layouts, copy them into the cache, and write a profile YAML that boots them.
 from __future__ import annotations
 
 import argparse
+import configparser
 import hashlib
+import io
 import os
 import re
 from dataclasses import dataclass
@@ -67,9 +69,12 @@ LAYOUTS = (
         kernels=("images/pxeboot/vmlinuz",),
         initrds=("images/pxeboot/initrd.img",),
         template="kickstart",
-        needs_iso=True,
-        cmdline="ip=dhcp inst.repo={{ files.iso }} inst.ks={{ machine.url }}/ks.cfg",
-        note="Anaconda reads the installation repository from the served ISO.",
+        # Anaconda's inst.repo / inst.stage2 take an installable tree, not an ISO over HTTP:
+        # point it at the release's tree on the distribution's mirror (see anaconda_tree_url).
+        needs_iso=False,
+        cmdline="ip=dhcp inst.repo={repo} inst.ks={{{{ machine.url }}}}/ks.cfg",
+        note="Anaconda cannot install from an ISO over HTTP; it loads the installer and packages"
+        " from the release's tree on the mirror named by inst.repo.",
     ),
 )
 
@@ -111,6 +116,14 @@ class IsoReader:
 
     def find(self, inner: str) -> str | None:
         return self.files.get(inner.strip("/").lower())
+
+    def read(self, inner: str) -> bytes:
+        real = self.find(inner)
+        if real is None:
+            raise IsoError(f"{self.path}: has no {inner}")
+        out = io.BytesIO()
+        self._iso.get_file_from_iso_fp(out, **{self._facade: real})
+        return out.getvalue()
 
     def extract(self, inner: str, dest: Path) -> str:
         """Copy `inner` to `dest` (via dest.part, then rename); mark it verified; return its sha256."""
@@ -158,6 +171,31 @@ def detect_layout(reader: IsoReader) -> tuple[Layout, str, str]:
     raise IsoError(f"{reader.path}: no network-bootable kernel and initrd found (looked for {wanted})")
 
 
+# Where each distribution publishes the installable tree matching an ISO's .treeinfo.
+TREE_URLS = {
+    "fedora": "https://download.fedoraproject.org/pub/fedora/linux/releases/{version}/{variant}/{arch}/os/",
+    "rocky linux": "https://download.rockylinux.org/pub/rocky/{version}/BaseOS/{arch}/os/",
+    "almalinux": "https://repo.almalinux.org/almalinux/{version}/BaseOS/{arch}/os/",
+}
+
+
+def anaconda_tree_url(treeinfo: str) -> str | None:
+    """The mirror's installable tree for the release an ISO's .treeinfo describes, if known."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(treeinfo)
+    except configparser.Error:
+        return None
+    family = parser.get("release", "name", fallback=parser.get("general", "family", fallback=""))
+    version = parser.get("release", "version", fallback=parser.get("general", "version", fallback=""))
+    arch = parser.get("tree", "arch", fallback=parser.get("general", "arch", fallback=""))
+    variant = parser.get("general", "variant", fallback="Server") or "Server"
+    template = TREE_URLS.get(family.strip().lower())
+    if not template or not version or not arch:
+        return None
+    return template.format(version=version.strip(), variant=variant.strip(), arch=arch.strip())
+
+
 def profile_name_for(iso: Path) -> str:
     stem = re.sub(r"[^a-z0-9._-]+", "-", iso.stem.lower()).strip("-._")[:64]
     return stem or "imported-iso"
@@ -189,6 +227,17 @@ def import_iso(
         target = cache_dir / name
         kernel = target / PurePosixPath(kernel_inner).name
         initrd = target / PurePosixPath(initrd_inner).name
+        cmdline = layout.cmdline
+        if "{repo}" in cmdline:
+            raw = reader.read(".treeinfo") if reader.find(".treeinfo") else b""
+            repo = anaconda_tree_url(raw.decode("utf-8", "replace"))
+            if repo is None:
+                raise IsoError(
+                    f"{iso}: an Anaconda ISO of a release whose installable tree pxetui does not know"
+                    f" (known: {', '.join(TREE_URLS)}); write a profile by hand with"
+                    " inst.repo=<tree URL> in its cmdline"
+                )
+            cmdline = cmdline.format(repo=repo)
         kernel_sha = reader.extract(kernel_inner, kernel)
         initrd_sha = reader.extract(initrd_inner, initrd)
         volume = reader.volume_id
@@ -203,7 +252,7 @@ def import_iso(
     }
     if layout.needs_iso:
         doc["iso"] = {"path": str(iso)}
-    doc["cmdline"] = layout.cmdline
+    doc["cmdline"] = cmdline
     doc["template"] = layout.template
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = profile_file.with_name(profile_file.name + ".tmp")

@@ -51,6 +51,7 @@ class Mirror:
     cut_after: dict[str, list[int]] = field(default_factory=dict)  # path -> byte counts, one per request
     ignore_range: set[str] = field(default_factory=set)
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
+    encodings: set[str] = field(default_factory=set)  # Accept-Encoding headers seen
     runner: web.AppRunner | None = None
 
     @property
@@ -75,6 +76,7 @@ class Mirror:
         path = request.match_info["path"]
         rng = request.headers.get("Range")
         self.requests.append((path, rng))
+        self.encodings.add(request.headers.get("Accept-Encoding", ""))
         data = self.files.get(path)
         if data is None:
             raise web.HTTPNotFound()
@@ -181,6 +183,7 @@ def test_fetch_downloads_verifies_and_shows_progress(
     assert [v for k, v in progress.events if k == "finish"] == ["verified sha256", "verified sha256"]
     ups = progress.updates()
     assert len(ups) >= 4 and len(INITRD) in ups and len(KERNEL) in ups
+    assert mirror.encodings == {"identity"}  # hashed bytes are upstream's bytes, never re-encoded
     # A second run downloads nothing: both files are already verified.
     before = len(mirror.requests)
     again = nl.run(fetch_profiles([profile], cache, RecordingProgress()))
@@ -316,6 +319,12 @@ def test_404_and_bad_checksum_sources_are_clear_errors(
         FetchError, match=r"SHA256SUMS lists no checksum for http://.*/a/linux; add 'kernel.sha256'"
     ):
         nl.run(fetch_profiles([nosums], cache, RecordingProgress()))
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the cache directory should be")
+    with pytest.raises(
+        FetchError, match=r"cannot create the cache directory .*blocker/gone.*use --cache DIR"
+    ):
+        nl.run(fetch_profiles([missing], blocker, RecordingProgress()))
     unsummed = write_profile(
         tmp_path, f"name: bare\ntitle: B\nkernel: {{url: '{mirror.url('a/linux')}'}}\n", name="bare"
     )

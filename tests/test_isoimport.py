@@ -60,6 +60,26 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# What Fedora 43 Server's netinst ISO carries (productmd format), trimmed.
+TREEINFO = b"""[header]
+type = productmd.treeinfo
+version = 1.2
+
+[release]
+name = Fedora
+short = Fedora
+version = 43
+
+[tree]
+arch = x86_64
+platforms = x86_64,xen
+
+[general]
+family = Fedora
+variant = Server
+version = 43
+arch = x86_64
+"""
 KERNEL = b"\x4d\x5a fake kernel " * 5000  # ~80 KB, more than one ISO extent
 INITRD = b"\x1f\x8b fake initrd " * 9000
 
@@ -69,7 +89,7 @@ INITRD = b"\x1f\x8b fake initrd " * 9000
     [
         ("ubuntu", "casper/vmlinuz", "casper/initrd", "autoinstall", True, True),
         ("debian", "install.amd/vmlinuz", "install.amd/initrd.gz", "preseed", False, True),
-        ("fedora", "images/pxeboot/vmlinuz", "images/pxeboot/initrd.img", "kickstart", True, True),
+        ("fedora", "images/pxeboot/vmlinuz", "images/pxeboot/initrd.img", "kickstart", False, True),
         ("plain-iso9660", "casper/vmlinuz", "casper/initrd", "autoinstall", True, False),
     ],
 )
@@ -83,6 +103,8 @@ def test_import_finds_layout_copies_files_and_writes_a_loadable_profile(
     rock_ridge: bool,
 ) -> None:
     files = {kernel: KERNEL, initrd: INITRD, "README.txt": b"hello", "pool/a.deb": b"x" * 10}
+    if template == "kickstart":
+        files[".treeinfo"] = TREEINFO
     iso = build_iso(tmp_path / f"{layout}-test.iso", files, rock_ridge=rock_ridge)
     cache, out = tmp_path / "cache", tmp_path / "profiles"
     result = import_iso(iso, cache, out)
@@ -100,6 +122,9 @@ def test_import_finds_layout_copies_files_and_writes_a_loadable_profile(
     if serves_iso:
         assert verified_path(profile, "iso", cache) == iso
         assert "{{ files.iso }}" in profile.cmdline
+    if template == "kickstart":
+        tree = "https://download.fedoraproject.org/pub/fedora/linux/releases/43/Server/x86_64/os/"
+        assert f"inst.repo={tree} " in profile.cmdline
     assert [s.state for s in profile_status(profile, cache)] == [FileState.PRESENT] * len(profile.files)
     # The directory it names is one --profiles can point at, next to the built-ins.
     assert result.name in load_profiles([out])
@@ -131,7 +156,7 @@ def test_import_rejects_non_iso_bad_name_and_existing_profile(tmp_path: Path) ->
 def test_import_iso_command_line_says_where_the_profile_went(tmp_path: Path) -> None:
     iso = build_iso(
         tmp_path / "Fedora-Server-dvd.iso",
-        {"images/pxeboot/vmlinuz": KERNEL, "images/pxeboot/initrd.img": INITRD},
+        {"images/pxeboot/vmlinuz": KERNEL, "images/pxeboot/initrd.img": INITRD, ".treeinfo": TREEINFO},
     )
     cache = tmp_path / "cache"
     done = subprocess.run(
@@ -166,7 +191,7 @@ def test_import_iso_command_line_says_where_the_profile_went(tmp_path: Path) -> 
     )
     assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if line.startswith("fedora-server-dvd "))
-    assert "present kernel,initrd,iso" in row
+    assert "present kernel,initrd (" in row
     bad = subprocess.run(
         [sys.executable, "-m", "pxetui", "import-iso", str(tmp_path / "nope.iso")],
         capture_output=True,
@@ -177,3 +202,14 @@ def test_import_iso_command_line_says_where_the_profile_went(tmp_path: Path) -> 
     )
     assert bad.returncode == 2
     assert "pxetui import-iso: error:" in bad.stderr and "nope.iso: no such file" in bad.stderr
+
+
+def test_anaconda_iso_of_an_unknown_release_is_refused_with_the_fix(tmp_path: Path) -> None:
+    treeinfo = TREEINFO.replace(b"name = Fedora", b"name = Obscure Linux").replace(
+        b"family = Fedora", b"family = Obscure Linux"
+    )
+    files = {"images/pxeboot/vmlinuz": KERNEL, "images/pxeboot/initrd.img": INITRD, ".treeinfo": treeinfo}
+    iso = build_iso(tmp_path / "obscure.iso", files)
+    with pytest.raises(IsoError, match=r"installable tree pxetui does not know .*inst.repo=<tree URL>"):
+        import_iso(iso, tmp_path / "cache", tmp_path / "out")
+    assert not (tmp_path / "out" / "obscure.yaml").exists()
