@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import re
 import sys
 import time
@@ -253,7 +254,7 @@ class Fetcher:
         while True:
             requests += 1
             try:
-                await self._get_into(label, url, part)
+                got = await self._get_into(label, url, part)
                 break
             except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionError) as exc:
                 # The connection was cut: keep the .part and continue it with a Range request.
@@ -273,7 +274,6 @@ class Fetcher:
                 raise FetchError(
                     f"{label}: cannot write {part}: {exc}; free space or pick --cache DIR"
                 ) from exc
-        got = await asyncio.to_thread(sha256_file, part)
         if got != expected:
             part.unlink(missing_ok=True)
             self.progress.finish("CHECKSUM MISMATCH")
@@ -286,20 +286,36 @@ class Fetcher:
         self.progress.finish("verified sha256")
         return FetchResult(profile, role, dest, "resumed" if resumed else "downloaded", got, requests)
 
-    async def _get_into(self, label: str, url: str, part: Path) -> None:
+    async def _get_into(self, label: str, url: str, part: Path) -> str:
+        """Continue `part` from `url`; return the SHA-256 of the whole .part file.
+
+        The hash is computed while the bytes arrive (one pass over a multi-GB ISO, not two);
+        after a resume the bytes already on disk are hashed first.
+        """
         offset = part.stat().st_size if part.is_file() else 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
+        digest = hashlib.sha256()
+        if offset:
+            # Before the request, not after: bytes that arrive while we are busy hashing can be
+            # lost if the connection then breaks (aiohttp drops its buffer on the error).
+            await asyncio.to_thread(_hash_prefix, part, offset, digest)
         async with self.http.get(url, headers=headers) as resp:
             if resp.status == 416 and offset:
                 # Nothing left to send: the .part is already whole (or bigger than the file,
                 # which the checksum then rejects).
                 self.progress.start(label, offset, offset)
-                return
+                return await asyncio.to_thread(sha256_file, part)
             if resp.status == 200:
                 offset = 0  # the server ignored Range: start over
+                digest = hashlib.sha256()
             elif resp.status != 206 or not offset:
                 self.progress.finish(f"HTTP {resp.status}")
                 raise FetchError(f"{label}: {url}: HTTP {resp.status} {resp.reason}")
+            elif not resp.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
+                part.unlink()  # a range we did not ask for: start over on the retry
+                raise aiohttp.ClientPayloadError(
+                    f"asked for bytes {offset}-, got {resp.headers.get('Content-Range')}"
+                )
             total = resp.content_length + offset if resp.content_length is not None else None
             self.progress.start(label, total, offset)
             done = offset
@@ -308,10 +324,19 @@ class Fetcher:
                 out.truncate()
                 async for chunk in resp.content.iter_chunked(CHUNK):
                     out.write(chunk)
+                    digest.update(chunk)
                     done += len(chunk)
                     self.progress.update(done)
             if total is not None and done < total:
                 raise aiohttp.ClientPayloadError(f"got {done} of {total} bytes")
+            return digest.hexdigest()
+
+
+def _hash_prefix(path: Path, length: int, digest: hashlib._Hash) -> None:
+    with path.open("rb") as fh:
+        while length > 0 and (chunk := fh.read(min(1 << 20, length))):
+            digest.update(chunk)
+            length -= len(chunk)
 
 
 def _marker_sha(path: Path) -> str:

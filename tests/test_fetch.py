@@ -6,6 +6,7 @@ the lab bridge address: nothing here touches the host's interfaces or the intern
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
@@ -50,6 +51,7 @@ class Mirror:
     files: dict[str, bytes] = field(default_factory=dict)  # path -> content
     cut_after: dict[str, list[int]] = field(default_factory=dict)  # path -> byte counts, one per request
     ignore_range: set[str] = field(default_factory=set)
+    wrong_range: set[str] = field(default_factory=set)  # answer 206 but from byte 0
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
     encodings: set[str] = field(default_factory=set)  # Accept-Encoding headers seen
     runner: web.AppRunner | None = None
@@ -84,6 +86,9 @@ class Mirror:
         resp = web.StreamResponse(status=200)
         if rng and path not in self.ignore_range:
             start = int(rng.removeprefix("bytes=").split("-")[0])
+            if path in self.wrong_range:
+                self.wrong_range.discard(path)
+                start = 0
             if start >= len(data):
                 raise web.HTTPRequestRangeNotSatisfiable()
             resp.set_status(206)
@@ -95,9 +100,13 @@ class Mirror:
         if cuts:
             cut = cuts.pop(0)
             await resp.write(body[:cut])
-            # Like a dropped link: the client saw headers promising more, then the socket died.
+            # Let the client read what was sent: aiohttp drops unread bytes once the
+            # connection breaks, which would make "how far did it get" a race.
+            await asyncio.sleep(0.3)
+            # The link drops mid-file: headers promised more, then the connection ends. (close,
+            # not abort: an RST would make the client's kernel discard bytes it had not read.)
             assert request.transport is not None
-            request.transport.abort()
+            request.transport.close()
             return resp
         for i in range(0, len(body), 65536):
             await resp.write(body[i : i + 65536])
@@ -248,6 +257,15 @@ def test_resume_a_partial_file_from_an_earlier_run_and_restart_when_range_is_ign
     mirror.ignore_range.add("dists/os/images/netboot/amd64/linux")
     nl.run(fetch_profiles([profile], cache2, RecordingProgress()))
     assert (cache2 / "demo" / "linux").read_bytes() == KERNEL
+    # A server that answers 206 with another range than asked: drop the .part, start over.
+    cache3 = tmp_path / "cache3"
+    part3 = part_path(cache3 / "demo" / "initrd.gz")
+    part3.parent.mkdir(parents=True)
+    part3.write_bytes(INITRD[:1000])
+    mirror.wrong_range.add("dists/os/images/netboot/amd64/initrd.gz")
+    results = nl.run(fetch_profiles([profile], cache3, RecordingProgress()))
+    assert next(r for r in results if r.role == "initrd").requests == 2
+    assert (cache3 / "demo" / "initrd.gz").read_bytes() == INITRD
 
 
 def test_too_many_cuts_keep_the_partial_file_and_say_so(
