@@ -49,8 +49,8 @@ LAYOUTS = (
         template="autoinstall",
         needs_iso=True,
         # casper downloads the ISO named by url= into RAM and boots from it.
-        cmdline="ip=dhcp url={{ files.iso }} autoinstall ds=nocloud;s={{ machine.url }}/"
-        " cloud-config-url=/dev/null",
+        cmdline="ip=dhcp url={{ machine.base_url }}/files/{{ machine.profile }}/iso autoinstall"
+        " ds=nocloud;s={{ machine.url }}/ cloud-config-url=/dev/null",
         note="casper fetches the whole ISO over HTTP into RAM: give the PCs 4 GB or more.",
     ),
     Layout(

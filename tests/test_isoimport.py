@@ -121,7 +121,7 @@ def test_import_finds_layout_copies_files_and_writes_a_loadable_profile(
     assert ("iso" in profile.files) is serves_iso
     if serves_iso:
         assert verified_path(profile, "iso", cache) == iso
-        assert "{{ files.iso }}" in profile.cmdline
+        assert "{{ machine.base_url }}/files/{{ machine.profile }}/iso" in profile.cmdline
     if template == "kickstart":
         tree = "https://download.fedoraproject.org/pub/fedora/linux/releases/43/Server/x86_64/os/"
         assert f"inst.repo={tree} " in profile.cmdline

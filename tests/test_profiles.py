@@ -8,6 +8,7 @@ import sys
 from pathlib import Path, PurePosixPath
 from urllib.parse import urljoin, urlsplit
 
+import jinja2
 import pytest
 
 from pxetui.cache import (
@@ -232,3 +233,22 @@ def test_session_refuses_to_assign_a_profile_that_cannot_boot(tmp_path: Path) ->
         write_marker(path, SHA, "test")
     assert session.assign("52:54:00:12:34:01", "mixed", "lab-01").profile == "mixed"
     assert session.assign("52:54:00:12:34:02", "local-disk").profile == "local-disk"
+
+
+def test_builtin_command_lines_render_with_only_the_machine_fields() -> None:
+    """The HTTP service renders cmdline with `machine` (mac, hostname, token, profile, base_url, url)."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    for profile in load_profiles().values():
+        machine = {
+            "mac": "52:54:00:12:34:01",
+            "hostname": "lab-01",
+            "token": "t0k3n",
+            "profile": profile.name,
+            "base_url": "http://198.18.0.1:8080",
+            "url": "http://198.18.0.1:8080/config/52-54-00-12-34-01",
+        }
+        line = env.from_string(profile.cmdline).render(machine=machine)
+        assert "{{" not in line and "}}" not in line, profile.name
+        if profile.name == "ubuntu-24.04":
+            assert "url=http://198.18.0.1:8080/files/ubuntu-24.04/iso " in line
+            assert "ds=nocloud;s=http://198.18.0.1:8080/config/52-54-00-12-34-01/" in line
