@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TextIO
@@ -30,6 +32,7 @@ from pxetui.profiles import Profile, default_cache_dir, load_profiles
 
 CHUNK = 256 * 1024
 RETRIES = 4  # resumes after a cut connection, per file
+SUMS_LIMIT = 16 << 20  # a checksum file is text; anything bigger is not one
 _GNU_LINE = re.compile(r"^([0-9a-fA-F]{64})\s+[*]?(.+?)\s*$")  # sha256sum: HASH  name
 _BSD_LINE = re.compile(r"^SHA256\s*\((.+)\)\s*=\s*([0-9a-fA-F]{64})\s*$")  # Fedora/Rocky CHECKSUM
 _TREEINFO_LINE = re.compile(r"^(\S[^=]*?)\s*=\s*sha256:([0-9a-fA-F]{64})\s*$")  # .treeinfo [checksums]
@@ -228,7 +231,12 @@ class Fetcher:
                 async with self.http.get(url) as resp:
                     if resp.status != 200:
                         raise FetchError(f"{name}: checksum file {url}: HTTP {resp.status} {resp.reason}")
-                    text = await resp.text(errors="replace")
+                    if (resp.content_length or 0) > SUMS_LIMIT:
+                        raise FetchError(f"{name}: checksum file {url} is over {SUMS_LIMIT} bytes")
+                    raw = await resp.content.read(SUMS_LIMIT + 1)
+                    if len(raw) > SUMS_LIMIT:
+                        raise FetchError(f"{name}: checksum file {url} is over {SUMS_LIMIT} bytes")
+                    text = raw.decode("utf-8", "replace")
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise FetchError(f"{name}: checksum file {url}: {exc or type(exc).__name__}") from exc
             self._sums.by_url[url] = parse_sums(text, str(resp.url) if resp.url else url)
@@ -246,9 +254,17 @@ class Fetcher:
             raise FetchError(
                 f"cannot create the cache directory {dest.parent}: {exc}; use --cache DIR"
             ) from exc
+        label = f"{profile} {role}"
+        with _exclusive(dest, label):
+            return await self._download_locked(label, profile, role, url, dest, expected, source)
+
+    async def _download_locked(
+        self, label: str, profile: str, role: str, url: str, dest: Path, expected: str, source: str
+    ) -> FetchResult:
         forget(dest)  # an unverified leftover must not survive next to a fresh download
         part = part_path(dest)
-        label = f"{profile} {role}"
+        if part.is_symlink():
+            part.unlink()  # never write through a link planted in the cache
         resumed = part.is_file() and part.stat().st_size > 0
         requests = 0
         while True:
@@ -256,17 +272,20 @@ class Fetcher:
             try:
                 got = await self._get_into(label, url, part)
                 break
-            except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionError) as exc:
-                # The connection was cut: keep the .part and continue it with a Range request.
+            except aiohttp.ClientConnectorError as exc:  # never connected: nothing to resume
+                self.progress.finish("failed")
+                raise FetchError(f"{label}: {url}: cannot connect: {exc}") from exc
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+                # The connection was cut or stalled: keep the .part, continue it with a Range request.
                 if requests > self.retries:
-                    self.progress.finish(f"interrupted ({exc}); run fetch again to resume")
+                    self.progress.finish(f"interrupted ({exc or type(exc).__name__})")
                     raise FetchError(
-                        f"{label}: {url}: connection cut {requests} times; the partial file {part}"
-                        " is kept and the next `pxetui fetch` resumes it"
+                        f"{label}: {url}: connection cut {requests} times ({exc or type(exc).__name__});"
+                        f" the partial file {part} is kept and the next `pxetui fetch` resumes it"
                     ) from exc
                 resumed = True
                 await asyncio.sleep(min(0.2 * requests, 2.0))
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except aiohttp.ClientError as exc:
                 self.progress.finish("failed")
                 raise FetchError(f"{label}: {url}: {exc or type(exc).__name__}") from exc
             except OSError as exc:  # disk full, no permission: the cache, not the network
@@ -337,6 +356,18 @@ def _hash_prefix(path: Path, length: int, digest: hashlib._Hash) -> None:
         while length > 0 and (chunk := fh.read(min(1 << 20, length))):
             digest.update(chunk)
             length -= len(chunk)
+
+
+@contextlib.contextmanager
+def _exclusive(dest: Path, label: str) -> Iterator[None]:
+    """One download of a file at a time: two fetches appending to one .part would corrupt it."""
+    lock = dest.with_name("." + dest.name + ".lock")
+    with lock.open("a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise FetchError(f"{label}: another `pxetui fetch` is downloading {dest}; wait for it") from exc
+        yield
 
 
 def _marker_sha(path: Path) -> str:

@@ -7,6 +7,7 @@ the lab bridge address: nothing here touches the host's interfaces or the intern
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import io
 import os
@@ -332,6 +333,9 @@ def test_404_and_bad_checksum_sources_are_clear_errors(
     )
     with pytest.raises(FetchError, match=r"nosums: checksum file http://.*/a/SHA256SUMS: HTTP 404"):
         nl.run(fetch_profiles([nosums], cache, RecordingProgress()))
+    mirror.files["a/SHA256SUMS"] = b"x" * (17 << 20)  # not a checksum file: refused, not read whole
+    with pytest.raises(FetchError, match=r"checksum file http://.*/a/SHA256SUMS is over 16777216 bytes"):
+        nl.run(fetch_profiles([nosums], cache, RecordingProgress()))
     mirror.files["a/SHA256SUMS"] = f"{'b' * 64}  other-file\n".encode()
     with pytest.raises(
         FetchError, match=r"SHA256SUMS lists no checksum for http://.*/a/linux; add 'kernel.sha256'"
@@ -475,3 +479,25 @@ def test_parse_sums_reads_gnu_bsd_and_treeinfo_formats() -> None:
         "https://mirror.example/os/images/Fedora-Server-netinst.iso": "c" * 64,
         "https://mirror.example/os/images/images/pxeboot/vmlinuz": "d" * 64,
     }
+
+
+def test_one_download_per_file_and_unreachable_servers(
+    mirror_loop: tuple[NetnsLoop, Mirror], tmp_path: Path
+) -> None:
+    nl, mirror = mirror_loop
+    profile = demo_profile(tmp_path, mirror)
+    cache = tmp_path / "cache"
+    (cache / "demo").mkdir(parents=True)
+    with (cache / "demo" / ".linux.lock").open("a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # as if another fetch were running
+        with pytest.raises(FetchError, match=r"demo kernel: another `pxetui fetch` is downloading .*/linux"):
+            nl.run(fetch_profiles([profile], cache, RecordingProgress()))
+    nl.run(fetch_profiles([profile], cache, RecordingProgress()))
+    assert verified_path(profile, "kernel", cache) is not None
+    closed = write_profile(
+        tmp_path,
+        f"name: closed\ntitle: C\nkernel: {{url: 'http://{mirror.ip}:9/linux', sha256: {'a' * 64}}}\n",
+        name="closed",
+    )
+    with pytest.raises(FetchError, match=r"closed kernel: http://.*:9/linux: cannot connect"):
+        nl.run(fetch_profiles([closed], cache, RecordingProgress()))
