@@ -115,6 +115,7 @@ def test_import_finds_layout_copies_files_and_writes_a_loadable_profile(
     assert result.kernel.parent == cache / result.name
     assert is_verified(result.kernel) and is_verified(result.initrd)
     profile = load_profile(result.profile_file)
+    assert profile.title == "TEST_OS (imported ISO)"  # the ISO's volume id
     assert profile.template == template
     assert profile.files["kernel"].sha256 == sha(KERNEL)
     assert profile.files["initrd"].sha256 == sha(INITRD)
