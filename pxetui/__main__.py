@@ -15,7 +15,7 @@ from pxetui.errors import PxetuiError, UsageError
 from pxetui.events import Event
 from pxetui.session import MODES, Session, SessionConfig
 
-SUBCOMMANDS = ("profiles", "fetch", "import-iso")
+SUBCOMMANDS = ("profiles", "fetch", "import-iso", "demo")
 
 DESCRIPTION = """\
 Install an OS on a room full of PCs over the network. pxetui runs temporary DHCP, TFTP and
@@ -29,6 +29,7 @@ subcommands:
   pxetui profiles         list OS profiles and whether their files are present
   pxetui fetch NAME...    download profiles' files into the cache (resumable, SHA-256 verified)
   pxetui import-iso PATH  copy kernel + initrd out of an installer ISO and write a profile for it
+  pxetui demo [--vms N]   try it: a private network with N QEMU PCs booting from pxetui
 
 examples:
   sudo pxetui eth1                          TUI on eth1 (auto: proxyDHCP if another DHCP server answers)
@@ -199,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_subcommand(name: str, argv: list[str]) -> int:
-    from pxetui import cli_profiles
+    from pxetui import cli_profiles, demo
 
     try:
         if name == "profiles":
@@ -212,6 +213,8 @@ def run_subcommand(name: str, argv: list[str]) -> int:
             from pxetui import isoimport
 
             return isoimport.main(argv)
+        if name == "demo":
+            return demo.main(argv)
     except PxetuiError as exc:
         print(f"pxetui {name}: error: {exc}", file=sys.stderr)
         return exc.exit_code
