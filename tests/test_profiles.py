@@ -8,7 +8,6 @@ import sys
 from pathlib import Path, PurePosixPath
 from urllib.parse import urljoin, urlsplit
 
-import jinja2
 import pytest
 
 from pxetui.cache import (
@@ -24,6 +23,7 @@ from pxetui.errors import UsageError
 from pxetui.fetch import parse_sums
 from pxetui.profiles import ProfileError, load_profile, load_profiles
 from pxetui.session import Session, SessionConfig
+from pxetui.unattended import MachineContext, Renderer
 
 REPO = Path(__file__).resolve().parent.parent
 SHA = "c" * 64
@@ -235,20 +235,25 @@ def test_session_refuses_to_assign_a_profile_that_cannot_boot(tmp_path: Path) ->
     assert session.assign("52:54:00:12:34:02", "local-disk").profile == "local-disk"
 
 
-def test_builtin_command_lines_render_with_only_the_machine_fields() -> None:
-    """The HTTP service renders cmdline with `machine` (mac, hostname, token, profile, base_url, url)."""
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+def test_builtin_command_lines_and_answer_files_render_for_a_machine() -> None:
+    """With the renderer the HTTP service uses: no variable a machine does not have."""
+    renderer = Renderer()
     for profile in load_profiles().values():
-        machine = {
-            "mac": "52:54:00:12:34:01",
-            "hostname": "lab-01",
-            "token": "t0k3n",
-            "profile": profile.name,
-            "base_url": "http://198.18.0.1:8080",
-            "url": "http://198.18.0.1:8080/config/52-54-00-12-34-01",
-        }
-        line = env.from_string(profile.cmdline).render(machine=machine)
+        machine = MachineContext(
+            mac="52:54:00:12:34:01",
+            hostname="lab-01",
+            token="t" * 32,
+            profile=profile.name,
+            base_url="http://198.18.0.1:8080",
+        )
+        line = renderer.cmdline(profile, machine)
         assert "{{" not in line and "}}" not in line, profile.name
+        for name in renderer.files_for(profile):
+            assert renderer.render(profile, name, machine) is not None
+        if profile.template == "preseed":
+            assert "url=http://198.18.0.1:8080/config/52-54-00-12-34-01/preseed.cfg" in line
+        if profile.template == "kickstart":
+            assert "inst.ks=http://198.18.0.1:8080/config/52-54-00-12-34-01/ks.cfg" in line
         if profile.name == "ubuntu-24.04":
             assert "url=http://198.18.0.1:8080/files/ubuntu-24.04/iso " in line
             assert "ds=nocloud;s=http://198.18.0.1:8080/config/52-54-00-12-34-01/" in line
