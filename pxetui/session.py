@@ -220,7 +220,7 @@ class Session:
 
     def set_unknown_policy(self, profile: str | None, count: int = 0) -> None:
         if profile is not None:
-            self.profile(profile)
+            require_servable(self.profile(profile), self.config.cache_dir)
             if count <= 0:
                 raise UsageError("give the number of unknown machines that get the profile (1 or more)")
         self.plan.unknown.profile = profile

@@ -226,12 +226,17 @@ def test_session_refuses_to_assign_a_profile_that_cannot_boot(tmp_path: Path) ->
     assert "profile 'mixed' cannot boot yet: kernel missing" in str(err.value)
     assert f"run: pxetui fetch mixed --cache {cache}" in str(err.value)
     assert "52:54:00:12:34:01" not in session.plan.entries
+    with pytest.raises(UsageError, match="profile 'mixed' cannot boot yet"):
+        session.set_unknown_policy("mixed", 3)
+    assert session.plan.unknown.profile is None
     for name in ("linux", "initrd.gz", "os.iso"):
         path = cache / "mixed" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(name.encode())
         write_marker(path, SHA, "test")
     assert session.assign("52:54:00:12:34:01", "mixed", "lab-01").profile == "mixed"
+    session.set_unknown_policy("mixed", 3)
+    assert (session.plan.unknown.profile, session.plan.unknown.remaining) == ("mixed", 3)
     assert session.assign("52:54:00:12:34:02", "local-disk").profile == "local-disk"
 
 
