@@ -233,9 +233,11 @@ class Fetcher:
                         raise FetchError(f"{name}: checksum file {url}: HTTP {resp.status} {resp.reason}")
                     if (resp.content_length or 0) > SUMS_LIMIT:
                         raise FetchError(f"{name}: checksum file {url} is over {SUMS_LIMIT} bytes")
-                    raw = await resp.content.read(SUMS_LIMIT + 1)
-                    if len(raw) > SUMS_LIMIT:
-                        raise FetchError(f"{name}: checksum file {url} is over {SUMS_LIMIT} bytes")
+                    raw = bytearray()
+                    async for chunk in resp.content.iter_chunked(CHUNK):
+                        raw += chunk
+                        if len(raw) > SUMS_LIMIT:  # no Content-Length, or a wrong one
+                            raise FetchError(f"{name}: checksum file {url} is over {SUMS_LIMIT} bytes")
                     text = raw.decode("utf-8", "replace")
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise FetchError(f"{name}: checksum file {url}: {exc or type(exc).__name__}") from exc

@@ -111,6 +111,8 @@ class Mirror:
             return resp
         for i in range(0, len(body), 65536):
             await resp.write(body[i : i + 65536])
+            if path.endswith("SUMS"):
+                await asyncio.sleep(0.01)  # arrives in several reads, as from a far mirror
         await resp.write_eof()
         return resp
 
@@ -159,8 +161,9 @@ def demo_profile(tmp_path: Path, mirror: Mirror, kernel_sha: str | None = None) 
     mirror.files["dists/os/images/netboot/amd64/linux"] = KERNEL
     mirror.files["dists/os/images/netboot/amd64/initrd.gz"] = INITRD
     mirror.files["dists/os/images/cdrom/initrd.gz"] = b"another initrd.gz in the same SHA256SUMS"
+    filler = "".join(f"{sha(str(i).encode())}  ./hd-media/file{i}\n" for i in range(3000))
     mirror.files["dists/os/images/SHA256SUMS"] = (
-        f"{sha(b'another initrd.gz in the same SHA256SUMS')}  ./cdrom/initrd.gz\n"
+        filler + f"{sha(b'another initrd.gz in the same SHA256SUMS')}  ./cdrom/initrd.gz\n"
         f"{sha(INITRD)}  ./netboot/amd64/initrd.gz\n"
         f"{sha(KERNEL)}  ./netboot/amd64/linux\n"
     ).encode()
