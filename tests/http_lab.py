@@ -41,8 +41,7 @@ def write_profiles(tmp: Path) -> tuple[Path, Path]:
         f"name: armos\ntitle: Arm OS\narch: [arm64]\nkernel: {{path: {os_dir / 'kernel'}}}\n"
     )
     (profiles / "cached.yaml").write_text(
-        "name: cached\ntitle: Cached OS\narch: [x86_64]\n"
-        "kernel: {url: https://files.invalid/linux}\n"
+        "name: cached\ntitle: Cached OS\narch: [x86_64]\nkernel: {url: https://files.invalid/linux}\n"
     )
     cache = tmp / "cache"
     (cache / "cached").mkdir(parents=True)

@@ -202,7 +202,11 @@ def test_tokens_guard_done_and_failed(http: HttpLab) -> None:
     assert other_token and other_token.group(1) != token.group(1)
     assert token.group(1) not in http.get(f"/boot.ipxe?mac={other}&arch=x86_64")[1]
 
-    for query in (f"mac={ASSIGNED}&token=wrong", f"mac={ASSIGNED}&token={other_token.group(1)}", f"mac={ASSIGNED}"):
+    for query in (
+        f"mac={ASSIGNED}&token=wrong",
+        f"mac={ASSIGNED}&token={other_token.group(1)}",
+        f"mac={ASSIGNED}",
+    ):
         code, _ = http.get(f"/done?{query}")
         assert code == 403, query
     assert not http.named("install.done")
@@ -249,8 +253,10 @@ def test_progress_events_and_no_leak_when_client_vanishes(http: HttpLab) -> None
     time.sleep(0.3)
     fds, tasks = _open_fds(), _tasks(http)
     curl = subprocess.Popen(
-        ["ip", "netns", "exec", http.client.netns, "curl", "-sS", "--limit-rate", "20M", "-o", "/dev/null"]
-        + [f"{http.base}/files/tiny/initrd?mac={ASSIGNED}"],
+        [
+            *("ip", "netns", "exec", http.client.netns, "curl", "-sS", "--limit-rate", "20M"),
+            *("-o", "/dev/null", f"{http.base}/files/tiny/initrd?mac={ASSIGNED}"),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -311,7 +317,14 @@ def test_idle_and_slow_header_connections_time_out(http: HttpLab, mode: str) -> 
 
 def test_client_that_stops_reading_is_cut_off(http: HttpLab) -> None:
     done = http.client.run(
-        "python3", "-c", RAW_CLIENT, "stall", http.lab.server_ip, str(PORT), str(STALL_TIMEOUT + 3), timeout=40
+        "python3",
+        "-c",
+        RAW_CLIENT,
+        "stall",
+        http.lab.server_ip,
+        str(PORT),
+        str(STALL_TIMEOUT + 3),
+        timeout=40,
     )
     assert done.returncode == 0, done.stderr
     event = http.wait_event("http.done", kind="initrd", timeout=10)

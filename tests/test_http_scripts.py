@@ -41,7 +41,7 @@ def test_kernel_script_renders_cmdline_with_machine_fields(tmp_path: Path) -> No
         tmp_path,
         kernel={"path": "k"},
         initrd={"path": "i"},
-        cmdline="url={{ machine.url }}/preseed.cfg hostname={{ machine.hostname }}\n  tok={{ machine.token }}",
+        cmdline="url={{ machine.url }}/preseed.cfg hostname={{ machine.hostname }}\n tok={{ machine.token }}",
     )
     machine = machine_context(BASE, "52:54:00:aa:bb:01", "pc7", "T0K", "198.18.9.50")
     script = ScriptRenderer().boot(profile, BASE, machine, retry_url=f"{BASE}/boot.ipxe")
@@ -49,13 +49,15 @@ def test_kernel_script_renders_cmdline_with_machine_fields(tmp_path: Path) -> No
     assert f"{BASE}/files/tiny/kernel?mac=52%3A54%3A00%3Aaa%3Abb%3A01" in kernel
     # The folded YAML newline must not split the command into two iPXE lines.
     assert f"url={BASE}/config/52%3A54%3A00%3Aaa%3Abb%3A01/preseed.cfg hostname=pc7 tok=T0K" in kernel
-    assert any(line.startswith(f"initrd --name initrd {BASE}/files/tiny/initrd?") for line in script.splitlines())
+    assert any(
+        line.startswith(f"initrd --name initrd {BASE}/files/tiny/initrd?") for line in script.splitlines()
+    )
 
 
 def test_bad_cmdline_template_is_a_clear_error(tmp_path: Path) -> None:
     profile = _profile(tmp_path, kernel={"path": "k"}, cmdline="x={{ machine.nosuchfield }}")
     machine = machine_context(BASE, "52:54:00:aa:bb:01", None, "t", None)
-    with pytest.raises(TemplateError, match="tiny.*cmdline"):
+    with pytest.raises(TemplateError, match=r"tiny.*cmdline"):
         ScriptRenderer().boot(profile, BASE, machine, retry_url=BASE)
 
 
@@ -64,7 +66,11 @@ def test_menu_lists_systems_then_actions_and_adds_missing_extras(tmp_path: Path)
     shell = _profile(tmp_path, name="ipxe-shell", title="iPXE shell", action="shell")
     machine = machine_context(BASE, "52:54:00:aa:bb:01", None, "t", None)
     script = ScriptRenderer().menu(BASE, machine, [tiny], [shell])
-    items = [line.split(None, 2)[1:] for line in script.splitlines() if line.startswith("item ") and "--gap" not in line]
+    items = [
+        line.split(None, 2)[1:]
+        for line in script.splitlines()
+        if line.startswith("item ") and "--gap" not in line
+    ]
     assert items == [
         ["tiny", "Tiny OS"],
         ["ipxe-shell", "iPXE shell"],

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.web_request import BaseRequest
 
 from pxetui.errors import UsageError
 from pxetui.ipxe_scripts import (
@@ -33,7 +35,7 @@ from pxetui.ipxe_scripts import (
 )
 from pxetui.mac import MacError, normalize_mac
 from pxetui.profiles import FILE_ROLES, Profile
-from pxetui.services.http_transfers import Transfer, TransferMonitor
+from pxetui.services.http_transfers import Emit, Transfer, TransferMonitor
 from pxetui.tokens import Tokens
 
 if TYPE_CHECKING:
@@ -337,10 +339,9 @@ class HttpService:
             method=request.method,
             range=request.headers.get("Range"),
         )
-        response = web.FileResponse(path)
         transport = request.transport
         if request.method == "HEAD" or transport is None:
-            return response
+            return web.FileResponse(path)
         transfer = Transfer(
             mac=mac,
             path=request.path,
@@ -350,38 +351,7 @@ class HttpService:
             sock=transport.get_extra_info("socket"),
             total=size,
         )
-        self.monitor.begin(transfer)
-        ok, reason = False, ""
-        try:
-            await response.prepare(request)  # the whole body goes out here, by sendfile
-            ok = response.status < 400
-            reason = "" if ok else f"status {response.status}"
-        except ConnectionError as exc:
-            reason = "client stopped reading" if transfer.stalled else f"client went away ({exc})"
-        except OSError as exc:
-            reason = f"send failed: {exc}"
-        finally:
-            self.monitor.end(transfer)
-            # A body cut short leaves the connection unusable for another request.
-            if not ok and request.transport is not None:
-                request.transport.abort()
-        body = response.content_length or 0
-        transfer.total = body
-        sent = body if ok else transfer.sent
-        emit(
-            "http.done",
-            mac,
-            path=request.path,
-            kind=kind,
-            file=file,
-            client=client,
-            bytes=sent,
-            total=body,
-            rate=round(sent / max(time.monotonic() - transfer.started, 1e-6), 1),
-            ok=ok,
-            **({"reason": reason} if reason else {}),
-        )
-        return response
+        return _TrackedFileResponse(path, transfer, self.monitor, emit)
 
     # -- per-machine install files and reports ------------------------------------------------
 
@@ -431,3 +401,55 @@ class HttpService:
         else:
             self._session.emit("install.done", mac, client=client)
         return web.Response(text="ok\n")
+
+
+class _TrackedFileResponse(web.FileResponse):
+    """A FileResponse that reports its own transfer: sampled while it runs, http.done after.
+
+    aiohttp sends the body inside prepare() (by sendfile), so that is where the transfer
+    begins and ends. A client that goes away surfaces as ConnectionError, which aiohttp
+    takes as "close this connection" without logging a traceback.
+    """
+
+    def __init__(self, path: Path, transfer: Transfer, monitor: TransferMonitor, emit: Emit) -> None:
+        super().__init__(path)
+        self._transfer = transfer
+        self._monitor = monitor
+        self._emit = emit
+
+    async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:  # FileResponse.prepare would open the file and send it again
+            return None
+        transfer = self._transfer
+        self._monitor.begin(transfer)
+        ok, reason = False, ""
+        try:
+            writer = await super().prepare(request)
+            ok = self.status < 400
+            reason = "" if ok else f"status {self.status}"
+            return writer
+        except ConnectionError as exc:
+            reason = "client stopped reading" if transfer.stalled else f"client went away ({exc})"
+            raise
+        except OSError as exc:
+            reason = f"send failed: {exc}"
+            raise ConnectionResetError(reason) from exc
+        finally:
+            self._monitor.end(transfer)
+            body = self.content_length or 0
+            transfer.total = body
+            sent = body if ok else transfer.sent
+            elapsed = max(time.monotonic() - transfer.started, 1e-6)
+            self._emit(
+                "http.done",
+                transfer.mac,
+                path=transfer.path,
+                kind=transfer.kind,
+                file=transfer.file,
+                client=transfer.client,
+                bytes=sent,
+                total=body,
+                rate=round(sent / elapsed, 1),
+                ok=ok,
+                **({"reason": reason} if reason else {}),
+            )
