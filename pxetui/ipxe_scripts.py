@@ -1,14 +1,15 @@
-"""iPXE scripts and per-machine install files, rendered from the jinja2 templates in assets/.
+"""iPXE scripts, rendered from the jinja2 templates in assets/ipxe/.
 
 The HTTP service decides *what* a PC gets (probe, menu, a profile's boot, local disk); this
-module turns that decision into text. All script text lives in assets/ipxe/*.j2 and
-assets/install/*.j2, so wording and iPXE commands change without touching code.
+module turns that decision into text. All script text lives in assets/ipxe/*.j2, so wording
+and iPXE commands change without touching code. Installer answers (preseed, ...) and the
+kernel command line are pxetui.unattended's.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -18,31 +19,17 @@ import jinja2
 from pxetui.errors import PxetuiError
 from pxetui.profiles import Profile
 from pxetui.resources import data_dir
+from pxetui.unattended import MachineContext
 
 # Choices in the menu that are not profiles. Profile names cannot start with '-', so these
 # never collide with one.
 EXTRA_CHOICES = {"-local": "Boot from the local disk", "-shell": "iPXE shell", "-reboot": "Reboot"}
 EXTRA_ACTIONS = {"-local": "local", "-shell": "shell", "-reboot": "reboot"}
-# What each install template renders, by the file name the installer asks for.
-CONFIG_FILES = {"preseed": {"preseed.cfg": "preseed.cfg.j2"}}
 _LINE_BREAKS = re.compile(r"\s+")
 
 
 class TemplateError(PxetuiError):
-    """A profile's template or command line could not be rendered; the message names it."""
-
-
-@dataclass(frozen=True, slots=True)
-class MachineContext:
-    """What templates may say about the machine they are rendered for (`machine.*`)."""
-
-    mac: str
-    hostname: str
-    token: str
-    url: str  # base URL of this machine's own files: {base}/config/{mac}
-    done_url: str
-    failed_url: str
-    ip: str | None = None
+    """A script template could not be rendered; the message names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,20 +47,6 @@ def default_hostname(mac: str) -> str:
     return "pc-" + mac.replace(":", "")
 
 
-def machine_context(base: str, mac: str, hostname: str | None, token: str, ip: str | None) -> MachineContext:
-    mac_q = quote(mac, safe="")
-    report = f"mac={mac_q}&token={quote(token, safe='')}"
-    return MachineContext(
-        mac=mac,
-        hostname=hostname or default_hostname(mac),
-        token=token,
-        url=f"{base}/config/{mac_q}",
-        done_url=f"{base}/done?{report}",
-        failed_url=f"{base}/failed?{report}&reason=installer",
-        ip=ip,
-    )
-
-
 class ScriptRenderer:
     """Renders the templates; `template_dirs` come first, so an operator's files override ours."""
 
@@ -88,7 +61,6 @@ class ScriptRenderer:
             keep_trailing_newline=True,
         )
         self._env.filters["ipxe_line"] = ipxe_line
-        self._cmdlines: dict[str, jinja2.Template] = {}
 
     def _render(self, name: str, **context: object) -> str:
         try:
@@ -128,18 +100,11 @@ class ScriptRenderer:
             default=default,
         )
 
-    def cmdline(self, profile: Profile, machine: MachineContext) -> str:
-        template = self._cmdlines.get(profile.name)
-        try:
-            if template is None:
-                template = self._env.from_string(profile.cmdline)
-                self._cmdlines[profile.name] = template
-            return ipxe_line(template.render(machine=machine, profile=profile))
-        except jinja2.TemplateError as exc:
-            raise TemplateError(f"profile {profile.name} ({profile.source}): cmdline: {exc}") from exc
+    def boot(self, profile: Profile, base: str, machine: MachineContext, cmdline: str, retry_url: str) -> str:
+        """The script that boots `profile` on `machine`: kernel+initrd, chain, or an action.
 
-    def boot(self, profile: Profile, base: str, machine: MachineContext, retry_url: str) -> str:
-        """The script that boots `profile` on `machine`: kernel+initrd, chain, or an action."""
+        `cmdline` is the profile's kernel command line already rendered for this machine.
+        """
         if profile.action:
             return self.action(profile.action, base, machine)
         if profile.chain:
@@ -152,18 +117,6 @@ class ScriptRenderer:
             machine=machine,
             kernel_url=urls["kernel"],
             initrd_url=urls.get("initrd"),
-            cmdline=self.cmdline(profile, machine),
+            cmdline=ipxe_line(cmdline),
             retry_url=retry_url,
         )
-
-    @staticmethod
-    def config_names(profile: Profile) -> Mapping[str, str]:
-        """File name the installer asks for -> template, for this profile's install template."""
-        return CONFIG_FILES.get(profile.template or "", {})
-
-    def config(self, profile: Profile, name: str, machine: MachineContext) -> str | None:
-        """The rendered install file `name` for `machine`, or None if the profile has none so named."""
-        template = self.config_names(profile).get(name)
-        if template is None:
-            return None
-        return self._render(f"install/{template}", profile=profile, machine=machine)

@@ -64,7 +64,7 @@ def test_probe_then_assigned_unassigned_and_local_machines(http: HttpLab) -> Non
     assert code == 200
     kernel = next(line for line in assigned.splitlines() if line.startswith("kernel "))
     assert f"{http.base}/files/tiny/kernel?mac=52%3A54%3A00%3A00%3A00%3A01" in kernel
-    assert f"url={http.base}/config/52%3A54%3A00%3A00%3A00%3A01/preseed.cfg hostname=pc1" in kernel
+    assert f"url={http.base}/config/52-54-00-00-00-01/preseed.cfg hostname=pc1" in kernel
     assert "menu" not in assigned.split()
 
     # Unassigned: a menu of the profiles fitting its arch and firmware, plus the extras.

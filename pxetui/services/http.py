@@ -26,17 +26,12 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 
 from pxetui.errors import UsageError
-from pxetui.ipxe_scripts import (
-    EXTRA_ACTIONS,
-    MachineContext,
-    ScriptRenderer,
-    TemplateError,
-    machine_context,
-)
+from pxetui.ipxe_scripts import EXTRA_ACTIONS, ScriptRenderer, TemplateError, default_hostname
 from pxetui.mac import MacError, normalize_mac
 from pxetui.profiles import FILE_ROLES, Profile
 from pxetui.services.http_transfers import Emit, Transfer, TransferMonitor
 from pxetui.tokens import Tokens
+from pxetui.unattended import MachineContext, Renderer
 
 if TYPE_CHECKING:
     from pxetui.session import Session
@@ -60,10 +55,13 @@ class HttpService:
         stall_timeout: float = 60.0,
         progress_interval: float = 0.5,
         template_dirs: tuple[Path, ...] = (),
+        unattended: Renderer | None = None,
     ) -> None:
         self._session = session
         self.idle_timeout = idle_timeout
         self._scripts = ScriptRenderer(template_dirs)
+        # Kernel command lines and installer answers (preseed, autoinstall, kickstart).
+        self._unattended = unattended or Renderer(template_dirs=list(template_dirs))
         self._tokens = Tokens(session.state)
         self.monitor = TransferMonitor(session.emit, progress_interval, stall_timeout)
         self._runner: web.AppRunner | None = None
@@ -159,14 +157,14 @@ class HttpService:
                 raise web.HTTPBadRequest(text=f"{exc}\n") from exc
         return self._session.registry.mac_for_ip(self._client(request))
 
-    def _machine(self, mac: str, request: web.Request) -> MachineContext:
+    def _machine(self, mac: str, profile: Profile | None = None) -> MachineContext:
         entry = self._session.plan.get(mac)
-        return machine_context(
-            self._session.http_base,
-            mac,
-            entry.hostname if entry else None,
-            self._tokens.for_mac(mac),
-            self._client(request),
+        return MachineContext(
+            mac=mac,
+            hostname=(entry.hostname if entry else None) or default_hostname(mac),
+            token=self._tokens.for_mac(mac),
+            profile=profile.name if profile else "",
+            base_url=self._session.http_base,
         )
 
     def _error(self, mac: str | None, request: web.Request, reason: str) -> None:
@@ -228,7 +226,7 @@ class HttpService:
         mac = self._mac_of(request, query["mac"])
         assert mac is not None
         info = {key: query.get(key, "")[:MAX_INFO_LEN] for key in CLIENT_INFO}
-        machine = self._machine(mac, request)
+        machine = self._machine(mac)
         base = self._session.http_base
         entry = self._session.plan.get(mac)
         try:
@@ -236,7 +234,7 @@ class HttpService:
                 answer, script = "local", self._scripts.action("local", base, machine)
             elif entry is not None and entry.profile and entry.profile in self._session.profiles:
                 profile = self._session.profiles[entry.profile]
-                answer, script = profile.name, self._boot_script(profile, machine)
+                answer, script = profile.name, self._boot_script(profile, mac)
             else:
                 answer, script = "menu", self._menu(machine, info, query.get("lm") == "1")
         except TemplateError as exc:
@@ -244,9 +242,14 @@ class HttpService:
             raise web.HTTPInternalServerError(text=f"{exc}\n") from exc
         return self._text(request, mac, "script", "boot.ipxe", script, answer=answer, client_info=info)
 
-    def _boot_script(self, profile: Profile, machine: MachineContext) -> str:
+    def _boot_script(self, profile: Profile, mac: str) -> str:
+        machine = self._machine(mac, profile)
         retry = f"{self._session.http_base}/boot.ipxe?mac={machine.mac}"
-        return self._scripts.boot(profile, self._session.http_base, machine, retry)
+        try:
+            cmdline = self._unattended.cmdline(profile, machine) if profile.cmdline else ""
+        except UsageError as exc:
+            raise TemplateError(f"profile {profile.name} ({profile.source}): cmdline: {exc}") from exc
+        return self._scripts.boot(profile, self._session.http_base, machine, cmdline, retry)
 
     def _menu(self, machine: MachineContext, info: dict[str, str], long_mode: bool) -> str:
         arches: set[str] | None = {info["arch"]} if info["arch"] else None
@@ -268,13 +271,13 @@ class HttpService:
         if mac is None:
             raise web.HTTPBadRequest(text="give the machine as ?mac=\n")
         choice = request.query.get("profile", "")
-        machine = self._machine(mac, request)
+        machine = self._machine(mac)
         base = self._session.http_base
         try:
             if choice in EXTRA_ACTIONS:
                 script = self._scripts.action(EXTRA_ACTIONS[choice], base, machine)
             elif choice in self._session.profiles:
-                script = self._boot_script(self._session.profiles[choice], machine)
+                script = self._boot_script(self._session.profiles[choice], mac)
             else:
                 self._error(mac, request, f"menu choice {choice[:64]!r} is not a profile")
                 raise web.HTTPNotFound(text="no such profile\n")
@@ -368,8 +371,8 @@ class HttpService:
         if profile is None:
             raise web.HTTPNotFound(text=f"{mac} has no profile assigned or chosen\n")
         try:
-            text = self._scripts.config(profile, name, self._machine(mac, request))
-        except TemplateError as exc:
+            text = self._unattended.render(profile, name, self._machine(mac, profile))
+        except UsageError as exc:
             self._error(mac, request, str(exc))
             raise web.HTTPInternalServerError(text=f"{exc}\n") from exc
         if text is None:
