@@ -58,7 +58,7 @@ def test_probe_then_assigned_unassigned_and_local_machines(http: HttpLab) -> Non
 
     code, probe = http.get("/boot.ipxe")
     assert code == 200 and probe.startswith("#!ipxe")
-    assert f"chain {http.base}/boot.ipxe?mac=${{net0/mac:uristring}}&arch=${{buildarch:uristring}}" in probe
+    assert f"chain {http.base}/boot.ipxe?mac=${{net0/mac:hexhyp}}&arch=${{buildarch:uristring}}" in probe
 
     code, assigned = http.get(f"/boot.ipxe?mac={ASSIGNED}&arch=x86_64&platform=efi")
     assert code == 200

@@ -28,15 +28,15 @@ def test_probe_chains_to_itself_with_every_identity_field() -> None:
     assert script.startswith("#!ipxe\n")
     chain = next(line for line in script.splitlines() if line.startswith("chain "))
     url = chain.split()[1]
-    assert url.startswith(f"{BASE}/boot.ipxe?mac=${{net0/mac:uristring}}&arch=${{buildarch:uristring}}")
+    assert url.startswith(f"{BASE}/boot.ipxe?mac=${{net0/mac:hexhyp}}&arch=${{buildarch:uristring}}")
     for name, setting in [
         ("platform", "platform"),
-        ("uuid", "uuid"),
         ("serial", "serial"),
         ("manufacturer", "manufacturer"),
         ("product", "product"),
     ]:
         assert f"&{name}=${{{setting}:uristring}}" in url
+    assert "&uuid=${uuid}&" in url  # typed settings print URL-safe already
 
 
 def test_kernel_script_renders_cmdline_with_machine_fields(tmp_path: Path) -> None:

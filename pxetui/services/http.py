@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pxetui.session import Session
 
 SCRIPT_TYPE = "text/plain"
-CLIENT_INFO = ("arch", "platform", "uuid", "serial", "manufacturer", "product")
+CLIENT_INFO = ("arch", "platform", "uuid", "serial", "manufacturer", "product", "lm")
 MAX_INFO_LEN = 128  # firmware strings are short; anything longer is cut, not trusted
 MAX_REASON_LEN = 300
 FIRMWARE_OF_PLATFORM = {"pcbios": "bios", "efi": "uefi"}

@@ -1,0 +1,78 @@
+"""A real iPXE runs pxetui's scripts: a BIOS PC (SeaBIOS + the NIC's iPXE ROM) boots the
+installer kernel its MAC is assigned, through the probe script and the per-MAC script.
+
+dnsmasq stands in for DHCP only (so this needs no other pxetui service); the HTTP service runs
+in-process on the lab bridge.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import need_tools
+from lab import Lab, NetnsLoop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from http_lab import PORT, start_http_lab
+
+from pxetui.qemu import Vm, VmSpec
+
+pytestmark = [pytest.mark.lab, pytest.mark.e2e]
+MAC = "52:54:00:e2:e1:01"
+
+
+def dhcp_only(lab: Lab, work: Path) -> subprocess.Popen[str]:
+    net = lab.subnet.network_address
+    conf = work / "dnsmasq.conf"
+    conf.write_text(
+        f"port=0\ninterface={lab.bridge}\nbind-interfaces\nno-ping\n"
+        f"dhcp-range={net + 100},{net + 150},1h\n"
+        f"dhcp-boot=http://{lab.server_ip}:{PORT}/boot.ipxe\n"
+        f"dhcp-leasefile={work}/leases\npid-file={work}/dnsmasq.pid\n"
+    )
+    return lab.popen(
+        lab.server_ns, "dnsmasq", "-d", "-C", str(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def test_bios_ipxe_follows_probe_then_assigned_script(lab: Lab, tmp_path: Path) -> None:
+    need_tools("qemu-system-x86_64", "dnsmasq")
+    dnsmasq = dhcp_only(lab, tmp_path)
+    try:
+        with NetnsLoop(lab.server_ns) as loop:
+            http = start_http_lab(lab, tmp_path, loop)
+            try:
+                http.assign(MAC, "debian-12-local", "pc-bios")
+                vm = Vm(
+                    VmSpec(name="bios", mac=MAC, tap=lab.add_tap("tap0"), firmware="bios"),
+                    lab.server_ns,
+                    tmp_path,
+                )
+                vm.start()
+                try:
+                    seconds = vm.wait_serial("Linux version", timeout=240)
+                    assert seconds is not None, vm.serial()[-3000:]
+                    http.wait_event("http.done", kind="initrd", timeout=30)
+                finally:
+                    vm.stop()
+            finally:
+                loop.run(http.service.stop())
+    finally:
+        dnsmasq.terminate()
+        dnsmasq.wait(10)
+
+    scripts = [e for e in http.named("http.request") if e.fields["kind"] == "script"]
+    assert scripts[0].fields["answer"] == "probe"
+    answer = next(e for e in scripts if e.mac == MAC)
+    assert answer.fields["answer"] == "debian-12-local"
+    # iPXE expanded the probe's settings: a BIOS build of iPXE on a 64-bit CPU.
+    info = answer.fields["client_info"]
+    assert info["platform"] == "pcbios" and info["arch"] == "i386" and info["lm"] == "1"
+    done = {
+        e.fields["kind"]: e for e in http.named("http.done", MAC) if e.fields["kind"] in ("kernel", "initrd")
+    }
+    assert done["kernel"].fields["ok"] and done["initrd"].fields["ok"]
+    assert done["initrd"].fields["bytes"] == done["initrd"].fields["total"] > 10_000_000
