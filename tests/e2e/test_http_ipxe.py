@@ -7,8 +7,10 @@ in-process on the lab bridge.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from lab import Lab, NetnsLoop
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from http_lab import PORT, start_http_lab
 
-from pxetui.qemu import Vm, VmSpec
+from pxetui.qemu import Vm, VmSpec, qemu_command
 
 pytestmark = [pytest.mark.lab, pytest.mark.e2e]
 MAC = "52:54:00:e2:e1:01"
@@ -76,3 +78,50 @@ def test_bios_ipxe_follows_probe_then_assigned_script(lab: Lab, tmp_path: Path) 
     }
     assert done["kernel"].fields["ok"] and done["initrd"].fields["ok"]
     assert done["initrd"].fields["bytes"] == done["initrd"].fields["total"] > 10_000_000
+
+
+def test_unassigned_pc_gets_a_working_menu_and_reports_the_choice(lab: Lab, tmp_path: Path) -> None:
+    """iPXE parses the menu; Enter picks the default entry, which is reported to /select."""
+    need_tools("qemu-system-x86_64", "dnsmasq")
+    mac = "52:54:00:e2:e1:02"
+    monitor = tmp_path / "monitor.sock"
+    dnsmasq = dhcp_only(lab, tmp_path)
+    try:
+        with NetnsLoop(lab.server_ns) as loop:
+            http = start_http_lab(lab, tmp_path, loop)
+            try:
+                spec = VmSpec(name="menu", mac=mac, tap=lab.add_tap("tap0"), firmware="bios")
+                cmd = qemu_command(spec, tmp_path / "menu.serial.log")
+                cmd[cmd.index("-monitor") + 1] = f"unix:{monitor},server,nowait"
+                qemu = lab.popen(lab.server_ns, *cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    menu = http.wait_event("http.request", timeout=120, answer="menu")
+                    deadline = time.monotonic() + 60
+                    while not http.named("menu.select") and time.monotonic() < deadline:
+                        time.sleep(2)  # let iPXE draw the menu, then press Enter (again if it was early)
+                        send_key(monitor, "ret")
+                    select = http.wait_event("menu.select", timeout=5)
+                finally:
+                    qemu.terminate()
+                    qemu.wait(10)
+            finally:
+                loop.run(http.service.stop())
+    finally:
+        dnsmasq.terminate()
+        dnsmasq.wait(10)
+    assert menu.mac == mac and menu.fields["client_info"]["lm"] == "1"
+    # The default entry is the first operating system the menu offered this i386/64-bit BIOS PC.
+    assert select.mac == mac and select.fields["choice"] == "cached"
+    answered = [e for e in http.named("http.request", mac) if e.fields.get("file") == "select"]
+    assert answered and answered[0].fields["answer"] == "cached"
+
+
+def send_key(monitor: Path, key: str) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        try:
+            sock.connect(str(monitor))
+        except OSError:
+            return  # QEMU not listening yet
+        sock.sendall(f"sendkey {key}\n".encode())
+        time.sleep(0.2)
