@@ -243,7 +243,7 @@ def _open_fds() -> int:
 
 def _tasks(http: HttpLab) -> int:
     async def count() -> int:
-        return len(asyncio.all_tasks())
+        return len(asyncio.all_tasks() - {asyncio.current_task()})
 
     return http.loop.run(count())
 
@@ -336,3 +336,27 @@ def test_port_in_use_is_a_usage_error_naming_the_fix(http: HttpLab) -> None:
     second = HttpService(http.session)
     with pytest.raises(UsageError, match=rf"port {PORT} .* --http-port"):
         http.loop.run(second.start())
+
+
+def test_stop_mid_transfer_is_prompt_and_leaves_no_task(http: HttpLab) -> None:
+    curl = subprocess.Popen(
+        [
+            *("ip", "netns", "exec", http.client.netns, "curl", "-sS", "--limit-rate", "10M"),
+            *("-o", "/dev/null", f"{http.base}/files/tiny/initrd?mac={ASSIGNED}"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        http.wait_event("http.progress", kind="initrd", timeout=10)
+        started = time.monotonic()
+        http.loop.run(http.service.stop())
+        assert time.monotonic() - started < 5
+        assert curl.wait(10) != 0  # the client saw the transfer cut, not a complete file
+    finally:
+        if curl.poll() is None:
+            curl.kill()
+            curl.wait(10)
+    done = http.wait_event("http.done", kind="initrd", timeout=5)
+    assert done.fields["ok"] is False
+    assert _tasks(http) == 0
