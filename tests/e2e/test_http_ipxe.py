@@ -1,8 +1,9 @@
-"""A real iPXE runs pxetui's scripts: a BIOS PC (SeaBIOS + the NIC's iPXE ROM) boots the
-installer kernel its MAC is assigned, through the probe script and the per-MAC script.
+"""A real iPXE runs pxetui's scripts: a BIOS PC (SeaBIOS + the NIC's iPXE ROM) and a UEFI PC
+(OVMF, then Debian's ipxe.efi) boot the installer kernel their MAC is assigned, through the
+probe script and the per-MAC script; an unassigned PC gets a menu iPXE can draw.
 
-dnsmasq stands in for DHCP only (so this needs no other pxetui service); the HTTP service runs
-in-process on the lab bridge.
+dnsmasq stands in for DHCP and TFTP (so this needs no other pxetui service); the HTTP service
+runs in-process on the lab bridge.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ def dhcp_only(lab: Lab, work: Path) -> subprocess.Popen[str]:
     conf.write_text(
         f"port=0\ninterface={lab.bridge}\nbind-interfaces\nno-ping\n"
         f"dhcp-range={net + 100},{net + 150},1h\n"
-        f"dhcp-boot=http://{lab.server_ip}:{PORT}/boot.ipxe\n"
+        # UEFI firmware first loads iPXE over TFTP; iPXE (user class iPXE) gets the script URL.
+        "enable-tftp\ntftp-root=/usr/lib/ipxe\ndhcp-userclass=set:ipxe,iPXE\n"
+        "dhcp-boot=tag:!ipxe,ipxe.efi\n"
+        f"dhcp-boot=tag:ipxe,http://{lab.server_ip}:{PORT}/boot.ipxe\n"
         f"dhcp-leasefile={work}/leases\npid-file={work}/dnsmasq.pid\n"
     )
     return lab.popen(
@@ -40,16 +44,17 @@ def dhcp_only(lab: Lab, work: Path) -> subprocess.Popen[str]:
     )
 
 
-def test_bios_ipxe_follows_probe_then_assigned_script(lab: Lab, tmp_path: Path) -> None:
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_ipxe_follows_probe_then_assigned_script(lab: Lab, tmp_path: Path, firmware: str) -> None:
     need_tools("qemu-system-x86_64", "dnsmasq")
     dnsmasq = dhcp_only(lab, tmp_path)
     try:
         with NetnsLoop(lab.server_ns) as loop:
             http = start_http_lab(lab, tmp_path, loop)
             try:
-                http.assign(MAC, "debian-12-local", "pc-bios")
+                http.assign(MAC, "debian-12-local", f"pc-{firmware}")
                 vm = Vm(
-                    VmSpec(name="bios", mac=MAC, tap=lab.add_tap("tap0"), firmware="bios"),
+                    VmSpec(name=firmware, mac=MAC, tap=lab.add_tap("tap0"), firmware=firmware),
                     lab.server_ns,
                     tmp_path,
                 )
@@ -70,9 +75,12 @@ def test_bios_ipxe_follows_probe_then_assigned_script(lab: Lab, tmp_path: Path) 
     assert scripts[0].fields["answer"] == "probe"
     answer = next(e for e in scripts if e.mac == MAC)
     assert answer.fields["answer"] == "debian-12-local"
-    # iPXE expanded the probe's settings: a BIOS build of iPXE on a 64-bit CPU.
+    # iPXE expanded the probe's settings: BIOS iPXE is an i386 build on a 64-bit CPU.
     info = answer.fields["client_info"]
-    assert info["platform"] == "pcbios" and info["arch"] == "i386" and info["lm"] == "1"
+    if firmware == "bios":
+        assert info["platform"] == "pcbios" and info["arch"] == "i386" and info["lm"] == "1"
+    else:
+        assert info["platform"] == "efi" and info["arch"] == "x86_64"
     done = {
         e.fields["kind"]: e for e in http.named("http.done", MAC) if e.fields["kind"] in ("kernel", "initrd")
     }
