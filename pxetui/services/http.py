@@ -244,7 +244,8 @@ class HttpService:
 
     def _boot_script(self, profile: Profile, mac: str) -> str:
         machine = self._machine(mac, profile)
-        retry = f"{self._session.http_base}/boot.ipxe?mac={machine.mac}"
+        # A failed boot starts over at the probe, which asks again with the PC's whole identity.
+        retry = f"{self._session.http_base}/boot.ipxe"
         try:
             cmdline = self._unattended.cmdline(profile, machine) if profile.cmdline else ""
         except UsageError as exc:
