@@ -17,7 +17,9 @@ from conftest import need_tools
 from http_lab import KERNEL_SIZE, PORT, HttpLab, start_http_lab
 from lab import Lab, NetnsLoop
 
+from pxetui.cache import sha256_file, write_marker
 from pxetui.errors import UsageError
+from pxetui.profiles import load_profiles
 from pxetui.registry import Stage
 from pxetui.services.http import HttpService
 
@@ -360,3 +362,22 @@ def test_stop_mid_transfer_is_prompt_and_leaves_no_task(http: HttpLab) -> None:
     done = http.wait_event("http.done", kind="initrd", timeout=5)
     assert done.fields["ok"] is False
     assert _tasks(http) == 0
+
+
+def test_a_cached_file_is_served_only_once_verified(http: HttpLab) -> None:
+    profiles = http.tmp / "extra-profiles"
+    profiles.mkdir()
+    (profiles / "fetched.yaml").write_text(
+        "name: fetched\ntitle: Fetched OS\narch: [x86_64]\nkernel: {url: https://files.invalid/vmlinuz}\n"
+    )
+    http.session.profiles.update(load_profiles([profiles]))
+    cached = http.session.config.cache_dir / "fetched" / "vmlinuz"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"downloaded but never checked")
+    assert http.get("/files/fetched/kernel")[0] == 404
+    assert any("missing or unverified" in str(e.fields.get("reason")) for e in http.named("error"))
+    write_marker(cached, sha256_file(cached), "https://files.invalid/vmlinuz")
+    code, body = http.get("/files/fetched/kernel")
+    assert (code, body) == (200, "downloaded but never checked")
+    cached.write_bytes(b"changed after the check")
+    assert http.get("/files/fetched/kernel")[0] == 404

@@ -25,6 +25,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 
+from pxetui.cache import verified_path
 from pxetui.errors import UsageError
 from pxetui.ipxe_scripts import EXTRA_ACTIONS, ScriptRenderer, TemplateError, default_hostname
 from pxetui.mac import MacError, normalize_mac
@@ -314,11 +315,13 @@ class HttpService:
             if not path.resolve().is_relative_to(home):
                 self._error(mac, request, f"{path} points outside {home}; not served")
                 raise web.HTTPNotFound()
-        if not path.is_file():
+        if verified_path(profile, role, cache_dir) is None:
+            # Missing, half-downloaded or failing its checksum: never served.
             self._error(
                 mac,
                 request,
-                f"profile {profile.name}: its {role} is not at {path}; run `pxetui fetch {profile.name}`",
+                f"profile {profile.name}: its {role} at {path} is missing or unverified;"
+                f" run `pxetui fetch {profile.name}`",
             )
             raise web.HTTPNotFound()
         return await self._send_file(request, path, role, path.name, mac)
