@@ -43,10 +43,6 @@ def ipxe_line(text: object) -> str:
     return _LINE_BREAKS.sub(" ", str(text)).strip()
 
 
-def default_hostname(mac: str) -> str:
-    return "pc-" + mac.replace(":", "")
-
-
 class ScriptRenderer:
     """Renders the templates; `template_dirs` come first, so an operator's files override ours."""
 

@@ -24,6 +24,7 @@ from pxetui.profiles import Profile, default_cache_dir, load_profiles
 from pxetui.registry import Registry
 from pxetui.services import Service, build_services
 from pxetui.state import StateDir, default_state_dir
+from pxetui.unattended import InstallSettings, hostname_for
 
 _log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class SessionConfig:
     plan_csv: Path | None = None
     force: bool = False
     snponly: bool = False
+    template_dirs: list[Path] = field(default_factory=list)
+    install: InstallSettings = field(default_factory=InstallSettings)
 
 
 class Session:
@@ -99,10 +102,10 @@ class Session:
             info = netif.find_interface(cfg.interface)
         self.interface = info
         self.address = cfg.address or info.address
-        self.boot_files = find_boot_files(cfg.boot_files, snponly=cfg.snponly)
-        self.services = build_services(self)
         started: list[Service] = []
         try:
+            self.boot_files = find_boot_files(cfg.boot_files, snponly=cfg.snponly)
+            self.services = build_services(self)
             for service in self.services:
                 await service.start()
                 started.append(service)
@@ -143,6 +146,20 @@ class Session:
         """`http://ADDR:PORT`, what iPXE and installers use to reach the HTTP service."""
         assert self.address is not None, "the session has not started"
         return f"http://{self.address.ip}:{self.config.http_port}"
+
+    def hostname_for(self, mac: str) -> str:
+        """The plan's hostname, else the operator's pattern numbered in boot order (pc-01, ...)."""
+        entry = self.plan.get(mac)
+        if entry is not None and entry.hostname:
+            return entry.hostname
+        me = self.registry.get(mac)
+        first = me.first_seen if me is not None and me.first_seen is not None else float("inf")
+        earlier = sum(
+            1
+            for m in self.registry.machines.values()
+            if m.first_seen is not None and (m.first_seen, m.mac) < (first, mac)
+        )
+        return hostname_for(self.config.install.hostname_pattern, earlier + 1)
 
     def emit(self, name: str, mac: str | None = None, **fields: Any) -> Event:
         return self.bus.emit(name, mac, **fields)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from pxetui.services.http import HttpService
+from pxetui.unattended import Renderer
 
 if TYPE_CHECKING:
     from pxetui.session import Session
@@ -29,4 +30,12 @@ class Service(Protocol):
 
 def build_services(session: Session) -> list[Service]:
     """The services a session runs, in start order. Each boot-chain service adds itself here."""
-    return [HttpService(session)]
+    cfg = session.config
+    templates = tuple(cfg.template_dirs)
+    return [
+        HttpService(
+            session,
+            template_dirs=templates,
+            unattended=Renderer(template_dirs=list(templates), settings=cfg.install),
+        ),
+    ]

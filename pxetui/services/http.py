@@ -27,7 +27,7 @@ from aiohttp.web_request import BaseRequest
 
 from pxetui.cache import verified_path
 from pxetui.errors import UsageError
-from pxetui.ipxe_scripts import EXTRA_ACTIONS, ScriptRenderer, TemplateError, default_hostname
+from pxetui.ipxe_scripts import EXTRA_ACTIONS, ScriptRenderer, TemplateError
 from pxetui.mac import MacError, normalize_mac
 from pxetui.profiles import FILE_ROLES, Profile
 from pxetui.services.http_transfers import Emit, Transfer, TransferMonitor
@@ -159,10 +159,9 @@ class HttpService:
         return self._session.registry.mac_for_ip(self._client(request))
 
     def _machine(self, mac: str, profile: Profile | None = None) -> MachineContext:
-        entry = self._session.plan.get(mac)
         return MachineContext(
             mac=mac,
-            hostname=(entry.hostname if entry else None) or default_hostname(mac),
+            hostname=self._session.hostname_for(mac),
             token=self._tokens.for_mac(mac),
             profile=profile.name if profile else "",
             base_url=self._session.http_base,
