@@ -425,16 +425,18 @@ def start_ovmf_pc(lab: Lab, qemu: str, tap: str, mac: str) -> subprocess.Popen[s
 
 
 def tftp_requests(sock: socket.socket, want: int, vms: list[subprocess.Popen[str]]) -> dict[str, bytes]:
-    """First TFTP request per source address, until `want` sources asked (or time runs out)."""
+    """First TFTP request (UDP to port 69) per source address seen on the bridge, until `want`
+    sources asked or time runs out. Sniffed, so it works with or without a TFTP service."""
     seen: dict[str, bytes] = {}
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline and len(seen) < want:
         try:
-            request, source = sock.recvfrom(2048)
+            frame = Ether(sock.recv(65535))
         except TimeoutError:
             assert all(vm.poll() is None for vm in vms), "qemu exited"
             continue
-        seen.setdefault(source[0], request)
+        if UDP in frame and frame[UDP].dport == 69:
+            seen.setdefault(frame[IP].src, bytes(frame[UDP].payload))
     return seen
 
 
@@ -450,11 +452,11 @@ def test_uefi_pcs_ask_us_for_ipxe_efi_over_tftp(
     tools = need_tools("qemu-system-x86_64")
     need(None if OVMF.exists() else f"needs {OVMF} (Debian package ovmf, installed by `make test`)")
     rival = Dnsmasq(lab, tmp_path) if mode == "proxy" else None
-    tftp = netns_socket(lab.server_ns, socket.AF_INET, socket.SOCK_DGRAM)
+    tftp = netns_socket(lab.server_ns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
     vms: list[subprocess.Popen[str]] = []
     macs = [f"52:54:00:12:34:{0x10 + n:02x}" for n in range(pcs)]
     try:
-        tftp.bind((lab.server_ip, 69))  # stands in for the TFTP service: we only want the requests
+        tftp.bind((lab.bridge, 0))
         tftp.settimeout(1)
         proc = run_pxetui("--mode", mode)
         assert proc.wait_event("service.ready")["mode"] == mode
@@ -485,15 +487,12 @@ def test_uefi_pcs_ask_us_for_ipxe_efi_over_tftp(
 def test_a_bios_pc_with_ipxe_rom_fetches_the_script_over_http_in_proxy_mode(
     lab: Lab, run_pxetui: Any, tmp_path: Path
 ) -> None:
-    """SeaBIOS runs the NIC's iPXE ROM: address from dnsmasq, then `GET /boot.ipxe` to us."""
+    """SeaBIOS runs the NIC's iPXE ROM: address from dnsmasq, then `GET /boot.ipxe` from us."""
     tools = need_tools("qemu-system-x86_64")
     rival = Dnsmasq(lab, tmp_path)
-    http = netns_socket(lab.server_ns, socket.AF_INET, socket.SOCK_STREAM)
     vm: subprocess.Popen[str] | None = None
+    mac = "52:54:00:12:34:02"
     try:
-        http.bind((lab.server_ip, 8080))  # stands in for the HTTP service: we only want the request
-        http.listen(4)
-        http.settimeout(1)
         proc = run_pxetui()
         assert proc.wait_event("service.ready")["mode"] == "proxy"
         lab.add_tap("tap0")
@@ -501,29 +500,18 @@ def test_a_bios_pc_with_ipxe_rom_fetches_the_script_over_http_in_proxy_mode(
             lab.server_ns, tools["qemu-system-x86_64"], "-accel", "tcg", "-machine", "pc", "-m", "256",
             "-display", "none", "-monitor", "none",
             "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
-            "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:02",
+            "-device", f"virtio-net-pci,netdev=n0,mac={mac}",
             "-boot", "n", "-serial", f"file:{tmp_path / 'serial.log'}",
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        deadline = time.monotonic() + 150
-        request = b""
-        while time.monotonic() < deadline and not request:
-            try:
-                conn, source = http.accept()
-            except TimeoutError:
-                assert vm.poll() is None, "qemu exited"
-                continue
-            with conn:
-                conn.settimeout(10)
-                request = conn.recv(2048)
-        assert request.startswith(b"GET /boot.ipxe HTTP/1."), request
-        assert b"iPXE" in request
-        assert 50 <= int(source[0].rsplit(".", 1)[1]) <= 90  # dnsmasq's address
-        offer = proc.wait_event("dhcp.offer", mac="52:54:00:12:34:02")
+        offer = proc.wait_event("dhcp.offer", timeout=150, mac=mac)
         assert offer["ipxe"] is True and offer["file"] == f"http://{lab.server_ip}:8080/boot.ipxe"
+        assert offer.get("ip") is None  # proxyDHCP: the address is dnsmasq's to give
+        script = proc.wait_event("http.request", timeout=150, path="/boot.ipxe")
+        client = str(script.get("client") or "")
+        assert client.startswith(prefix(lab) + ".") and 50 <= int(client.rsplit(".", 1)[1]) <= 90, script
     finally:
         if vm is not None:
             vm.kill()
             vm.wait(10)
-        http.close()
         rival.stop()

@@ -57,13 +57,13 @@ def test_stages_never_go_back_within_a_boot() -> None:
 
 def test_discover_after_done_starts_a_new_boot() -> None:
     reg = Registry()
-    feed(reg, "dhcp.discover", 1.0, arch=16)
+    feed(reg, "dhcp.discover", 1.0, arch=16, vendor_class="HTTPClient:Arch:00016:UNDI:003001")
     feed(reg, "http.request", 2.0, kind="script")
     feed(reg, "install.failed", 3.0, reason="no disk")
     m = reg.get(MAC)
     assert m is not None
     assert (m.stage, m.last_error, m.firmware) == (Stage.FAILED, "no disk", "UEFI-HTTP")
-    feed(reg, "dhcp.discover", 10.0, arch=16)
+    feed(reg, "dhcp.discover", 10.0, arch=16, vendor_class="HTTPClient:Arch:00016:UNDI:003001")
     assert m.stage is Stage.DHCP
     assert m.boots == 2
     assert m.stage_times == {"dhcp": 10.0}
@@ -104,3 +104,17 @@ def test_vendor_comes_from_the_mac_prefix() -> None:
     reg = Registry()
     assert reg.ensure("52:54:00:00:00:01").vendor == "QEMU/KVM"
     assert reg.ensure("06:00:00:00:00:01").vendor == "(locally administered)"
+
+
+def test_the_installers_own_dhcp_does_not_restart_the_boot() -> None:
+    reg = Registry()
+    feed(reg, "dhcp.discover", 1.0, arch=0, vendor_class="PXEClient:Arch:00000:UNDI:002001", ipxe=True)
+    feed(reg, "http.request", 2.0, kind="script")
+    feed(reg, "http.request", 3.0, kind="kernel", file="linux")
+    feed(reg, "dhcp.discover", 20.0, vendor_class="udhcp 1.36.1")
+    feed(reg, "dhcp.ack", 20.1, ip="198.18.0.150", vendor_class="udhcp 1.36.1")
+    m = reg.get(MAC)
+    assert m is not None
+    assert (m.stage, m.boots, m.ip) == (Stage.KERNEL, 1, "198.18.0.150")
+    feed(reg, "dhcp.discover", 30.0, arch=0, ipxe=True)  # the PC network-boots again
+    assert (m.stage, m.boots) == (Stage.DHCP, 2)
