@@ -177,12 +177,12 @@ async def test_add_machine_in_cisco_notation_with_profile(session: Session) -> N
     app = make(session)
     async with app.run_test(size=sc.SIZE) as pilot:
         await pilot.press("n")
-        await fill(pilot, app, mac="0011.2233.44AA", hostname="lab-pc-09", profile="debian-12")
+        await fill(pilot, app, mac="0011.2233.44AA", hostname="lab-pc-09", profile="debian-12-local")
         await pilot.press("enter")
         await pilot.pause()
         main_screen(app)  # the form closed
         entry = session.plan.get("00:11:22:33:44:aa")
-        assert entry is not None and entry.profile == "debian-12" and entry.hostname == "lab-pc-09"
+        assert entry is not None and entry.profile == "debian-12-local" and entry.hostname == "lab-pc-09"
         await settle(pilot, app)
         assert "waiting" in row_text(app, "00:11:22:33:44:aa")
         saved = json.loads((session.state.path / "plan.json").read_text())
@@ -231,7 +231,9 @@ async def test_assign_lists_only_fitting_profiles_and_refuses_others(session: Se
         await pilot.press("a")
         choices = form(app).query_one("#choices", OptionList)
         offered = {choices.get_option_at_index(i).id for i in range(choices.option_count)}
-        assert offered == {"ipxe-shell", "local-disk", "reboot"}  # no x86_64-only installer
+        arm_uefi = {p.name for p in session.profiles.values() if "arm64" in p.arch and "uefi" in p.firmware}
+        assert offered == arm_uefi and {"ipxe-shell", "local-disk"} <= offered
+        assert "debian-12-local" not in offered  # an x86_64-only installer
         await fill(pilot, app, profile="debian-12-local")
         await pilot.press("enter")
         await pilot.pause()
@@ -406,7 +408,7 @@ async def test_unknown_policy_gives_the_next_n_unknown_machines_a_profile(sessio
     app = make(session)
     async with app.run_test(size=sc.SIZE) as pilot:
         await pilot.press("p")
-        await fill(pilot, app, profile="debian-12", count="two")
+        await fill(pilot, app, profile="debian-12-local", count="two")
         await pilot.press("enter")
         await pilot.pause()
         assert "not a whole number" in form(app).error_text
@@ -414,12 +416,12 @@ async def test_unknown_policy_gives_the_next_n_unknown_machines_a_profile(sessio
         await pilot.press("enter")
         await pilot.pause()
         assert "unknown profile" in form(app).error_text
-        await fill(pilot, app, profile="debian-12", count="0")
+        await fill(pilot, app, profile="debian-12-local", count="0")
         await pilot.press("enter")
         await pilot.pause()
         assert "1 or more" in form(app).error_text
         assert session.plan.unknown.profile is None
-        await fill(pilot, app, profile="debian-12", count="2")
+        await fill(pilot, app, profile="debian-12-local", count="2")
         await pilot.press("enter")
         await pilot.pause()
         main_screen(app)
@@ -427,8 +429,8 @@ async def test_unknown_policy_gives_the_next_n_unknown_machines_a_profile(sessio
             sc.publish(session, 100 + i, "dhcp.discover", f"02:00:00:00:01:0{i}", arch=7)
         await settle(pilot, app)
         profiles = [(session.plan.get(f"02:00:00:00:01:0{i}") or sc.NO_ENTRY).profile for i in range(3)]
-        assert profiles == ["debian-12", "debian-12", None]
-        assert "debian-12" in row_text(app, "02:00:00:00:01:01")
+        assert profiles == ["debian-12-local", "debian-12-local", None]
+        assert "debian-12-local" in row_text(app, "02:00:00:00:01:01")
         await pilot.press("p")
         await fill(pilot, app, profile="", count="")
         await pilot.press("enter")

@@ -18,26 +18,35 @@ from pxetui.tui.updates import LOG_KEEP, PendingUpdates
 
 
 @pytest.mark.parametrize(
-    ("arch", "expected"),
+    ("arch", "fits", "does_not_fit"),
     [
-        (None, {"debian-12", "debian-12-local", "ipxe-shell", "local-disk", "reboot"}),
-        (0, {"debian-12", "debian-12-local", "ipxe-shell", "local-disk", "reboot"}),
-        (7, {"debian-12", "debian-12-local", "ipxe-shell", "local-disk", "reboot"}),
-        (16, {"debian-12", "debian-12-local", "ipxe-shell", "local-disk", "reboot"}),
-        (11, {"ipxe-shell", "local-disk", "reboot"}),
-        (6, {"ipxe-shell", "local-disk", "reboot"}),
-        (10, set()),
+        (None, {"debian-12", "debian-12-local", "ipxe-shell", "local-disk"}, set()),
+        (0, {"debian-12", "debian-12-local", "ipxe-shell", "local-disk"}, set()),
+        (7, {"debian-12", "debian-12-local", "ipxe-shell", "local-disk"}, set()),
+        (16, {"debian-12", "debian-12-local", "ipxe-shell", "local-disk"}, set()),
+        (11, {"ipxe-shell", "local-disk", "reboot"}, {"debian-12", "debian-12-local"}),
+        (6, {"ipxe-shell", "local-disk", "reboot"}, {"debian-12", "debian-12-local"}),
     ],
 )
-def test_fitting_profiles_follow_option_93(arch: int | None, expected: set[str]) -> None:
+def test_fitting_profiles_follow_option_93(arch: int | None, fits: set[str], does_not_fit: set[str]) -> None:
     profiles = load_profiles()
-    assert {p.name for p in fmt.fitting_profiles(profiles.values(), [arch])} == expected
+    names = {p.name for p in fmt.fitting_profiles(profiles.values(), [arch])}
+    assert fits <= names and not (does_not_fit & names)
+    firmware = "bios" if arch == 0 else "uefi"
+    for name in names:  # every offered profile really declares the firmware
+        assert arch is None or firmware in profiles[name].firmware
+
+
+def test_arm32_fits_no_builtin_profile() -> None:
+    assert fmt.fitting_profiles(load_profiles().values(), [10]) == []
 
 
 def test_fitting_profiles_for_several_machines_is_the_intersection() -> None:
     profiles = load_profiles()
-    names = {p.name for p in fmt.fitting_profiles(profiles.values(), [7, 11])}
-    assert names == {"ipxe-shell", "local-disk", "reboot"}
+    both = {p.name for p in fmt.fitting_profiles(profiles.values(), [7, 11])}
+    x64 = {p.name for p in fmt.fitting_profiles(profiles.values(), [7])}
+    arm = {p.name for p in fmt.fitting_profiles(profiles.values(), [11])}
+    assert both == x64 & arm and "ipxe-shell" in both and "debian-12-local" not in both
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,9 @@ def open_session(state: Path, interface: str = "enx00e04c680001") -> Session:
     config = SessionConfig(
         interface=interface,
         state_dir=state,
+        # An empty cache: only profiles whose files are installed (path:) or that boot no
+        # files are servable, whatever a fetch elsewhere on this machine downloaded.
+        cache_dir=state.parent / "empty-cache",
         address=ipaddress.IPv4Interface("198.18.0.1/24"),
     )
     session = Session(config)
@@ -73,7 +76,7 @@ def plan_lab(session: Session) -> None:
     session.add_machine(PC_BIOS, "lab-pc-02")
     session.assign(PC_BIOS, "debian-12-local")
     session.add_machine(PC_WAITING, "lab-pc-03")
-    session.assign(PC_WAITING, "debian-12")
+    session.assign(PC_WAITING, "ipxe-shell")
     session.add_machine(PC_FAILED, "lab-pc-05")
     session.assign(PC_FAILED, "debian-12-local")
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from pxetui.services.dhcp import DhcpService
+from pxetui.services.http import HttpService
+from pxetui.unattended import Renderer
+
 if TYPE_CHECKING:
     from pxetui.session import Session
 
@@ -27,4 +31,14 @@ class Service(Protocol):
 
 def build_services(session: Session) -> list[Service]:
     """The services a session runs, in start order. Each boot-chain service adds itself here."""
-    return []
+    cfg = session.config
+    templates = tuple(cfg.template_dirs)
+    return [
+        HttpService(
+            session,
+            template_dirs=templates,
+            unattended=Renderer(template_dirs=list(templates), settings=cfg.install),
+        ),
+        # DHCP last: it sends PCs to TFTP/HTTP, so those must already listen when it answers.
+        DhcpService(session),
+    ]
