@@ -31,10 +31,10 @@ if TYPE_CHECKING:
 COLUMNS = (
     ("mac", "MAC", 20),
     ("vendor", "Vendor", 9),
-    ("hostname", "Hostname", 11),
+    ("hostname", "Hostname", 10),
     ("firmware", "Firmware", 10),
-    ("ip", "IP", 13),
-    ("os", "OS", 15),
+    ("ip", "IP", 16),
+    ("os", "OS", 13),
     ("stage", "Stage", 12),
     ("progress", "Progress", 21),
     ("elapsed", "Elapsed", 8),
