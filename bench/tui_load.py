@@ -12,10 +12,7 @@ machines, each reporting transfer progress 10 times a second = 3000 events/s):
 The TUI runs headless (Textual's test driver: layout and rendering happen, the terminal write
 does not). No network is used at all. Bounded: --seconds per setup (default 8).
 
-    .venv/bin/python -m bench.tui_load [--seconds 8] [--machines 300] [--rate 10]
-
-(as a module from the repository root: bench/http.py would shadow the standard library
-if the script were run by path).
+    .venv/bin/python bench/tui_load.py [--seconds 8] [--machines 300] [--rate 10]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """8 curl clients x 1 GiB over HTTP: pxetui's HTTP service against nginx, same bridge, one run.
 
-Run as root from the repository: `sudo .venv/bin/python bench/http.py [--clients 8] [--rounds 2]`.
+Run as root from the repository: `sudo .venv/bin/python bench/http [--clients 8] [--rounds 2]`.
 Everything runs inside a private lab (namespaces, 198.18.0.0/15) that is removed at the end.
 The file is sparse, made in a temporary directory and deleted afterwards (never committed).
 Rounds alternate nginx and pxetui so a noisy neighbour hurts both alike. Prints aggregate GB/s
@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/, for classic.py
 from classic import nginx_conf
 
 from pxetui.labnet import Client, Lab
