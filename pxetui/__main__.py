@@ -140,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="import a mac,profile,hostname CSV into the plan at start",
     )
     p.add_argument(
+        "--menu-timeout",
+        type=int,
+        default=30,
+        metavar="S",
+        help="seconds the menu of an unassigned PC waits before booting its local disk (0: forever)",
+    )
+    p.add_argument(
         "--templates",
         type=Path,
         action="append",
@@ -188,6 +195,7 @@ def config_from_args(args: argparse.Namespace) -> SessionConfig:
     config.plan_csv = args.plan
     config.force = args.force
     config.snponly = args.snponly
+    config.menu_timeout = args.menu_timeout
     config.template_dirs = list(args.templates)
     hostname_for(args.hostname_pattern, 1)  # a bad pattern is an error now, not at the first boot
     config.install = InstallSettings(

@@ -77,7 +77,10 @@ class ScriptRenderer:
         machine: MachineContext,
         systems: Iterable[Profile],
         actions: Iterable[Profile],
+        timeout_seconds: int = 0,
     ) -> str:
+        """The menu for an unassigned PC. Left alone, it boots the local disk after the
+        timeout (0: waits for a choice): an unattended PC must never install by default."""
         system_entries = [MenuEntry(p.name, p.title) for p in systems]
         other_entries = [MenuEntry(p.name, p.title) for p in actions]
         covered = {p.action for p in actions}
@@ -86,7 +89,8 @@ class ScriptRenderer:
             for choice, title in EXTRA_CHOICES.items()
             if EXTRA_ACTIONS[choice] not in covered
         ]
-        default = system_entries[0].choice if system_entries else other_entries[0].choice
+        local = [p.name for p in actions if p.action == "local"] or ["-local"]
+        default = local[0]
         return self._render(
             "ipxe/menu.ipxe.j2",
             base=base,
@@ -94,6 +98,7 @@ class ScriptRenderer:
             systems=system_entries,
             others=other_entries,
             default=default,
+            timeout_ms=max(0, timeout_seconds) * 1000,
         )
 
     def boot(self, profile: Profile, base: str, machine: MachineContext, cmdline: str, retry_url: str) -> str:

@@ -49,6 +49,7 @@ class SessionConfig:
     plan_csv: Path | None = None
     force: bool = False
     snponly: bool = False
+    menu_timeout: int = 30  # seconds before an unassigned PC's menu boots the local disk
     template_dirs: list[Path] = field(default_factory=list)
     install: InstallSettings = field(default_factory=InstallSettings)
 

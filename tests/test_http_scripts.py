@@ -74,7 +74,9 @@ def test_menu_lists_systems_then_actions_and_adds_missing_extras(tmp_path: Path)
         ["-local", "Boot from the local disk"],
         ["-reboot", "Reboot"],
     ]
-    assert "choose --default tiny choice" in script
+    assert "choose --default -local choice" in script  # never installs unless someone picks it
+    timed = ScriptRenderer().menu(BASE, machine, [tiny], [shell], timeout_seconds=30)
+    assert "choose --timeout 30000 --default -local choice" in timed
     assert "/select?mac=" in script and "&profile=${choice:uristring}" in script
 
 

@@ -265,7 +265,9 @@ class HttpService:
         profiles = [p for _, p in sorted(self._session.profiles.items()) if fits(p)]
         systems = [p for p in profiles if not p.action]
         actions = [p for p in profiles if p.action]
-        return self._scripts.menu(self._session.http_base, machine, systems, actions)
+        return self._scripts.menu(
+            self._session.http_base, machine, systems, actions, self._session.config.menu_timeout
+        )
 
     async def _select(self, request: web.Request) -> web.StreamResponse:
         mac = self._mac_of(request, request.query.get("mac"))

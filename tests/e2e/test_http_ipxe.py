@@ -118,10 +118,10 @@ def test_unassigned_pc_gets_a_working_menu_and_reports_the_choice(lab: Lab, tmp_
         dnsmasq.terminate()
         dnsmasq.wait(10)
     assert menu.mac == mac and menu.fields["client_info"]["lm"] == "1"
-    # The default entry is the first operating system the menu offered this i386/64-bit BIOS PC.
-    assert select.mac == mac and select.fields["choice"] == "cached"
+    # The default entry is the local disk: an unattended PC never installs by default.
+    assert select.mac == mac and select.fields["choice"] == "local-disk"
     answered = [e for e in http.named("http.request", mac) if e.fields.get("file") == "select"]
-    assert answered and answered[0].fields["answer"] == "cached"
+    assert answered and answered[0].fields["answer"] == "local-disk"
 
 
 def send_key(monitor: Path, key: str) -> None:
