@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from pxetui.services.tftp import TftpService
+
 if TYPE_CHECKING:
     from pxetui.session import Session
 
@@ -27,4 +29,4 @@ class Service(Protocol):
 
 def build_services(session: Session) -> list[Service]:
     """The services a session runs, in start order. Each boot-chain service adds itself here."""
-    return []
+    return [TftpService(session)]

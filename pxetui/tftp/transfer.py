@@ -1,0 +1,269 @@
+"""One read transfer: a UDP socket of its own (the TID) and an RFC 7440 window of DATA blocks.
+
+The server sends `windowsize` blocks, then waits for the ACK of the last one. An ACK inside
+the window means the client saw a gap after that block: the next window starts right after
+it. A duplicate of the previous ACK means the window's first block was lost: the window is
+sent again at once (once per window position, so a delayed duplicate cannot start the
+sorcerer's-apprentice echo). A short, RTT-based timer covers a lost last block or lost ACK,
+so a lost packet costs milliseconds instead of a classic TFTP's seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, cast
+
+from pxetui.tftp import packets
+from pxetui.tftp.requests import Negotiated
+
+MIN_RTO = 0.05  # seconds: the floor of the retransmit timer, well above LAN RTTs
+MAX_RTO = 1.0
+GIVE_UP = 10.0  # seconds without progress: the client has gone
+PROGRESS_INTERVAL = 0.25  # seconds between tftp.progress events of one transfer
+
+
+class Source(Protocol):
+    size: int
+
+    def read(self, offset: int, length: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class FileSource:
+    """A boot file read block by block (pread), so parallel transfers cost no memory."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.size = os.fstat(self._fd).st_size
+        except OSError:
+            os.close(self._fd)
+            raise
+
+    def read(self, offset: int, length: int) -> bytes:
+        return os.pread(self._fd, length, offset)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class BytesSource:
+    """Content already in memory (netascii conversions)."""
+
+    def __init__(self, content: bytes) -> None:
+        self._content = content
+        self.size = len(content)
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self._content[offset : offset + length]
+
+    def close(self) -> None:
+        self._content = b""
+
+
+@dataclass(slots=True)
+class Outcome:
+    ok: bool
+    reason: str
+    probe: bool = False  # the client only wanted the size (tsize) and ended with error 8
+
+
+class Transfer(asyncio.DatagramProtocol):
+    def __init__(
+        self,
+        source: Source,
+        negotiated: Negotiated,
+        on_progress: Callable[[Transfer], None],
+        on_done: Callable[[Transfer, Outcome], None],
+    ) -> None:
+        self.source = source
+        self.size = source.size
+        self.blksize = negotiated.blksize
+        self.windowsize = negotiated.windowsize
+        self._oack = packets.oack(negotiated.oack) if negotiated.oack else None
+        self.blocks = self.size // self.blksize + 1  # the last block is short, maybe empty
+        self.base = 1  # first block not yet acknowledged
+        self.sent_upto = 0  # highest block sent so far
+        self.retransmits = 0
+        self.started = time.monotonic()
+        self.finished: float | None = None
+        self._on_progress = on_progress
+        self._on_done = on_done
+        self._transport: asyncio.DatagramTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._window_sent_at = 0.0
+        self._window_resent = False  # Karn: no RTT sample from a window sent twice
+        self._dup_resent_base = 0
+        self._progress_at = self.started  # last time the client moved forward
+        self._progress_event_at = self.started
+        self._srtt: float | None = None
+        self._rto = MIN_RTO
+        self._outcome: Outcome | None = None
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def acked_bytes(self) -> int:
+        return min((self.base - 1) * self.blksize, self.size)
+
+    @property
+    def rate(self) -> float:
+        elapsed = (self.finished or time.monotonic()) - self.started
+        return self.acked_bytes / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def done(self) -> bool:
+        return self._outcome is not None
+
+    # -- asyncio protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's selector datagram transport does not subclass DatagramTransport (3.11).
+        self._transport = cast(asyncio.DatagramTransport, transport)
+        if self._oack is not None:
+            self._send_oack()
+        else:
+            self._send_window()
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        if self.done:
+            return
+        try:
+            packet = packets.parse(data)
+        except packets.MalformedPacket:
+            return  # a garbled datagram on our TID: the timer recovers if it mattered
+        if isinstance(packet, packets.Ack):
+            self._on_ack(packet.block)
+        elif isinstance(packet, packets.Error):
+            probe = self.base == 1 and self.sent_upto == 0 and packet.code == packets.ERR_OPTIONS
+            if probe:
+                self._finish(Outcome(True, "size probe ended by the client", probe=True))
+            else:
+                self._finish(Outcome(False, f"client error {packet.code}: {packet.message}"[:200]))
+
+    def error_received(self, exc: Exception) -> None:
+        if self.done:
+            return
+        if self.sent_upto >= self.blocks:
+            # Every block went out and the client closed its port: it had the file and its
+            # last ACK was lost on the way (tftp clients exit right after that ACK).
+            self._finish(Outcome(True, "client left before its last ACK arrived"))
+        else:
+            self._finish(Outcome(False, f"client unreachable: {getattr(exc, 'strerror', None) or exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+
+    # -- protocol logic ---------------------------------------------------------------------
+
+    def _on_ack(self, wire_block: int) -> None:
+        if self.sent_upto == 0:
+            if wire_block == 0 and self._oack is not None:
+                self._note_rtt()
+                self._progress_at = time.monotonic()
+                self._send_window()
+            return
+        # Map the 16-bit wire number onto the window in flight (block numbers roll over).
+        offset = (wire_block - (self.base - 1)) & 0xFFFF
+        acked = self.base - 1 + offset
+        if offset == 0:
+            if self._dup_resent_base != self.base:
+                self._dup_resent_base = self.base
+                self.retransmits += 1
+                self._send_window(resend=True)
+            return
+        if acked > self.sent_upto:
+            return  # older than the window (a late duplicate), or nonsense
+        if acked == self.sent_upto:
+            self._note_rtt()
+        self.base = acked + 1
+        if self.base > self.blocks:
+            self._finish(Outcome(True, "complete"))
+            return
+        now = self._progress_at = time.monotonic()
+        self._rto = self._rto_from_srtt()
+        if now - self._progress_event_at >= PROGRESS_INTERVAL:
+            self._progress_event_at = now
+            self._on_progress(self)
+        self._send_window()
+
+    def _send_oack(self) -> None:
+        assert self._transport is not None and self._oack is not None
+        self._transport.sendto(self._oack)
+        if self.done:
+            return  # sendto reported the client gone (error_received) and that ended us
+        self._window_sent_at = time.monotonic()
+        self._arm_timer()
+
+    def _send_window(self, resend: bool = False) -> None:
+        assert self._transport is not None
+        end = min(self.base + self.windowsize, self.blocks + 1)
+        blksize = self.blksize
+        send = self._transport.sendto
+        read = self.source.read
+        for block in range(self.base, end):
+            send(packets.data(block, read((block - 1) * blksize, blksize)))
+            if self._outcome is not None:
+                return  # sendto reported the client gone (error_received) and that ended us
+        self.sent_upto = max(self.sent_upto, end - 1)
+        self._window_sent_at = time.monotonic()
+        self._window_resent = resend
+        self._arm_timer()
+
+    def _note_rtt(self) -> None:
+        if self._window_resent:
+            return
+        sample = time.monotonic() - self._window_sent_at
+        self._srtt = sample if self._srtt is None else 0.875 * self._srtt + 0.125 * sample
+        self._rto = self._rto_from_srtt()
+
+    def _rto_from_srtt(self) -> float:
+        return MIN_RTO if self._srtt is None else min(MAX_RTO, max(MIN_RTO, 4 * self._srtt))
+
+    def _arm_timer(self) -> None:
+        self._cancel_timer()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._rto, self._on_timeout)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if self.done:
+            return
+        if time.monotonic() - self._progress_at > GIVE_UP:
+            if self.sent_upto >= self.blocks:
+                self._finish(Outcome(True, "client went quiet after the last block (no final ACK)"))
+            else:
+                self._finish(Outcome(False, f"no answer from the client for {GIVE_UP:.0f}s"))
+            return
+        self.retransmits += 1
+        self._rto = min(MAX_RTO, self._rto * 2)
+        if self.sent_upto == 0 and self._oack is not None:
+            self._send_oack()
+        else:
+            self._send_window(resend=True)
+
+    def _finish(self, outcome: Outcome) -> None:
+        if self._outcome is not None:
+            return
+        self._outcome = outcome
+        self.finished = time.monotonic()
+        self._cancel_timer()
+        if self._transport is not None:
+            self._transport.close()
+        self.source.close()
+        self._on_done(self, outcome)
+
+    def abort(self, reason: str) -> None:
+        self._finish(Outcome(False, reason))
