@@ -15,7 +15,7 @@ from pxetui.errors import PxetuiError, UsageError
 from pxetui.events import Event
 from pxetui.session import MODES, Session, SessionConfig
 
-SUBCOMMANDS = ("profiles",)
+SUBCOMMANDS = ("profiles", "demo")
 
 DESCRIPTION = """\
 Install an OS on a room full of PCs over the network. pxetui runs temporary DHCP, TFTP and
@@ -27,6 +27,7 @@ Nothing is left behind when it stops.
 EPILOG = """\
 subcommands:
   pxetui profiles         list OS profiles and whether their files are present
+  pxetui demo [--vms N]   try it: a private network with N QEMU PCs booting from pxetui
 
 examples:
   sudo pxetui eth1                          TUI on eth1 (auto: proxyDHCP if another DHCP server answers)
@@ -107,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="DIR",
         help="directory with ipxe.efi / undionly.kpxe (default: /usr/lib/ipxe)",
+    )
+    p.add_argument(
+        "--snponly",
+        action="store_true",
+        help="give UEFI PCs snponly.efi instead of ipxe.efi (drives the NIC through the firmware)",
     )
     p.add_argument(
         "--http-port",
@@ -192,11 +198,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_subcommand(name: str, argv: list[str]) -> int:
-    from pxetui import cli_profiles
+    from pxetui import cli_profiles, demo
 
     try:
         if name == "profiles":
             return cli_profiles.main(argv)
+        if name == "demo":
+            return demo.main(argv)
     except PxetuiError as exc:
         print(f"pxetui {name}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -8,6 +8,7 @@ finished) means it rebooted, and starts a new boot cycle with a new timeline.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -230,8 +231,16 @@ def _on_dhcp(machine: Machine, event: Event) -> None:
     kind = event.name.split(".", 1)[1]
     if kind == "rival":
         return
-    if kind == "discover" and (machine.stage.terminal or machine.stage.order >= Stage.MENU.order):
+    # Only a network-boot client (firmware PXE / HTTP boot, or iPXE) starts a new boot: the
+    # installer's own DHCP (udhcpc, dhclient) during the install must not reset the stage.
+    if kind == "discover" and is_netboot_client(f) and (
+        machine.stage.terminal or machine.stage.order >= Stage.MENU.order
+    ):
         _new_boot(machine, event.ts)
+    if not is_netboot_client(f) and machine.stage.order > Stage.DHCP.order:
+        if kind == "ack" and f.get("ip"):
+            machine.ip = str(f["ip"])
+        return
     if machine.stage is Stage.WAITING and machine.boots == 0:
         machine.boots = 1
     arch = f.get("arch")
@@ -244,6 +253,11 @@ def _on_dhcp(machine: Machine, event: Event) -> None:
     if kind == "ack" and f.get("ip"):
         machine.ip = str(f["ip"])
     _advance(machine, Stage.DHCP, event.ts, kind)
+
+
+def is_netboot_client(fields: Mapping[str, Any]) -> bool:
+    vendor = str(fields.get("vendor_class") or "")
+    return bool(fields.get("ipxe")) or vendor.startswith(("PXEClient", "HTTPClient"))
 
 
 def _on_transfer(machine: Machine, event: Event, stage: Stage | None) -> None:

@@ -38,8 +38,10 @@ def need(reason: str | None) -> None:
 def need_tools(*tools: str) -> dict[str, str]:
     found: dict[str, str] = {}
     for tool in tools:
+        venv_bin = Path(sys.executable).parent  # console scripts of the test venv (ksvalidator)
         path = shutil.which(tool) or next(
-            (p for p in (f"/usr/sbin/{tool}", f"/sbin/{tool}") if os.path.exists(p)), None
+            (str(p) for p in (venv_bin / tool, Path("/usr/sbin") / tool, Path("/sbin") / tool) if p.exists()),
+            None,
         )
         if path is None:
             need(f"needs {tool} (installed by `make test`)")

@@ -1,0 +1,120 @@
+"""The registry's stage machine: forward-only within a boot, a new boot after the menu or done."""
+
+from pxetui.events import Event
+from pxetui.registry import Registry, Stage
+
+MAC = "52:54:00:12:34:01"
+
+
+def feed(reg: Registry, name: str, ts: float, **fields: object) -> None:
+    reg.apply(Event(name=name, mac=MAC, fields=fields, ts=ts))
+
+
+def test_uefi_boot_walks_every_stage_with_timestamps() -> None:
+    reg = Registry()
+    feed(reg, "dhcp.discover", 1.0, arch=7, vendor_class="PXEClient:Arch:00007:UNDI:003010")
+    feed(reg, "dhcp.ack", 1.5, arch=7, ip="198.18.0.100")
+    feed(reg, "tftp.start", 2.0, file="ipxe.efi", total=1000)
+    feed(reg, "tftp.progress", 2.1, file="ipxe.efi", bytes=500, total=1000, rate=5000.0)
+    m = reg.get(MAC)
+    assert m is not None and m.transfer is not None
+    assert m.transfer.percent == 50.0
+    feed(reg, "tftp.done", 2.2, file="ipxe.efi", bytes=1000, total=1000, ok=True)
+    feed(reg, "dhcp.discover", 3.0, arch=7, ipxe=True)  # iPXE asks again: not a new boot
+    feed(reg, "http.request", 4.0, kind="script", path="/boot.ipxe")
+    feed(reg, "http.request", 5.0, kind="kernel", file="linux", total=100)
+    feed(reg, "http.request", 6.0, kind="initrd", file="initrd.gz", total=100)
+    feed(reg, "http.request", 7.0, kind="config", file="preseed.cfg")
+    feed(reg, "install.done", 9.0)
+    assert m.stage is Stage.DONE
+    assert m.firmware == "UEFI"
+    assert m.ip == "198.18.0.100"
+    assert m.boots == 1
+    assert m.stage_times == {
+        "dhcp": 1.0,
+        "loader": 2.0,
+        "menu": 4.0,
+        "kernel": 5.0,
+        "initrd": 6.0,
+        "installing": 7.0,
+        "done": 9.0,
+    }
+    assert m.elapsed == 8.0
+    assert m.fingerprint["vendor_class"].startswith("PXEClient:Arch:00007")
+
+
+def test_stages_never_go_back_within_a_boot() -> None:
+    reg = Registry()
+    feed(reg, "dhcp.discover", 1.0, arch=0)
+    feed(reg, "http.request", 2.0, kind="kernel", file="linux")
+    feed(reg, "http.request", 3.0, kind="script", path="/boot.ipxe")
+    feed(reg, "tftp.start", 4.0, file="undionly.kpxe")
+    m = reg.get(MAC)
+    assert m is not None
+    assert m.stage is Stage.KERNEL
+    assert m.firmware == "BIOS"
+
+
+def test_discover_after_done_starts_a_new_boot() -> None:
+    reg = Registry()
+    feed(reg, "dhcp.discover", 1.0, arch=16, vendor_class="HTTPClient:Arch:00016:UNDI:003001")
+    feed(reg, "http.request", 2.0, kind="script")
+    feed(reg, "install.failed", 3.0, reason="no disk")
+    m = reg.get(MAC)
+    assert m is not None
+    assert (m.stage, m.last_error, m.firmware) == (Stage.FAILED, "no disk", "UEFI-HTTP")
+    feed(reg, "dhcp.discover", 10.0, arch=16, vendor_class="HTTPClient:Arch:00016:UNDI:003001")
+    assert m.stage is Stage.DHCP
+    assert m.boots == 2
+    assert m.stage_times == {"dhcp": 10.0}
+    assert m.last_error is None
+
+
+def test_stage_change_is_reported_but_progress_is_not() -> None:
+    reg = Registry()
+    first = reg.apply(Event("dhcp.discover", MAC, {"arch": 7}, ts=1.0))
+    assert first is not None and first.new and first.stage_changed
+    again = reg.apply(Event("dhcp.request", MAC, {"arch": 7}, ts=1.1))
+    assert again is not None and not again.stage_changed
+    start = reg.apply(Event("tftp.start", MAC, {"file": "ipxe.efi"}, ts=2.0))
+    assert start is not None and start.stage_changed
+    progress = reg.apply(Event("tftp.progress", MAC, {"file": "ipxe.efi", "bytes": 10}, ts=2.1))
+    assert progress is not None and not progress.stage_changed
+    assert reg.apply(Event("service.ready", None, {}, ts=0.0)) is None
+
+
+def test_registry_round_trips_through_its_document() -> None:
+    reg = Registry()
+    feed(reg, "dhcp.ack", 1.0, arch=0, ip="198.18.0.7")
+    feed(reg, "tftp.start", 2.0, file="undionly.kpxe", total=5)
+    copy = Registry()
+    copy.load_document(reg.to_document())
+    m = copy.get(MAC)
+    assert m is not None
+    assert (m.stage, m.ip, m.arch, m.transfer and m.transfer.file) == (
+        Stage.LOADER,
+        "198.18.0.7",
+        0,
+        "undionly.kpxe",
+    )
+    assert copy.mac_for_ip("198.18.0.7") == MAC
+
+
+def test_vendor_comes_from_the_mac_prefix() -> None:
+    reg = Registry()
+    assert reg.ensure("52:54:00:00:00:01").vendor == "QEMU/KVM"
+    assert reg.ensure("06:00:00:00:00:01").vendor == "(locally administered)"
+
+
+def test_the_installers_own_dhcp_does_not_restart_the_boot() -> None:
+    reg = Registry()
+    feed(reg, "dhcp.discover", 1.0, arch=0, vendor_class="PXEClient:Arch:00000:UNDI:002001", ipxe=True)
+    feed(reg, "http.request", 2.0, kind="script")
+    feed(reg, "http.request", 3.0, kind="kernel", file="linux")
+    feed(reg, "dhcp.discover", 20.0, vendor_class="udhcp 1.36.1")
+    feed(reg, "dhcp.ack", 20.1, ip="198.18.0.150", vendor_class="udhcp 1.36.1")
+    m = reg.get(MAC)
+    assert m is not None
+    assert (m.stage, m.boots, m.ip) == (Stage.KERNEL, 1, "198.18.0.150")
+    feed(reg, "dhcp.discover", 30.0, arch=0, ipxe=True)  # the PC network-boots again
+    assert (m.stage, m.boots) == (Stage.DHCP, 2)

@@ -1,0 +1,95 @@
+"""State files are replaced atomically: a crash between write and rename keeps the old file."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pxetui.errors import UsageError
+from pxetui.session import Session, SessionConfig
+from pxetui.state import StateDir
+
+
+def test_crash_between_write_and_rename_keeps_the_old_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = StateDir(tmp_path)
+    state.open()
+    state.save("plan", {"machines": ["old"]})
+
+    def crash(src: str, dst: str) -> None:
+        raise KeyboardInterrupt("power cut between write and rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        state.save("plan", {"machines": ["new"]})
+    monkeypatch.undo()
+    assert state.load("plan") == {"machines": ["old"]}
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
+
+
+def test_a_temp_file_left_by_kill_9_is_removed_on_open(tmp_path: Path) -> None:
+    (tmp_path / ".tmp-plan.json.abc").write_text('{"half": ')
+    (tmp_path / "plan.json").write_text('{"machines": []}')
+    state = StateDir(tmp_path)
+    state.open()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json"]
+    assert state.load("plan") == {"machines": []}
+
+
+def test_a_damaged_file_is_kept_aside_with_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "plan.json").write_text("{not json")
+    state = StateDir(tmp_path)
+    state.open()
+    with pytest.raises(UsageError, match="is not valid JSON.*moved to"):
+        state.load("plan")
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("plan.json.corrupt-")]
+    assert len(kept) == 1 and kept[0].read_text() == "{not json"
+
+
+def test_unwritable_state_dir_is_a_usage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UsageError, match="cannot create the state directory .*--state DIR"):
+        StateDir(blocker / "state").open()
+
+
+def test_every_session_action_is_on_disk_before_it_returns(tmp_path: Path) -> None:
+    session = Session(SessionConfig(interface="unused", state_dir=tmp_path))
+    session.open()
+    session.assign("52-54-00-12-34-01", "debian-12-local", "lab-01")
+    on_disk = json.loads((tmp_path / "plan.json").read_text())
+    assert on_disk["machines"][0]["profile"] == "debian-12-local"
+    session.set_boot_local("52:54:00:12:34:02")
+    session.set_unknown_policy("local-disk", 3)
+    reopened = Session(SessionConfig(interface="unused", state_dir=tmp_path))
+    reopened.open()
+    assert reopened.plan.entries == session.plan.entries
+    assert (reopened.plan.unknown.profile, reopened.plan.unknown.remaining) == ("local-disk", 3)
+    assert set(reopened.registry.machines) == {"52:54:00:12:34:01", "52:54:00:12:34:02"}
+
+
+def test_session_refuses_unknown_profiles_and_bad_hostnames(tmp_path: Path) -> None:
+    session = Session(SessionConfig(interface="unused", state_dir=tmp_path))
+    session.open()
+    with pytest.raises(UsageError, match="unknown profile 'nope' .*pxetui profiles"):
+        session.assign("52:54:00:12:34:01", "nope")
+    with pytest.raises(UsageError, match="hostname 'a_b' is not valid"):
+        session.assign("52:54:00:12:34:01", "local-disk", "a_b")
+    with pytest.raises(UsageError, match="number of unknown machines"):
+        session.set_unknown_policy("local-disk", 0)
+    assert session.plan.entries == {}
+
+
+def test_bad_plan_csv_changes_nothing(tmp_path: Path) -> None:
+    session = Session(SessionConfig(interface="unused", state_dir=tmp_path / "s"))
+    session.open()
+    session.assign("52:54:00:12:34:01", "local-disk")
+    csv = tmp_path / "lab.csv"
+    csv.write_text("mac,profile,hostname\n52:54:00:12:34:02,local-disk,a\n52:54:00:12:34:03,nope,b\n")
+    before = (tmp_path / "s" / "plan.json").read_text()
+    with pytest.raises(UsageError, match="lab.csv:3: unknown profile 'nope'"):
+        session.import_plan_csv(csv)
+    assert list(session.plan.entries) == ["52:54:00:12:34:01"]
+    assert (tmp_path / "s" / "plan.json").read_text() == before
