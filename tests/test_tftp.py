@@ -8,6 +8,7 @@ import json
 import random
 import socket
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import need_tools
-from lab import Lab, NetnsLoop
+from lab import Client, Lab, NetnsLoop
 from tftp_client import Result, fetch, rrq
 from tftp_lab import TftpServer, make_boot_dir, start_tftp
 
@@ -119,6 +120,24 @@ def test_windowsize_client_gets_file_intact(
     assert result["oack"] == {"tsize": "850528", "blksize": "1468", "windowsize": str(windowsize)}
     assert server.wait(lambda: bool(server.named("tftp.done", ok=True)))
     assert server.named("tftp.done", ok=True)[0].fields["windowsize"] == windowsize
+
+
+@pytest.mark.parametrize("windowsize", [4, None])
+def test_atftp_packaged_windowsize_client(
+    lab: Lab, server: TftpServer, boot: tuple[Path, dict[str, bytes]], tmp_path: Path, windowsize: int | None
+) -> None:
+    need_tools("atftp")
+    client = lab.add_client(address=f"{lab.subnet.network_address + 31}/24")
+    options = ["--option", "blksize 1468", "--option", "tsize 0"]
+    if windowsize:
+        options += ["--option", f"windowsize {windowsize}"]
+    out = tmp_path / "atftp.efi"
+    done = client.run("atftp", *options, "-g", "-r", "ipxe.efi", "-l", str(out), server.ip)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sha(out.read_bytes()) == sha(boot[1]["ipxe.efi"])
+    assert server.wait(lambda: bool(server.named("tftp.done", ok=True)))
+    finished = server.named("tftp.done", ok=True)[0]
+    assert (finished.fields["blksize"], finished.fields["windowsize"]) == (1468, windowsize or 1)
 
 
 def test_blksize_follows_interface_mtu(lab: Lab, tmp_path: Path, boot: tuple[Path, dict[str, bytes]]) -> None:
@@ -244,27 +263,39 @@ def test_garbage_datagrams_are_dropped_and_counted(lab: Lab, server: TftpServer)
     assert stats["served"] == 1 and stats["active"] == 0
 
 
-def udp_loss(lab: Lab, netns: str, percent: int) -> None:
-    """Drop `percent` % of UDP both ways in one namespace. (tc netem is what one would use, but
-    this machine's kernel has no sch_netem; nftables' numgen does the same job and its rules
-    live and die with the namespace.)"""
+def udp_loss(lab: Lab, client: Client, percent: int) -> None:
+    """Drop `percent` % of the UDP between the server and `client`, both ways. (tc netem is what
+    one would use, but this machine's kernel has no sch_netem.) nftables' numgen drops on the
+    input hook of each side, so no sender sees an error: the packets just vanish, like on a
+    bad cable. The rules live and die with the namespaces."""
     need_tools("nft")
-    drop = f"meta l4proto udp numgen random mod 100 < {percent} drop"
-    rules = f"""
-    table inet pxtloss {{
-        chain in {{ type filter hook input priority 0; {drop}; }}
-        chain out {{ type filter hook output priority 0; {drop}; }}
-    }}
-    """
-    done = lab.exec(netns, "nft", "-f", "-", input=rules)
-    assert done.returncode == 0, done.stderr
+    drop = f"numgen random mod 100 < {percent} drop"
+    for netns, match in (
+        (client.netns, "meta l4proto udp"),
+        (lab.server_ns, f"meta l4proto udp ip saddr {client_ip(client)}"),
+    ):
+        rules = (
+            f"table inet pxtloss {{\n chain in {{ type filter hook input priority 0; {match} {drop}; }}\n}}\n"
+        )
+        done = lab.exec(netns, "nft", "-f", "-", input=rules)
+        assert done.returncode == 0, done.stderr
+
+
+def client_ip(client: Client) -> str:
+    out = subprocess.run(
+        ["ip", "-n", client.netns, "-4", "-o", "addr", "show", "dev", client.iface],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.split()[3].split("/")[0]
 
 
 def test_twenty_clients_with_5_percent_loss_get_ipxe_intact(
     lab: Lab, server: TftpServer, boot: tuple[Path, dict[str, bytes]]
 ) -> None:
     client = lab.add_client(address=f"{lab.subnet.network_address + 28}/24")
-    udp_loss(lab, client.netns, 5)  # requests, DATA and ACKs alike
+    udp_loss(lab, client, 5)  # requests, DATA and ACKs alike
     results = windowsize_client(
         client,
         server.ip,
@@ -309,8 +340,12 @@ def test_progress_events_are_rate_limited_and_monotonic(
     assert all(e.fields["total"] == 850_528 and float(e.fields["rate"]) > 0 for e in progress)
 
 
-def test_client_that_vanishes_is_given_up_and_reported(lab: Lab, server: TftpServer) -> None:
+def test_client_that_vanishes_is_given_up_and_reported(
+    lab: Lab, tmp_path: Path, boot: tuple[Path, dict[str, bytes]]
+) -> None:
     client = lab.add_client(address=f"{lab.subnet.network_address + 30}/24")
+    nl = NetnsLoop(lab.server_ns).__enter__()
+    server = start_tftp(lab, nl, tmp_path / "state", boot[0], give_up=3)
     # Request with windowsize, take the OACK and one window, then never answer: the service must let go.
 
     def stall() -> int:
@@ -320,16 +355,20 @@ def test_client_that_vanishes_is_given_up_and_reported(lab: Lab, server: TftpSer
             _, peer = sock.recvfrom(2000)
             sock.sendto(struct.pack("!HH", 4, 0), peer)
             first = len(sock.recvfrom(2000)[0])
-            time.sleep(12)  # keep the port open: silence, not ICMP
+            time.sleep(5)  # keep the port open: silence, not ICMP
             return first
 
-    with NetnsLoop(client.netns) as cl:
-        assert cl.call(stall, timeout=30) == 1472
-    assert server.wait(lambda: bool(server.named("tftp.done")), timeout=5)
-    (finished,) = server.named("tftp.done")
-    assert finished.fields["ok"] is False and "no answer" in str(finished.fields["reason"])
-    assert int(finished.fields["retransmits"]) >= 3
-    assert server.stats()["active"] == 0
+    try:
+        with NetnsLoop(client.netns) as cl:
+            assert cl.call(stall, timeout=30) == 1472
+        assert server.wait(lambda: bool(server.named("tftp.done")), timeout=5)
+        (finished,) = server.named("tftp.done")
+        assert finished.fields["ok"] is False and "no answer" in str(finished.fields["reason"])
+        assert int(finished.fields["retransmits"]) >= 3  # 50, 100, 200, 400, 800 ms, ... backoff
+        assert server.stats()["active"] == 0
+    finally:
+        nl.run(server.service.stop())
+        nl.__exit__()
 
 
 def test_port_in_use_is_a_clear_error(lab: Lab, tmp_path: Path, boot: tuple[Path, dict[str, bytes]]) -> None:

@@ -76,7 +76,13 @@ class TftpServer:
 
 
 def start_tftp(
-    lab: Lab, nl: NetnsLoop, state: Path, boot_dir: Path | None, mtu: int = 1500, port: int = 69
+    lab: Lab,
+    nl: NetnsLoop,
+    state: Path,
+    boot_dir: Path | None,
+    mtu: int = 1500,
+    port: int = 69,
+    give_up: float = 30.0,
 ) -> TftpServer:
     session = Session(SessionConfig(interface=lab.bridge, state_dir=state))
     session.open()
@@ -84,7 +90,7 @@ def start_tftp(
     session.address = ipaddress.IPv4Interface(lab.server_cidr)
     boot: BootFiles = find_boot_files(boot_dir)
     session.boot_files = boot
-    service = TftpService(session, port=port)
+    service = TftpService(session, port=port, give_up=give_up)
     server = TftpServer(lab=lab, session=session, service=service, loop=nl)
 
     def collect(event: Event) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pxetui.errors import PxetuiError
 from pxetui.tftp import packets
 from pxetui.tftp.requests import MODES, Refused, catalog_name, negotiate, to_netascii
-from pxetui.tftp.transfer import BytesSource, FileSource, Outcome, Source, Transfer
+from pxetui.tftp.transfer import GIVE_UP, BytesSource, FileSource, Outcome, Source, Transfer
 
 if TYPE_CHECKING:
     from pxetui.session import Session
@@ -49,9 +49,10 @@ class _Active:
 class TftpService:
     name = "tftp"
 
-    def __init__(self, session: Session, port: int = TFTP_PORT) -> None:
+    def __init__(self, session: Session, port: int = TFTP_PORT, give_up: float = GIVE_UP) -> None:
         self.session = session
         self.port = port
+        self.give_up = give_up  # seconds a transfer waits for a silent client
         self.stats = TftpStats()
         self._listener: asyncio.DatagramTransport | None = None
         self._active: dict[tuple[str, int], _Active] = {}
@@ -158,7 +159,7 @@ class TftpService:
 
     async def _run(self, active: _Active, request: packets.Request, source: Source) -> None:
         negotiated = negotiate(request.options, source.size, self._mtu)
-        transfer = Transfer(source, negotiated, self._on_progress, self._on_done)
+        transfer = Transfer(source, negotiated, self._on_progress, self._on_done, self.give_up)
         active.transfer = transfer
         self.session.emit(
             "tftp.start",

@@ -21,8 +21,11 @@ from pxetui.tftp import packets
 from pxetui.tftp.requests import Negotiated
 
 MIN_RTO = 0.05  # seconds: the floor of the retransmit timer, well above LAN RTTs
-MAX_RTO = 1.0
-GIVE_UP = 10.0  # seconds without progress: the client has gone
+# Backoff doubles up to this. It must exceed the clients' own timeouts (atftp, firmware: ~5 s):
+# clients that silently drop duplicate blocks restart their timer on every packet, so a
+# server that kept resending every second would stop them from ever re-sending a lost ACK.
+MAX_RTO = 8.0
+GIVE_UP = 30.0  # seconds without progress: the client has gone
 PROGRESS_INTERVAL = 0.25  # seconds between tftp.progress events of one transfer
 
 
@@ -82,6 +85,7 @@ class Transfer(asyncio.DatagramProtocol):
         negotiated: Negotiated,
         on_progress: Callable[[Transfer], None],
         on_done: Callable[[Transfer, Outcome], None],
+        give_up: float = GIVE_UP,
     ) -> None:
         self.source = source
         self.size = source.size
@@ -94,6 +98,7 @@ class Transfer(asyncio.DatagramProtocol):
         self.retransmits = 0
         self.started = time.monotonic()
         self.finished: float | None = None
+        self.give_up = give_up
         self._on_progress = on_progress
         self._on_done = on_done
         self._transport: asyncio.DatagramTransport | None = None
@@ -134,6 +139,10 @@ class Transfer(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         if self.done:
+            return
+        block = packets.plain_ack(data)
+        if block is not None:
+            self._on_ack(block)
             return
         try:
             packet = packets.parse(data)
@@ -225,7 +234,7 @@ class Transfer(asyncio.DatagramProtocol):
         self._rto = self._rto_from_srtt()
 
     def _rto_from_srtt(self) -> float:
-        return MIN_RTO if self._srtt is None else min(MAX_RTO, max(MIN_RTO, 4 * self._srtt))
+        return MIN_RTO if self._srtt is None else min(1.0, max(MIN_RTO, 4 * self._srtt))
 
     def _arm_timer(self) -> None:
         self._cancel_timer()
@@ -241,11 +250,11 @@ class Transfer(asyncio.DatagramProtocol):
         self._timer = None
         if self.done:
             return
-        if time.monotonic() - self._progress_at > GIVE_UP:
+        if time.monotonic() - self._progress_at > self.give_up:
             if self.sent_upto >= self.blocks:
                 self._finish(Outcome(True, "client went quiet after the last block (no final ACK)"))
             else:
-                self._finish(Outcome(False, f"no answer from the client for {GIVE_UP:.0f}s"))
+                self._finish(Outcome(False, f"no answer from the client for {self.give_up:.0f}s"))
             return
         self.retransmits += 1
         self._rto = min(MAX_RTO, self._rto * 2)
