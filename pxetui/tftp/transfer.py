@@ -21,10 +21,12 @@ from pxetui.tftp import packets
 from pxetui.tftp.requests import Negotiated
 
 MIN_RTO = 0.05  # seconds: the floor of the retransmit timer, well above LAN RTTs
-# Backoff doubles up to this. It must exceed the clients' own timeouts (atftp, firmware: ~5 s):
-# clients that silently drop duplicate blocks restart their timer on every packet, so a
+QUICK_RETRIES = 4  # resends at RTT pace (50, 100, 200, 400 ms) before assuming a silent client
+# Then wait longer than the clients' own timeout (atftp, firmware: ~5 s) before each resend.
+# Clients that silently drop duplicate blocks restart their timer on every packet, so a
 # server that kept resending every second would stop them from ever re-sending a lost ACK.
-MAX_RTO = 8.0
+SILENT_CLIENT_WAIT = 6.0
+MAX_RTO = 16.0
 GIVE_UP = 30.0  # seconds without progress: the client has gone
 PROGRESS_INTERVAL = 0.25  # seconds between tftp.progress events of one transfer
 
@@ -110,6 +112,7 @@ class Transfer(asyncio.DatagramProtocol):
         self._progress_event_at = self.started
         self._srtt: float | None = None
         self._rto = MIN_RTO
+        self._unanswered = 0  # timer resends since the client last moved forward
         self._outcome: Outcome | None = None
 
     # -- state ------------------------------------------------------------------------------
@@ -173,6 +176,7 @@ class Transfer(asyncio.DatagramProtocol):
     # -- protocol logic ---------------------------------------------------------------------
 
     def _on_ack(self, wire_block: int) -> None:
+        self._unanswered = 0  # the client is there, whatever it acknowledges
         if self.sent_upto == 0:
             if wire_block == 0 and self._oack is not None:
                 self._note_rtt()
@@ -239,7 +243,8 @@ class Transfer(asyncio.DatagramProtocol):
     def _arm_timer(self) -> None:
         self._cancel_timer()
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._rto, self._on_timeout)
+        until_give_up = self._progress_at + self.give_up - time.monotonic()
+        self._timer = loop.call_later(max(0.01, min(self._rto, until_give_up)), self._on_timeout)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -250,14 +255,18 @@ class Transfer(asyncio.DatagramProtocol):
         self._timer = None
         if self.done:
             return
-        if time.monotonic() - self._progress_at > self.give_up:
+        if time.monotonic() - self._progress_at >= self.give_up - 0.005:
             if self.sent_upto >= self.blocks:
                 self._finish(Outcome(True, "client went quiet after the last block (no final ACK)"))
             else:
                 self._finish(Outcome(False, f"no answer from the client for {self.give_up:.0f}s"))
             return
         self.retransmits += 1
-        self._rto = min(MAX_RTO, self._rto * 2)
+        self._unanswered += 1
+        if self._unanswered < QUICK_RETRIES:
+            self._rto = min(1.0, self._rto * 2)
+        else:
+            self._rto = min(MAX_RTO, max(SILENT_CLIENT_WAIT, self._rto * 2))
         if self.sent_upto == 0 and self._oack is not None:
             self._send_oack()
         else:
