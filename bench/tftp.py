@@ -16,10 +16,13 @@ intact. Every run is bounded by --timeout; the lab is removed on any exit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import ipaddress
 import json
+import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -115,7 +118,11 @@ def window_client(client: Client, server_ip: str, count: int, windowsize: int, t
     """tests/tftp_client.py: Python, RFC 7440; quick to re-ACK on its own timeout (0.3 s)."""
     args = [sys.executable, str(WINDOW_CLIENT), server_ip, FILE, "--parallel", str(count)]
     args += ["--tsize", "--blksize", "1468", "--windowsize", str(windowsize), "--timeout", "0.3"]
-    done = client.run(*args, timeout=timeout)
+    try:
+        done = client.run(*args, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_leftovers(client.netns)
+        return False
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
     wanted = hashlib.sha256((DEBIAN_IPXE_DIR / FILE).read_bytes()).hexdigest()
     results = lines[:-1]
@@ -127,7 +134,11 @@ def shell_clients(client: Client, count: int, command: str, out: Path, timeout: 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     script = f'for i in $(seq {count}); do OUT="{out}/$i"; {command} & done; wait'
-    client.run("sh", "-c", script, timeout=timeout)
+    try:
+        client.run("sh", "-c", script, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_leftovers(client.netns)
+        return False
     wanted = (DEBIAN_IPXE_DIR / FILE).read_bytes()
     copies = list(out.iterdir())
     return len(copies) == count and all(p.read_bytes() == wanted for p in copies)
@@ -144,19 +155,28 @@ def curl(server_ip: str) -> str:
     return f'curl -s --tftp-blksize 1468 -o "$OUT" tftp://{server_ip}/{FILE}'
 
 
-def set_loss(lab: Lab, client: Client, percent: int) -> None:
-    lab.exec(client.netns, "nft", "delete", "table", "inet", "benchloss")
-    if percent <= 0:
-        return
-    drop = f"meta l4proto udp numgen random mod 100 < {percent} drop"
-    rules = (
-        "table inet benchloss {\n"
-        f" chain in {{ type filter hook input priority 0; {drop}; }}\n"
-        f" chain out {{ type filter hook output priority 0; {drop}; }}\n}}\n"
-    )
-    done = lab.exec(client.netns, "nft", "-f", "-", input=rules)
-    if done.returncode != 0:
-        raise RuntimeError(f"cannot simulate loss with nft: {done.stderr.strip()}")
+def set_loss(lab: Lab, client: Client, client_ip: str, percent: int) -> None:
+    """Drop `percent` % of UDP between server and client, both ways, on each side's input hook
+    (nftables numgen), so senders see no error: the packets just vanish."""
+    for netns, match in (
+        (client.netns, "meta l4proto udp"),
+        (lab.server_ns, f"meta l4proto udp ip saddr {client_ip}"),
+    ):
+        lab.exec(netns, "nft", "delete", "table", "inet", "benchloss")
+        if percent <= 0:
+            continue
+        rule = f"{match} numgen random mod 100 < {percent} drop"
+        rules = f"table inet benchloss {{\n chain in {{ type filter hook input priority 0; {rule}; }}\n}}\n"
+        done = lab.exec(netns, "nft", "-f", "-", input=rules)
+        if done.returncode != 0:
+            raise RuntimeError(f"cannot simulate loss with nft: {done.stderr.strip()}")
+
+
+def kill_leftovers(netns: str) -> None:
+    """Clients still running after a timed-out measurement (only ones in our lab namespace)."""
+    for pid in subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
 
 
 def main() -> int:
@@ -173,11 +193,12 @@ def main() -> int:
     lab = Lab(subnet=ipaddress.IPv4Network("198.19.77.0/24"))
     try:
         lab.build()
-        client = lab.add_client(address=f"{lab.subnet.network_address + 10}/24")
+        client_ip = str(lab.subnet.network_address + 10)
+        client = lab.add_client(address=f"{client_ip}/24")
         with tempfile.TemporaryDirectory(prefix="pxetui-bench-tftp-") as tmp:
             work = Path(tmp)
             for loss in args.loss:
-                set_loss(lab, client, loss)
+                set_loss(lab, client, client_ip, loss)
                 rows = measure(lab, client, work, args.clients, args.rounds, args.timeout)
                 print_table(rows, args.clients, size, loss)
     finally:

@@ -233,8 +233,10 @@ def _on_dhcp(machine: Machine, event: Event) -> None:
         return
     # Only a network-boot client (firmware PXE / HTTP boot, or iPXE) starts a new boot: the
     # installer's own DHCP (udhcpc, dhclient) during the install must not reset the stage.
-    if kind == "discover" and is_netboot_client(f) and (
-        machine.stage.terminal or machine.stage.order >= Stage.MENU.order
+    if (
+        kind == "discover"
+        and is_netboot_client(f)
+        and (machine.stage.terminal or machine.stage.order >= Stage.MENU.order)
     ):
         _new_boot(machine, event.ts)
     if not is_netboot_client(f) and machine.stage.order > Stage.DHCP.order:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import socket
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,7 @@ class _Active:
     client: tuple[str, int]
     file: str
     mac: str | None
-    transfer: Transfer | None = None
+    transfer: Transfer
 
 
 class TftpService:
@@ -56,7 +57,6 @@ class TftpService:
         self.stats = TftpStats()
         self._listener: asyncio.DatagramTransport | None = None
         self._active: dict[tuple[str, int], _Active] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self._address = ""
         self._mtu = 1500
 
@@ -83,13 +83,8 @@ class TftpService:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
         for active in list(self._active.values()):
-            if active.transfer is not None:
-                active.transfer.abort("pxetui stopped")
+            active.transfer.abort("pxetui stopped")
         self._active.clear()
 
     def describe(self) -> dict[str, object]:
@@ -151,37 +146,38 @@ class TftpService:
             source = _open_source(str(catalog[name]), netascii=request.mode == "netascii")
         except OSError as exc:
             raise Refused(packets.ERR_NOT_FOUND, f"{name} cannot be read: {exc.strerror}") from exc
-        active = _Active(client=client, file=name, mac=mac)
-        self._active[client] = active
-        task = asyncio.get_running_loop().create_task(self._run(active, request, source))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, active: _Active, request: packets.Request, source: Source) -> None:
+        try:
+            sock = self._transfer_socket(client)
+        except OSError as exc:
+            source.close()
+            raise Refused(packets.ERR_UNDEFINED, f"server cannot open a socket: {exc.strerror}") from exc
         negotiated = negotiate(request.options, source.size, self._mtu)
-        transfer = Transfer(source, negotiated, self._on_progress, self._on_done, self.give_up)
-        active.transfer = transfer
+        transfer = Transfer(sock, source, negotiated, self._on_progress, self._on_done, self.give_up)
+        active = _Active(client=client, file=name, mac=mac, transfer=transfer)
+        self._active[client] = active
         self.session.emit(
             "tftp.start",
-            active.mac,
-            file=active.file,
-            client=active.client[0],
+            mac,
+            file=name,
+            client=client[0],
             total=source.size,
             blksize=negotiated.blksize,
             windowsize=negotiated.windowsize,
             options=dict(request.options),
         )
+        transfer.start()
+
+    def _transfer_socket(self, client: tuple[str, int]) -> socket.socket:
+        """A new port for this transfer (the server's TID), connected so only the client's
+        packets reach it and its ICMP errors come back as exceptions."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            await asyncio.get_running_loop().create_datagram_endpoint(
-                lambda: transfer, local_addr=(self._address, 0), remote_addr=active.client
-            )
-        except OSError as exc:
-            source.close()
-            transfer.abort(f"cannot open a socket for the transfer: {exc.strerror}")
-        except asyncio.CancelledError:
-            source.close()
-            self._active.pop(active.client, None)
+            sock.bind((self._address, 0))
+            sock.connect(client)
+        except OSError:
+            sock.close()
             raise
+        return sock
 
     def _reply_error(self, client: tuple[str, int], code: int, message: str) -> None:
         if self._listener is not None:

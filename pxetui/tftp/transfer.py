@@ -6,16 +6,21 @@ it. A duplicate of the previous ACK means the window's first block was lost: the
 sent again at once (once per window position, so a delayed duplicate cannot start the
 sorcerer's-apprentice echo). A short, RTT-based timer covers a lost last block or lost ACK,
 so a lost packet costs milliseconds instead of a classic TFTP's seconds.
+
+I/O is a plain non-blocking socket (connected to the client) read with `loop.add_reader`,
+draining every queued ACK per wake-up, and one timer per transfer whose deadline moves
+without rescheduling: per packet, that is most of what separates a Python server from C.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Protocol
 
 from pxetui.tftp import packets
 from pxetui.tftp.requests import Negotiated
@@ -80,15 +85,17 @@ class Outcome:
     probe: bool = False  # the client only wanted the size (tsize) and ended with error 8
 
 
-class Transfer(asyncio.DatagramProtocol):
+class Transfer:
     def __init__(
         self,
+        sock: socket.socket,
         source: Source,
         negotiated: Negotiated,
         on_progress: Callable[[Transfer], None],
         on_done: Callable[[Transfer, Outcome], None],
         give_up: float = GIVE_UP,
     ) -> None:
+        self.sock = sock  # bound to the server address, connected to the client: the TID
         self.source = source
         self.size = source.size
         self.blksize = negotiated.blksize
@@ -103,8 +110,10 @@ class Transfer(asyncio.DatagramProtocol):
         self.give_up = give_up
         self._on_progress = on_progress
         self._on_done = on_done
-        self._transport: asyncio.DatagramTransport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # when the scheduled timer fires
+        self._deadline = 0.0  # when a resend is due; moves on every send, the timer follows lazily
         self._window_sent_at = 0.0
         self._window_resent = False  # Karn: no RTT sample from a window sent twice
         self._dup_resent_base = 0
@@ -130,19 +139,38 @@ class Transfer(asyncio.DatagramProtocol):
     def done(self) -> bool:
         return self._outcome is not None
 
-    # -- asyncio protocol -------------------------------------------------------------------
+    # -- I/O ------------------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # asyncio's selector datagram transport does not subclass DatagramTransport (3.11).
-        self._transport = cast(asyncio.DatagramTransport, transport)
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.sock.setblocking(False)
+        self._loop.add_reader(self.sock.fileno(), self._readable)
         if self._oack is not None:
             self._send_oack()
         else:
             self._send_window()
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        if self.done:
-            return
+    def _readable(self) -> None:
+        recv = self.sock.recv
+        while self._outcome is None:
+            try:
+                data = recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ECONNREFUSED: ICMP port unreachable from the client
+                self._client_gone(exc)
+                return
+            self._datagram(data)
+
+    def _send(self, datagram: bytes) -> None:
+        try:
+            self.sock.send(datagram)
+        except (BlockingIOError, InterruptedError):
+            pass  # socket buffer full: as good as lost, the timer resends
+        except OSError as exc:
+            self._client_gone(exc)
+
+    def _datagram(self, data: bytes) -> None:
         block = packets.plain_ack(data)
         if block is not None:
             self._on_ack(block)
@@ -160,7 +188,7 @@ class Transfer(asyncio.DatagramProtocol):
             else:
                 self._finish(Outcome(False, f"client error {packet.code}: {packet.message}"[:200]))
 
-    def error_received(self, exc: Exception) -> None:
+    def _client_gone(self, exc: OSError) -> None:
         if self.done:
             return
         if self.sent_upto >= self.blocks:
@@ -168,10 +196,7 @@ class Transfer(asyncio.DatagramProtocol):
             # last ACK was lost on the way (tftp clients exit right after that ACK).
             self._finish(Outcome(True, "client left before its last ACK arrived"))
         else:
-            self._finish(Outcome(False, f"client unreachable: {getattr(exc, 'strerror', None) or exc}"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timer()
+            self._finish(Outcome(False, f"client unreachable: {exc.strerror or exc}"))
 
     # -- protocol logic ---------------------------------------------------------------------
 
@@ -208,23 +233,22 @@ class Transfer(asyncio.DatagramProtocol):
         self._send_window()
 
     def _send_oack(self) -> None:
-        assert self._transport is not None and self._oack is not None
-        self._transport.sendto(self._oack)
+        assert self._oack is not None
+        self._send(self._oack)
         if self.done:
-            return  # sendto reported the client gone (error_received) and that ended us
+            return  # the send found the client gone, and that ended the transfer
         self._window_sent_at = time.monotonic()
         self._arm_timer()
 
     def _send_window(self, resend: bool = False) -> None:
-        assert self._transport is not None
         end = min(self.base + self.windowsize, self.blocks + 1)
         blksize = self.blksize
-        send = self._transport.sendto
+        send = self._send
         read = self.source.read
         for block in range(self.base, end):
             send(packets.data(block, read((block - 1) * blksize, blksize)))
             if self._outcome is not None:
-                return  # sendto reported the client gone (error_received) and that ended us
+                return  # the send found the client gone, and that ended the transfer
         self.sent_upto = max(self.sent_upto, end - 1)
         self._window_sent_at = time.monotonic()
         self._window_resent = resend
@@ -241,10 +265,28 @@ class Transfer(asyncio.DatagramProtocol):
         return MIN_RTO if self._srtt is None else min(1.0, max(MIN_RTO, 4 * self._srtt))
 
     def _arm_timer(self) -> None:
+        """Resend at now + RTO (or at the give-up time). Moving the deadline later, which is
+        what every ACK does, costs one float; the timer notices when it fires."""
+        assert self._loop is not None
+        now = time.monotonic()
+        self._deadline = min(now + self._rto, self._progress_at + self.give_up)
+        if self._timer is not None and self._timer_at <= self._deadline + 0.001:
+            return
         self._cancel_timer()
-        loop = asyncio.get_running_loop()
-        until_give_up = self._progress_at + self.give_up - time.monotonic()
-        self._timer = loop.call_later(max(0.01, min(self._rto, until_give_up)), self._on_timeout)
+        self._timer_at = self._deadline
+        self._timer = self._loop.call_at(self._loop.time() + (self._deadline - now), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.done:
+            return
+        now = time.monotonic()
+        if now < self._deadline - 0.001:  # the deadline moved on since: sleep until then
+            assert self._loop is not None
+            self._timer_at = self._deadline
+            self._timer = self._loop.call_at(self._loop.time() + (self._deadline - now), self._on_timer)
+            return
+        self._on_timeout()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -252,9 +294,6 @@ class Transfer(asyncio.DatagramProtocol):
             self._timer = None
 
     def _on_timeout(self) -> None:
-        self._timer = None
-        if self.done:
-            return
         if time.monotonic() - self._progress_at >= self.give_up - 0.005:
             if self.sent_upto >= self.blocks:
                 self._finish(Outcome(True, "client went quiet after the last block (no final ACK)"))
@@ -278,8 +317,9 @@ class Transfer(asyncio.DatagramProtocol):
         self._outcome = outcome
         self.finished = time.monotonic()
         self._cancel_timer()
-        if self._transport is not None:
-            self._transport.close()
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()
         self.source.close()
         self._on_done(self, outcome)
 
