@@ -181,10 +181,10 @@ def kill_leftovers(netns: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--clients", type=int, nargs="*", default=[20, 1], help="clients at once, per table")
     ap.add_argument("--rounds", type=int, default=3, help="measurements per row; the median is shown")
     ap.add_argument("--loss", type=int, nargs="*", default=[0, 5], help="simulated UDP loss %% per table")
-    ap.add_argument("--timeout", type=float, default=90, help="seconds one measurement may take")
+    ap.add_argument("--timeout", type=float, default=60, help="seconds one measurement may take")
     args = ap.parse_args()
     if not (DEBIAN_IPXE_DIR / FILE).is_file():
         print(f"needs {DEBIAN_IPXE_DIR / FILE}: apt-get install ipxe", file=sys.stderr)
@@ -199,8 +199,9 @@ def main() -> int:
             work = Path(tmp)
             for loss in args.loss:
                 set_loss(lab, client, client_ip, loss)
-                rows = measure(lab, client, work, args.clients, args.rounds, args.timeout)
-                print_table(rows, args.clients, size, loss)
+                for count in args.clients:
+                    rows = measure(lab, client, work, count, args.rounds, args.timeout)
+                    print_table(rows, count, size, loss)
     finally:
         lab.teardown()
     return 0
