@@ -89,6 +89,22 @@ def test_tftp_hpa_leading_slash_and_subdirectory(
         assert sha(out.read_bytes()) == sha(boot[1][name.lstrip("/")]), name
 
 
+def test_tftp_hpa_netascii_mode_roundtrips(
+    lab: Lab, server: TftpServer, boot: tuple[Path, dict[str, bytes]], tmp_path: Path
+) -> None:
+    need_tools("tftp")
+    client = lab.add_client(address=f"{lab.subnet.network_address + 32}/24")
+    out = tmp_path / "ascii"
+    # tftp-hpa's default mode: the server sends CR LF / CR NUL, the client turns them back.
+    done = client.run("tftp", server.ip, "-c", "get", "arm64-efi/ipxe.efi", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert out.read_bytes() == boot[1]["arm64-efi/ipxe.efi"]
+    assert server.wait(lambda: bool(server.named("tftp.done", ok=True)))
+    content = boot[1]["arm64-efi/ipxe.efi"]
+    wire_size = len(content) + content.count(b"\n") + content.count(b"\r")
+    assert server.named("tftp.done", ok=True)[0].fields["total"] == wire_size
+
+
 @pytest.mark.parametrize("blksize", [512, 1024, 1468, 8192])
 def test_curl_blksize_variants_capped_at_mtu(
     lab: Lab, server: TftpServer, boot: tuple[Path, dict[str, bytes]], tmp_path: Path, blksize: int

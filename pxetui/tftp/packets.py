@@ -127,15 +127,6 @@ def ack(block: int) -> bytes:
     return bytes(packet.encode().buffer)
 
 
-def rrq(filename: str, options: dict[str, int] | None = None, mode: str = "octet") -> bytes:
-    """A read request (used by test and bench clients)."""
-    packet = TftpPacketRRQ()
-    packet.filename = filename
-    packet.mode = mode
-    packet.options = {k: str(v) for k, v in (options or {}).items()}
-    return bytes(packet.encode().buffer)
-
-
 def error(code: int, message: str) -> bytes:
     """An ERROR packet with our own message (tftpy's encoder only knows its fixed texts)."""
     packet = TftpPacketERR()
