@@ -337,6 +337,25 @@ def test_twenty_clients_with_5_percent_loss_get_ipxe_intact(
     assert max(float(e.fields["seconds"]) for e in done) < 60
 
 
+def test_twenty_curl_clients_with_5_percent_loss(
+    lab: Lab, server: TftpServer, boot: tuple[Path, dict[str, bytes]], tmp_path: Path
+) -> None:
+    """curl sends no windowsize and re-sends its ACK only after its own timeout: the server's
+    quick resend of lost DATA is what keeps it moving."""
+    need_tools("curl")
+    client = lab.add_client(address=f"{lab.subnet.network_address + 33}/24")
+    udp_loss(lab, client, 5)
+    out = tmp_path / "copies"
+    out.mkdir()
+    url = f"tftp://{server.ip}/ipxe.efi"
+    script = f'for i in $(seq 20); do curl -s --tftp-blksize 1468 -o "{out}/$i" {url} & done; wait'
+    done = client.run("sh", "-c", script, timeout=120)
+    assert done.returncode == 0, done.stderr
+    copies = sorted(out.iterdir())
+    assert len(copies) == 20 and all(sha(p.read_bytes()) == sha(boot[1]["ipxe.efi"]) for p in copies)
+    assert server.wait(lambda: len(server.named("tftp.done", ok=True)) == 20, timeout=30)
+
+
 def test_progress_events_are_rate_limited_and_monotonic(
     lab: Lab, server: TftpServer, boot: tuple[Path, dict[str, bytes]]
 ) -> None:

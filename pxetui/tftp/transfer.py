@@ -25,8 +25,8 @@ from typing import Protocol
 from pxetui.tftp import packets
 from pxetui.tftp.requests import Negotiated
 
-MIN_RTO = 0.05  # seconds: the floor of the retransmit timer, well above LAN RTTs
-QUICK_RETRIES = 4  # resends at RTT pace (50, 100, 200, 400 ms) before assuming a silent client
+MIN_RTO = 0.02  # seconds: the floor of the retransmit timer, well above LAN RTTs (~0.1 ms)
+QUICK_RETRIES = 5  # resends at RTT pace (20, 40, 80, 160, 320 ms) before assuming a silent client
 # Then wait longer than the clients' own timeout (atftp, firmware: ~5 s) before each resend.
 # Clients that silently drop duplicate blocks restart their timer on every packet, so a
 # server that kept resending every second would stop them from ever re-sending a lost ACK.
