@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """20 PCs loading ipxe.efi over TFTP at once: pxetui (windowsize 4 and 1) against dnsmasq.
 
-Run as root from the repository: `sudo .venv/bin/python bench/tftp.py [--clients 20] [--rounds 3]`.
+Run as root from the repository:
+`sudo .venv/bin/python bench/tftp.py [--clients 20 1] [--rounds 3] [--loss 0 5] [--ovmf 3]`.
 Everything runs in a private lab namespace (198.18.0.0/15): pxetui as `pxetui br0 --headless`,
 dnsmasq 2.90 as `dnsmasq --port=0 --enable-tftp --tftp-root=/usr/lib/ipxe` on the same bridge,
 taking turns; the clients live in one client namespace. Clients: atftp (C, RFC 7440: asked for
@@ -10,7 +11,9 @@ tests/tftp_client.py (Python, windowsize 4). dnsmasq ignores windowsize, so its 
 Simulated loss (--loss PCT ...) drops that share of UDP both ways in the client namespace
 (nftables; this kernel has no sch_netem). Prints one table per loss level: median wall time for
 all clients together, aggregate MB/s, the server's CPU seconds, and whether every copy was
-intact. Every run is bounded by --timeout; the lab is removed on any exit.
+intact. First, --ovmf N boots of one UEFI PC (QEMU TCG + OVMF's own PXE client) per server,
+timed from its RRQ to the last DATA block by tcpdump on the bridge (DHCP by dnsmasq in both
+cases). Every run is bounded by --timeout; the lab is removed on any exit.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import contextlib
 import hashlib
 import ipaddress
+import itertools
 import json
 import os
 import shutil
@@ -179,12 +183,79 @@ def kill_leftovers(netns: str) -> None:
             os.kill(int(pid), signal.SIGKILL)
 
 
+OVMF_MAC = "52:54:00:b7:f0:01"
+
+
+def ovmf_load_seconds(lab: Lab, work: Path, kind: str, attempt: int, timeout: float) -> float | None:
+    """One UEFI PC (QEMU + OVMF, its own PXE client) loading ipxe.efi: seconds from its real
+    RRQ (after the tsize probe) to the last DATA block, read from a packet capture on the
+    bridge, so both servers are timed the same way. DHCP is dnsmasq's in both cases."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from lab import NetnsLoop
+    from tftp_lab import start_tftp
+
+    from pxetui.qemu import Vm, VmSpec
+
+    pc_ip = str(lab.subnet.network_address + 60)
+    size = (DEBIAN_IPXE_DIR / FILE).stat().st_size
+    last_length = size % 1468 + 4  # the final, short DATA packet (OVMF asks blksize 1468)
+    tap = lab.add_tap(f"tap{attempt}")
+    capture = work / f"ovmf-{kind}-{attempt}.txt"
+    dhcp = ["dnsmasq", "--keep-in-foreground", "--port=0", "--no-ping", "--bind-interfaces"]
+    dhcp += [
+        f"--interface={lab.bridge}",
+        f"--dhcp-range={pc_ip},{pc_ip},10m",
+        f"--dhcp-host={OVMF_MAC},{pc_ip}",
+    ]
+    dhcp += ["--dhcp-userclass=set:ipxe,iPXE", "--dhcp-boot=tag:ipxe,http://0.0.0.0/stop"]
+    dhcp += [f"--dhcp-boot=tag:!ipxe,{FILE},,{lab.server_ip}", "--conf-file=/dev/null", "--user=root"]
+    dhcp += [
+        f"--dhcp-leasefile={work / f'leases-{attempt}'}",
+        f"--pid-file={work / f'dnsmasq-{attempt}.pid'}",
+    ]
+    if kind == "dnsmasq":
+        dhcp += ["--enable-tftp", f"--tftp-root={DEBIAN_IPXE_DIR}"]
+    with capture.open("w") as out:
+        dump = lab.popen(lab.server_ns, "tcpdump", "-i", lab.bridge, "-n", "-tt", "-l", f"udp and host {pc_ip}",
+                         stdout=out, stderr=subprocess.DEVNULL)  # fmt: skip
+    server = lab.popen(lab.server_ns, *dhcp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    vm = Vm(VmSpec(name=f"ovmf{attempt}", mac=OVMF_MAC, tap=tap, memory_mb=512), lab.server_ns, work)
+    loop = NetnsLoop(lab.server_ns).__enter__() if kind == "pxetui" else None
+    tftp = start_tftp(lab, loop, work / f"state-{attempt}", None) if loop is not None else None
+    try:
+        time.sleep(1)  # tcpdump and the servers listening
+        vm.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and f"length {last_length}" not in capture.read_text():
+            time.sleep(0.5)
+    finally:
+        vm.stop()
+        for proc in (server, dump):
+            proc.terminate()
+            proc.wait(10)
+        if loop is not None and tftp is not None:
+            loop.run(tftp.service.stop())
+            loop.__exit__()
+    start = end = None
+    for line in capture.read_text().splitlines():
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        if fields[4] == f"{lab.server_ip}.69:" and end is None:
+            start = float(fields[0])  # the latest request before the last block: the real one
+        elif line.endswith(f"length {last_length}") and start is not None:
+            end = float(fields[0])
+            break
+    return end - start if start is not None and end is not None else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, nargs="*", default=[20, 1], help="clients at once, per table")
     ap.add_argument("--rounds", type=int, default=3, help="measurements per row; the median is shown")
     ap.add_argument("--loss", type=int, nargs="*", default=[0, 5], help="simulated UDP loss %% per table")
     ap.add_argument("--timeout", type=float, default=60, help="seconds one measurement may take")
+    ap.add_argument("--ovmf", type=int, default=3, help="UEFI PC (QEMU+OVMF) loads per server; 0: none")
     args = ap.parse_args()
     if not (DEBIAN_IPXE_DIR / FILE).is_file():
         print(f"needs {DEBIAN_IPXE_DIR / FILE}: apt-get install ipxe", file=sys.stderr)
@@ -197,6 +268,8 @@ def main() -> int:
         client = lab.add_client(address=f"{client_ip}/24")
         with tempfile.TemporaryDirectory(prefix="pxetui-bench-tftp-") as tmp:
             work = Path(tmp)
+            if args.ovmf:
+                print_ovmf(lab, work, args.ovmf)
             for loss in args.loss:
                 set_loss(lab, client, client_ip, loss)
                 for count in args.clients:
@@ -229,6 +302,23 @@ def measure(lab: Lab, client: Client, work: Path, count: int, rounds: int, timeo
                     row.cpu.append(running.cpu_seconds() - cpu_before)
                     row.intact = row.intact and intact
     return sorted(rows.values(), key=lambda r: ([c[0] for c in clients].index(r.client), r.server))
+
+
+def print_ovmf(lab: Lab, work: Path, rounds: int) -> None:
+    times: dict[str, list[float | None]] = {"pxetui": [], "dnsmasq": []}
+    attempts = itertools.count()  # one tap per boot
+    for _ in range(rounds):  # alternate the servers, so machine noise hits both alike
+        for kind in times:
+            times[kind].append(ovmf_load_seconds(lab, work, kind, next(attempts), 180))
+    print(f"\nOne UEFI PC (QEMU TCG + OVMF PXE, asks blksize 1468 windowsize 4) loading {FILE}:")
+    print(f"{'server':8} {'seconds (median)':>17}  each run")
+    for kind, runs in times.items():
+        done = [t for t in runs if t is not None]
+        median = f"{statistics.median(done):17.3f}" if done else f"{'none':>17}"
+        shown = " ".join("fail" if t is None else f"{t:.3f}" for t in runs)
+        print(f"{kind:8} {median}  {shown}")
+    print("(from the PC's real RRQ to the last DATA block, timed by tcpdump on the bridge)")
+    sys.stdout.flush()
 
 
 def print_table(rows: list[Row], count: int, size: int, loss: int) -> None:
