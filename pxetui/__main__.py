@@ -15,7 +15,7 @@ from pxetui.errors import PxetuiError, UsageError
 from pxetui.events import Event
 from pxetui.session import MODES, Session, SessionConfig
 
-SUBCOMMANDS = ("profiles", "demo")
+SUBCOMMANDS = ("profiles", "fetch", "import-iso", "demo")
 
 DESCRIPTION = """\
 Install an OS on a room full of PCs over the network. pxetui runs temporary DHCP, TFTP and
@@ -27,6 +27,8 @@ Nothing is left behind when it stops.
 EPILOG = """\
 subcommands:
   pxetui profiles         list OS profiles and whether their files are present
+  pxetui fetch NAME...    download profiles' files into the cache (resumable, SHA-256 verified)
+  pxetui import-iso PATH  copy kernel + initrd out of an installer ISO and write a profile for it
   pxetui demo [--vms N]   try it: a private network with N QEMU PCs booting from pxetui
 
 examples:
@@ -138,6 +140,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="import a mac,profile,hostname CSV into the plan at start",
     )
     p.add_argument(
+        "--templates",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="your own iPXE / preseed / autoinstall / kickstart templates (override the built-ins by name)",
+    )
+    p.add_argument(
+        "--ssh-key",
+        type=Path,
+        metavar="FILE",
+        help="public key(s) installed for the lab user on every machine (e.g. ~/.ssh/id_ed25519.pub)",
+    )
+    p.add_argument(
+        "--hostname-pattern",
+        default="pc-{n:02}",
+        metavar="PATTERN",
+        help="hostname of machines the plan names none for, numbered in boot order (default pc-{n:02})",
+    )
+    p.add_argument("--timezone", default="Etc/UTC", help="installed machines' time zone (default Etc/UTC)")
+    p.add_argument("--locale", default="en_US.UTF-8", help="installed machines' locale (default en_US.UTF-8)")
+    p.add_argument("--keyboard", default="us", help="installed machines' keyboard layout (default us)")
+    p.add_argument(
         "--force",
         action="store_true",
         help="serve full DHCP even though another DHCP server answered (dangerous)",
@@ -148,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> SessionConfig:
     from pxetui import netif
+    from pxetui.unattended import InstallSettings, hostname_for, read_ssh_keys
 
     config = SessionConfig(interface=args.iface or "", mode=args.mode)
     if args.state is not None:
@@ -162,6 +188,15 @@ def config_from_args(args: argparse.Namespace) -> SessionConfig:
     config.plan_csv = args.plan
     config.force = args.force
     config.snponly = args.snponly
+    config.template_dirs = list(args.templates)
+    hostname_for(args.hostname_pattern, 1)  # a bad pattern is an error now, not at the first boot
+    config.install = InstallSettings(
+        ssh_keys=read_ssh_keys(args.ssh_key) if args.ssh_key else (),
+        hostname_pattern=args.hostname_pattern,
+        timezone=args.timezone,
+        locale=args.locale,
+        keyboard=args.keyboard,
+    )
     return config
 
 
@@ -203,6 +238,14 @@ def run_subcommand(name: str, argv: list[str]) -> int:
     try:
         if name == "profiles":
             return cli_profiles.main(argv)
+        if name == "fetch":
+            from pxetui import fetch
+
+            return fetch.main(argv)
+        if name == "import-iso":
+            from pxetui import isoimport
+
+            return isoimport.main(argv)
         if name == "demo":
             return demo.main(argv)
     except PxetuiError as exc:

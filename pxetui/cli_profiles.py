@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pxetui.cache import FileState, profile_status
 from pxetui.profiles import Profile, default_cache_dir, load_profiles
 
 
@@ -18,27 +19,32 @@ class ProfileRow:
     firmware: list[str]
     kind: str  # kernel | chain | action
     files: dict[str, dict[str, object]]
-    missing: list[str]
-    size: int
+    missing: list[str]  # roles not servable: missing, partial or unverified
+    unverified: list[str]
+    size: int  # bytes on disk, partial downloads included
     source: str
 
     @property
     def state(self) -> str:
         if self.kind != "kernel":
             return self.kind
-        if self.missing:
-            return "missing " + ",".join(self.missing)
-        return f"present {self.size / 1e6:.1f} MB"
+        states: dict[str, list[str]] = {}
+        for role, info in self.files.items():
+            states.setdefault(str(info["state"]), []).append(role)
+        parts = [f"{state} {','.join(roles)}" for state, roles in states.items()]
+        return "; ".join(parts) + f" ({self.size / 1e6:.1f} MB)"
 
 
 def profile_row(profile: Profile, cache_dir: Path) -> ProfileRow:
     files: dict[str, dict[str, object]] = {}
-    size = 0
-    for role in profile.files:
-        path = profile.file_path(role, cache_dir)
-        present = path.is_file()
-        files[role] = {"path": str(path), "present": present}
-        size += path.stat().st_size if present else 0
+    for status in profile_status(profile, cache_dir):
+        files[status.role] = {
+            "path": str(status.path),
+            "state": status.state.value,
+            "present": status.state is FileState.PRESENT,
+            "size": status.size,
+            "origin": status.origin,
+        }
     return ProfileRow(
         name=profile.name,
         title=profile.title,
@@ -47,7 +53,8 @@ def profile_row(profile: Profile, cache_dir: Path) -> ProfileRow:
         kind="kernel" if profile.files else ("chain" if profile.chain else "action"),
         files=files,
         missing=[r for r, f in files.items() if not f["present"]],
-        size=size,
+        unverified=[r for r, f in files.items() if f["state"] == FileState.UNVERIFIED.value],
+        size=sum(int(str(f["size"])) for f in files.values()),
         source=str(profile.source),
     )
 
@@ -72,4 +79,6 @@ def main(argv: list[str]) -> int:
     for r in table:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])
     print(f"\ncache: {cache}")
+    if any(r.missing for r in rows):
+        print("get missing or unverified files with: pxetui fetch NAME... --cache " + str(cache))
     return 0

@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,7 +35,7 @@ KEYS = {
     "chain": "URL of an iPXE script to chain to (netboot.xyz)",
     "action": "local | shell | reboot, for entries that boot no OS",
 }
-FILE_KEYS = ("url", "path", "sha256")
+FILE_KEYS = ("url", "path", "sha256", "from_iso")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -49,13 +49,18 @@ class FileRef:
     url: str | None = None
     path: str | None = None
     sha256: str | None = None
+    # A file inside this profile's `iso` (e.g. casper/vmlinuz): `pxetui fetch` extracts it
+    # into the cache once the ISO itself is verified.
+    from_iso: str | None = None
 
     @property
     def basename(self) -> str:
         if self.path:
             return Path(self.path).name
+        if self.from_iso:
+            return PurePosixPath(self.from_iso).name
         assert self.url is not None
-        return Path(urlsplit(self.url).path).name or "file"
+        return PurePosixPath(urlsplit(self.url).path).name or "file"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,10 @@ class Profile:
         return [r for r in self.files if not self.file_path(r, cache_dir).is_file()]
 
 
+def is_valid_name(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
 def _fail(source: Path, message: str) -> ProfileError:
     return ProfileError(f"{source}: {message}")
 
@@ -109,15 +118,26 @@ def _file_ref(source: Path, role: str, value: Any) -> FileRef:
         if key not in FILE_KEYS:
             raise _fail(source, f"unknown key '{role}.{key}' (known: {', '.join(FILE_KEYS)})")
     url, path, sha = value.get("url"), value.get("path"), value.get("sha256")
-    if (url is None) == (path is None):
-        raise _fail(source, f"'{role}' needs exactly one of 'url' or 'path'")
+    inner = value.get("from_iso")
+    if [url, path, inner].count(None) != 2:
+        raise _fail(
+            source,
+            f"'{role}' needs exactly one of 'url' or 'path' (or 'from_iso': a file inside the profile's iso)",
+        )
+    if inner is not None and (role == "iso" or not isinstance(inner, str) or not inner.strip("/")):
+        raise _fail(source, f"'{role}.from_iso' must be a path inside the iso, like casper/vmlinuz")
     if url is not None and (not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https")):
         raise _fail(source, f"'{role}.url' must be an http:// or https:// URL, not {url!r}")
     if path is not None and (not isinstance(path, str) or not path):
         raise _fail(source, f"'{role}.path' must be a file path")
     if sha is not None and (not isinstance(sha, str) or not _SHA256.match(sha.lower())):
-        raise _fail(source, f"'{role}.sha256' must be 64 hex digits")
-    return FileRef(url=url, path=path, sha256=sha.lower() if sha else None)
+        hint = " in quotes (YAML read it as a number)" if isinstance(sha, int | float) else ""
+        raise _fail(source, f"'{role}.sha256' must be 64 hex digits{hint}")
+    ref = FileRef(url=url, path=path, sha256=sha.lower() if sha else None, from_iso=inner)
+    if ref.basename in ("", ".", ".."):
+        # The cache keeps a file under its last path component: it must name a file.
+        raise _fail(source, f"'{role}' must name a file, not {url or path or inner!r}")
+    return ref
 
 
 def parse_profile(source: Path, doc: Any) -> Profile:
@@ -149,6 +169,11 @@ def parse_profile(source: Path, doc: Any) -> Profile:
         )
     if "kernel" not in files and ("initrd" in files or "iso" in files):
         raise _fail(source, "'initrd' and 'iso' need a 'kernel'")
+    if any(ref.from_iso for ref in files.values()) and "iso" not in files:
+        raise _fail(source, "'from_iso' needs an 'iso' to take the file from")
+    basenames = [ref.basename for ref in files.values() if not ref.path]
+    if len(set(basenames)) != len(basenames):
+        raise _fail(source, f"two files would share one name in the cache: {', '.join(basenames)}")
     template = doc.get("template")
     if template is not None and template not in TEMPLATES:
         raise _fail(source, f"'template' is {template!r}; allowed: {', '.join(TEMPLATES)}")

@@ -254,6 +254,9 @@ def _on_dhcp(machine: Machine, event: Event) -> None:
             machine.fingerprint[key] = f[key]
     if kind == "ack" and f.get("ip"):
         machine.ip = str(f["ip"])
+    elif kind == "request" and f.get("requested") and machine.ip is None:
+        # In proxy mode the rival server's ACK is not ours to see; the PC's REQUEST names the address.
+        machine.ip = str(f["requested"])
     _advance(machine, Stage.DHCP, event.ts, kind)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from pxetui import netif
 from pxetui.bootfiles import BootFiles, find_boot_files
+from pxetui.cache import require_servable
 from pxetui.errors import PxetuiError, UsageError
 from pxetui.events import Event, EventBus
 from pxetui.mac import normalize_mac
@@ -23,6 +24,7 @@ from pxetui.profiles import Profile, default_cache_dir, load_profiles
 from pxetui.registry import Registry
 from pxetui.services import Service, build_services
 from pxetui.state import StateDir, default_state_dir
+from pxetui.unattended import InstallSettings, hostname_for
 
 _log = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ class SessionConfig:
     plan_csv: Path | None = None
     force: bool = False
     snponly: bool = False
+    template_dirs: list[Path] = field(default_factory=list)
+    install: InstallSettings = field(default_factory=InstallSettings)
 
 
 class Session:
@@ -98,10 +102,10 @@ class Session:
             info = netif.find_interface(cfg.interface)
         self.interface = info
         self.address = cfg.address or info.address
-        self.boot_files = find_boot_files(cfg.boot_files, snponly=cfg.snponly)
-        self.services = build_services(self)
         started: list[Service] = []
         try:
+            self.boot_files = find_boot_files(cfg.boot_files, snponly=cfg.snponly)
+            self.services = build_services(self)
             for service in self.services:
                 await service.start()
                 started.append(service)
@@ -142,6 +146,20 @@ class Session:
         """`http://ADDR:PORT`, what iPXE and installers use to reach the HTTP service."""
         assert self.address is not None, "the session has not started"
         return f"http://{self.address.ip}:{self.config.http_port}"
+
+    def hostname_for(self, mac: str) -> str:
+        """The plan's hostname, else the operator's pattern numbered in boot order (pc-01, ...)."""
+        entry = self.plan.get(mac)
+        if entry is not None and entry.hostname:
+            return entry.hostname
+        me = self.registry.get(mac)
+        first = me.first_seen if me is not None and me.first_seen is not None else float("inf")
+        earlier = sum(
+            1
+            for m in self.registry.machines.values()
+            if m.first_seen is not None and (m.first_seen, m.mac) < (first, mac)
+        )
+        return hostname_for(self.config.install.hostname_pattern, earlier + 1)
 
     def emit(self, name: str, mac: str | None = None, **fields: Any) -> Event:
         return self.bus.emit(name, mac, **fields)
@@ -184,7 +202,9 @@ class Session:
 
     def assign(self, mac: str, profile: str, hostname: str | None = None) -> PlanEntry:
         mac = normalize_mac(mac)
-        self.profile(profile)
+        # A PC assigned a profile whose files are missing or unverified would fail to boot:
+        # refuse now, naming the `pxetui fetch` command that fixes it.
+        require_servable(self.profile(profile), self.config.cache_dir)
         if hostname:
             reason = check_hostname(hostname)
             if reason:
@@ -217,7 +237,7 @@ class Session:
 
     def set_unknown_policy(self, profile: str | None, count: int = 0) -> None:
         if profile is not None:
-            self.profile(profile)
+            require_servable(self.profile(profile), self.config.cache_dir)
             if count <= 0:
                 raise UsageError("give the number of unknown machines that get the profile (1 or more)")
         self.plan.unknown.profile = profile

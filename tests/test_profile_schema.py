@@ -23,7 +23,7 @@ SHA = "a" * 64
         ("name: Demo OS\ntitle: T\nkernel: {path: x}\n", "name 'Demo OS' must be lower-case"),
         (
             "name: d\ntitle: T\nkernel: {path: x, size: 3}\n",
-            "unknown key 'kernel.size' (known: url, path, sha256)",
+            "unknown key 'kernel.size' (known: url, path, sha256, from_iso)",
         ),
         ("name: d\ntitle: T\nkernel: linux\n", "'kernel' must be a mapping"),
         ("name: d\ntitle: T\nkernel: {}\n", "'kernel' needs exactly one of 'url' or 'path'"),

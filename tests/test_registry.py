@@ -118,3 +118,13 @@ def test_the_installers_own_dhcp_does_not_restart_the_boot() -> None:
     assert (m.stage, m.boots, m.ip) == (Stage.KERNEL, 1, "198.18.0.150")
     feed(reg, "dhcp.discover", 30.0, arch=0, ipxe=True)  # the PC network-boots again
     assert (m.stage, m.boots) == (Stage.DHCP, 2)
+
+
+def test_proxy_mode_learns_the_address_from_the_pcs_request() -> None:
+    reg = Registry()
+    feed(reg, "dhcp.discover", 1.0, arch=7, vendor_class="PXEClient:Arch:00007:UNDI:003010")
+    feed(reg, "dhcp.request", 1.2, arch=7, vendor_class="PXEClient:Arch:00007:UNDI:003010", requested="198.18.0.55")
+    m = reg.get(MAC)
+    assert m is not None and m.ip == "198.18.0.55"
+    feed(reg, "dhcp.ack", 1.3, arch=7, ip="198.18.0.60")
+    assert m.ip == "198.18.0.60"

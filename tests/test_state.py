@@ -93,3 +93,36 @@ def test_bad_plan_csv_changes_nothing(tmp_path: Path) -> None:
         session.import_plan_csv(csv)
     assert list(session.plan.entries) == ["52:54:00:12:34:01"]
     assert (tmp_path / "s" / "plan.json").read_text() == before
+
+
+def test_unplanned_machines_are_named_by_the_pattern_in_boot_order(tmp_path: Path) -> None:
+    from pxetui.events import Event
+    from pxetui.unattended import InstallSettings
+
+    config = SessionConfig(
+        interface="unused", state_dir=tmp_path, install=InstallSettings(hostname_pattern="lab-{n:02}")
+    )
+    session = Session(config)
+    session.open()
+    session.assign("52:54:00:00:00:09", "local-disk", "teacher")
+    for i, mac in enumerate(["52:54:00:00:00:03", "52:54:00:00:00:01", "52:54:00:00:00:09"]):
+        session.bus.publish(Event("dhcp.discover", mac, {"arch": 7}, ts=100.0 + i))
+    assert session.hostname_for("52:54:00:00:00:03") == "lab-01"
+    assert session.hostname_for("52:54:00:00:00:01") == "lab-02"
+    assert session.hostname_for("52:54:00:00:00:09") == "teacher"
+
+
+def test_bad_ssh_key_or_pattern_is_a_usage_error_at_start(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    key = tmp_path / "key.pub"
+    key.write_text("hello\n")
+    for args in (["--ssh-key", str(key)], ["--hostname-pattern", "pc-{x}"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "pxetui", "eth9", "--headless", "--state", str(tmp_path), *args],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 2, done.stderr
+        assert ("not an SSH public key" in done.stderr) or ("hostname pattern" in done.stderr)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from pxetui.services.dhcp import DhcpService
+from pxetui.services.http import HttpService
 from pxetui.services.tftp import TftpService
+from pxetui.unattended import Renderer
 
 if TYPE_CHECKING:
     from pxetui.session import Session
@@ -29,4 +32,15 @@ class Service(Protocol):
 
 def build_services(session: Session) -> list[Service]:
     """The services a session runs, in start order. Each boot-chain service adds itself here."""
-    return [TftpService(session)]
+    cfg = session.config
+    templates = tuple(cfg.template_dirs)
+    return [
+        TftpService(session),
+        HttpService(
+            session,
+            template_dirs=templates,
+            unattended=Renderer(template_dirs=list(templates), settings=cfg.install),
+        ),
+        # DHCP last: it sends PCs to TFTP/HTTP, so those must already listen when it answers.
+        DhcpService(session),
+    ]

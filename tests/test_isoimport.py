@@ -1,0 +1,216 @@
+"""`pxetui import-iso`: kernel and initrd out of a real ISO 9660 image built here with pycdlib."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pycdlib
+import pytest
+
+from pxetui.cache import FileState, is_verified, profile_status, verified_path
+from pxetui.isoimport import IsoError, import_iso
+from pxetui.profiles import load_profile, load_profiles
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _iso9660_name(part: str, is_dir: bool) -> str:
+    name = part.upper().replace("-", "_")
+    # ISO 9660 directory names have no dots (xorriso writes install.amd as INSTALL_AMD).
+    return name.replace(".", "_") if is_dir else (name if "." in name else name + ".") + ";1"
+
+
+def build_iso(path: Path, files: dict[str, bytes], volume: str = "TEST_OS", rock_ridge: bool = True) -> Path:
+    """A small ISO with `files` ({"casper/vmlinuz": b"..."}): Rock Ridge + Joliet, or bare ISO 9660."""
+    iso = pycdlib.PyCdlib()
+    if rock_ridge:
+        iso.new(interchange_level=3, rock_ridge="1.09", joliet=3, vol_ident=volume)
+    else:
+        iso.new(interchange_level=4, vol_ident=volume)
+    made: set[str] = set()
+    for inner, data in files.items():
+        parts = inner.split("/")
+        for depth in range(1, len(parts)):
+            rel = "/".join(parts[:depth])
+            if rel in made:
+                continue
+            made.add(rel)
+            iso_path = "/" + "/".join(_iso9660_name(p, True) for p in parts[:depth])
+            if rock_ridge:
+                iso.add_directory(iso_path, rr_name=parts[depth - 1], joliet_path="/" + rel)
+            else:
+                iso.add_directory(iso_path)
+        iso_path = "/" + "/".join(
+            [_iso9660_name(p, True) for p in parts[:-1]] + [_iso9660_name(parts[-1], False)]
+        )
+        if rock_ridge:
+            iso.add_fp(io.BytesIO(data), len(data), iso_path, rr_name=parts[-1], joliet_path="/" + inner)
+        else:
+            iso.add_fp(io.BytesIO(data), len(data), iso_path)
+    iso.write(str(path))
+    iso.close()
+    return path
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# What Fedora 43 Server's netinst ISO carries (productmd format), trimmed.
+TREEINFO = b"""[header]
+type = productmd.treeinfo
+version = 1.2
+
+[release]
+name = Fedora
+short = Fedora
+version = 43
+
+[tree]
+arch = x86_64
+platforms = x86_64,xen
+
+[general]
+family = Fedora
+variant = Server
+version = 43
+arch = x86_64
+"""
+KERNEL = b"\x4d\x5a fake kernel " * 5000  # ~80 KB, more than one ISO extent
+INITRD = b"\x1f\x8b fake initrd " * 9000
+
+
+@pytest.mark.parametrize(
+    ("layout", "kernel", "initrd", "template", "serves_iso", "rock_ridge"),
+    [
+        ("ubuntu", "casper/vmlinuz", "casper/initrd", "autoinstall", True, True),
+        ("debian", "install.amd/vmlinuz", "install.amd/initrd.gz", "preseed", False, True),
+        ("fedora", "images/pxeboot/vmlinuz", "images/pxeboot/initrd.img", "kickstart", False, True),
+        ("plain-iso9660", "casper/vmlinuz", "casper/initrd", "autoinstall", True, False),
+    ],
+)
+def test_import_finds_layout_copies_files_and_writes_a_loadable_profile(
+    tmp_path: Path,
+    layout: str,
+    kernel: str,
+    initrd: str,
+    template: str,
+    serves_iso: bool,
+    rock_ridge: bool,
+) -> None:
+    files = {kernel: KERNEL, initrd: INITRD, "README.txt": b"hello", "pool/a.deb": b"x" * 10}
+    if template == "kickstart":
+        files[".treeinfo"] = TREEINFO
+    iso = build_iso(tmp_path / f"{layout}-test.iso", files, rock_ridge=rock_ridge)
+    cache, out = tmp_path / "cache", tmp_path / "profiles"
+    result = import_iso(iso, cache, out)
+    assert result.name == f"{layout}-test"
+    assert result.profile_file == out / f"{layout}-test.yaml"
+    assert result.kernel.read_bytes() == KERNEL
+    assert result.initrd.read_bytes() == INITRD
+    assert result.kernel.parent == cache / result.name
+    assert is_verified(result.kernel) and is_verified(result.initrd)
+    profile = load_profile(result.profile_file)
+    assert profile.title == "TEST_OS (imported ISO)"  # the ISO's volume id
+    assert profile.template == template
+    assert profile.files["kernel"].sha256 == sha(KERNEL)
+    assert profile.files["initrd"].sha256 == sha(INITRD)
+    assert ("iso" in profile.files) is serves_iso
+    if serves_iso:
+        assert verified_path(profile, "iso", cache) == iso
+        assert "{{ machine.base_url }}/files/{{ machine.profile }}/iso" in profile.cmdline
+    if template == "kickstart":
+        tree = "https://download.fedoraproject.org/pub/fedora/linux/releases/43/Server/x86_64/os/"
+        assert f"inst.repo={tree} " in profile.cmdline
+    assert [s.state for s in profile_status(profile, cache)] == [FileState.PRESENT] * len(profile.files)
+    # The directory it names is one --profiles can point at, next to the built-ins.
+    assert result.name in load_profiles([out])
+
+
+def test_import_refuses_an_iso_without_a_known_layout(tmp_path: Path) -> None:
+    iso = build_iso(tmp_path / "data.iso", {"boot/linux": KERNEL, "docs/readme.txt": b"r"})
+    with pytest.raises(IsoError, match=r"no network-bootable kernel and initrd found \(looked for casper/"):
+        import_iso(iso, tmp_path / "cache", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_import_rejects_non_iso_bad_name_and_existing_profile(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.iso"
+    junk.write_bytes(b"not an iso" * 1000)
+    with pytest.raises(IsoError, match="not a readable ISO 9660 image"):
+        import_iso(junk, tmp_path / "c", tmp_path / "o")
+    with pytest.raises(IsoError, match="no such file"):
+        import_iso(tmp_path / "absent.iso", tmp_path / "c", tmp_path / "o")
+    iso = build_iso(tmp_path / "u.iso", {"casper/vmlinuz": KERNEL, "casper/initrd": INITRD})
+    with pytest.raises(IsoError, match="--name 'Bad Name' must be lower-case"):
+        import_iso(iso, tmp_path / "c", tmp_path / "o", name="Bad Name")
+    import_iso(iso, tmp_path / "c", tmp_path / "o", name="lab-ubuntu")
+    with pytest.raises(IsoError, match="exists; pick another --name or add --force"):
+        import_iso(iso, tmp_path / "c", tmp_path / "o", name="lab-ubuntu")
+    assert import_iso(iso, tmp_path / "c", tmp_path / "o", name="lab-ubuntu", force=True).name == "lab-ubuntu"
+
+
+def test_import_iso_command_line_says_where_the_profile_went(tmp_path: Path) -> None:
+    iso = build_iso(
+        tmp_path / "Fedora-Server-dvd.iso",
+        {"images/pxeboot/vmlinuz": KERNEL, "images/pxeboot/initrd.img": INITRD, ".treeinfo": TREEINFO},
+    )
+    cache = tmp_path / "cache"
+    done = subprocess.run(
+        [sys.executable, "-m", "pxetui", "import-iso", str(iso), "--cache", str(cache)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"wrote profile 'fedora-server-dvd' to {cache / 'profiles' / 'fedora-server-dvd.yaml'}" in done.stdout
+    )
+    assert f"--profiles {cache / 'profiles'}" in done.stdout
+    listed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pxetui",
+            "profiles",
+            "--cache",
+            str(cache),
+            "--profiles",
+            str(cache / "profiles"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if line.startswith("fedora-server-dvd "))
+    assert "present kernel,initrd (" in row
+    bad = subprocess.run(
+        [sys.executable, "-m", "pxetui", "import-iso", str(tmp_path / "nope.iso")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "pxetui import-iso: error:" in bad.stderr and "nope.iso: no such file" in bad.stderr
+
+
+def test_anaconda_iso_of_an_unknown_release_is_refused_with_the_fix(tmp_path: Path) -> None:
+    treeinfo = TREEINFO.replace(b"name = Fedora", b"name = Obscure Linux").replace(
+        b"family = Fedora", b"family = Obscure Linux"
+    )
+    files = {"images/pxeboot/vmlinuz": KERNEL, "images/pxeboot/initrd.img": INITRD, ".treeinfo": treeinfo}
+    iso = build_iso(tmp_path / "obscure.iso", files)
+    with pytest.raises(IsoError, match=r"installable tree pxetui does not know .*inst.repo=<tree URL>"):
+        import_iso(iso, tmp_path / "cache", tmp_path / "out")
+    assert not (tmp_path / "out" / "obscure.yaml").exists()
