@@ -15,7 +15,7 @@ import socket
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from pxetui.errors import PxetuiError
+from pxetui.errors import PxetuiError, UsageError
 from pxetui.tftp import packets
 from pxetui.tftp.requests import MODES, Refused, catalog_name, negotiate, to_netascii
 from pxetui.tftp.transfer import GIVE_UP, BytesSource, FileSource, Outcome, Source, Transfer
@@ -76,7 +76,7 @@ class TftpService:
                 lambda: _Listener(self), local_addr=(self._address, self.port)
             )
         except OSError as exc:
-            raise PxetuiError(_bind_advice(self._address, self.port, exc)) from exc
+            raise UsageError(_bind_advice(self._address, self.port, exc)) from exc
         self._listener = transport
 
     async def stop(self) -> None:
