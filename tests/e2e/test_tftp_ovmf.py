@@ -49,9 +49,11 @@ def test_ovmf_loads_ipxe_with_windowsize_4_after_its_size_probe(lab: Lab, tmp_pa
             dnsmasq.terminate()
             dnsmasq.wait(10)
             nl.run(server.service.stop())
-    probe, fetched = server.named("tftp.done")  # exactly the probe, then the real fetch
+    assert len(server.named("tftp.done")) == 2  # exactly the probe and the real fetch
+    (probe,) = server.named("tftp.done", probe=True)
+    (fetched,) = server.named("tftp.done", probe=None)
     assert probe.mac == fetched.mac == MAC
-    assert probe.fields["ok"] is True and probe.fields.get("probe") is True
+    assert probe.fields["ok"] is True
     assert fetched.fields["ok"] is True and fetched.fields["file"] == "ipxe.efi"
     assert fetched.fields["blksize"] == 1468 and fetched.fields["windowsize"] == 4
     size = (DEBIAN_IPXE_DIR / "ipxe.efi").stat().st_size
