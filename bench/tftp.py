@@ -190,6 +190,9 @@ def ovmf_load_seconds(lab: Lab, work: Path, kind: str, attempt: int, timeout: fl
     """One UEFI PC (QEMU + OVMF, its own PXE client) loading ipxe.efi: seconds from its real
     RRQ (after the tsize probe) to the last DATA block, read from a packet capture on the
     bridge, so both servers are timed the same way. DHCP is dnsmasq's in both cases."""
+    # `python bench/tftp.py` puts bench/ first on sys.path, where bench/http.py would shadow
+    # the standard library's http (which aiohttp, imported by pxetui.services, needs).
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
     sys.path.insert(0, str(REPO / "tests"))
     from lab import NetnsLoop
     from tftp_lab import start_tftp
