@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,22 +46,34 @@ def test_headless_session_serves_the_assigned_machine(lab: Lab, run_pxetui: Any,
     assert proc.stop() == 0
 
 
-def test_a_taken_http_port_exits_2_naming_the_option(lab: Lab, run_pxetui: Any, tmp_path: Path) -> None:
-    first = run_pxetui("--http-port", "8082")
-    first.wait_event("service.ready")
-    second = lab.exec(
+def test_a_taken_http_port_exits_2_naming_the_option(lab: Lab, tmp_path: Path) -> None:
+    # Something else holds the HTTP port. (Not a second pxetui: that one would already fail on
+    # TFTP's port 69, which starts first.)
+    holder = lab.popen(
         lab.server_ns,
         sys.executable,
-        "-m",
-        "pxetui",
-        lab.bridge,
-        "--headless",
-        "--state",
-        str(tmp_path / "other"),
-        "--http-port",
-        "8082",
-        timeout=60,
+        "-c",
+        "import socket, time; s = socket.socket(); "
+        f"s.bind(({lab.server_ip!r}, 8082)); s.listen(); print('held', flush=True); time.sleep(60)",
+        stdout=subprocess.PIPE,
     )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        second = lab.exec(
+            lab.server_ns,
+            sys.executable,
+            "-m",
+            "pxetui",
+            lab.bridge,
+            "--headless",
+            "--state",
+            str(tmp_path / "other"),
+            "--http-port",
+            "8082",
+            timeout=60,
+        )
+    finally:
+        holder.kill()
+        holder.wait(10)
     assert second.returncode == 2
     assert "HTTP port 8082" in second.stderr and "--http-port N" in second.stderr
-    assert first.stop() == 0

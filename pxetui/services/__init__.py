@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from pxetui.services.dhcp import DhcpService
 from pxetui.services.http import HttpService
+from pxetui.services.tftp import TftpService
 from pxetui.unattended import Renderer
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ def build_services(session: Session) -> list[Service]:
     cfg = session.config
     templates = tuple(cfg.template_dirs)
     return [
+        TftpService(session),
         HttpService(
             session,
             template_dirs=templates,

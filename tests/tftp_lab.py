@@ -1,0 +1,107 @@
+"""An in-process TFTP service on a lab bridge, with the events it emits (shared by tests/bench)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab import Lab, NetnsLoop
+
+from pxetui.bootfiles import BootFiles, find_boot_files
+from pxetui.events import Event
+from pxetui.netif import InterfaceInfo
+from pxetui.services.tftp import TftpService
+from pxetui.session import Session, SessionConfig
+
+
+def make_boot_dir(root: Path, outside: Path) -> dict[str, bytes]:
+    """A boot-files directory like Debian's: real files, a subdirectory, and a symlink whose
+    target lies outside the directory (as /usr/lib/ipxe/ipxe.efi -> /boot/ipxe.efi)."""
+    root.mkdir(parents=True, exist_ok=True)
+    outside.mkdir(parents=True, exist_ok=True)
+    files = {
+        "undionly.kpxe": os.urandom(74_213),
+        "snponly.efi": os.urandom(1468 * 20),  # an exact multiple of 1468: ends in an empty block
+        "arm64-efi/ipxe.efi": os.urandom(5000),
+        "ipxe.efi": os.urandom(850_528),
+    }
+    for name, content in files.items():
+        if name == "ipxe.efi":
+            (outside / "ipxe.efi").write_bytes(content)
+            (root / name).symlink_to(outside / "ipxe.efi")
+        else:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(content)
+    (outside / "secret.txt").write_text("must never be served\n")
+    return files
+
+
+@dataclass
+class TftpServer:
+    lab: Lab
+    session: Session
+    service: TftpService
+    loop: NetnsLoop
+    events: list[Event] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def ip(self) -> str:
+        return self.lab.server_ip
+
+    def named(self, name: str, **match: Any) -> list[Event]:
+        def fits(event: Event) -> bool:
+            return all((event.mac if k == "mac" else event.fields.get(k)) == v for k, v in match.items())
+
+        with self._lock:
+            return [e for e in self.events if e.name == name and fits(e)]
+
+    def wait(self, predicate: Callable[[], bool], timeout: float = 20) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.02)
+        return predicate()
+
+    def stats(self) -> dict[str, object]:
+        return self.loop.call(self.service.describe)
+
+
+def start_tftp(
+    lab: Lab,
+    nl: NetnsLoop,
+    state: Path,
+    boot_dir: Path | None,
+    mtu: int = 1500,
+    port: int = 69,
+    give_up: float = 30.0,
+) -> TftpServer:
+    session = Session(SessionConfig(interface=lab.bridge, state_dir=state))
+    session.open()
+    session.interface = InterfaceInfo(name=lab.bridge, up=True, mtu=mtu, speed_mbps=0, mac="")
+    session.address = ipaddress.IPv4Interface(lab.server_cidr)
+    boot: BootFiles = find_boot_files(boot_dir)
+    session.boot_files = boot
+    service = TftpService(session, port=port, give_up=give_up)
+    server = TftpServer(lab=lab, session=session, service=service, loop=nl)
+
+    def collect(event: Event) -> None:
+        with server._lock:
+            server.events.append(event)
+
+    session.bus.subscribe(collect)
+
+    async def go() -> None:
+        session.bus.bind_loop(asyncio.get_running_loop())
+        await service.start()
+
+    nl.run(go())
+    return server
