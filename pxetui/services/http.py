@@ -170,24 +170,27 @@ class HttpService:
     def _error(self, mac: str | None, request: web.Request, reason: str) -> None:
         self._session.emit("error", mac, reason=reason, path=request.path, client=self._client(request))
 
-    def _text(
-        self, request: web.Request, mac: str | None, kind: str, file: str, text: str, **fields: Any
-    ) -> web.Response:
-        """A small rendered answer (script or install file): request and done events with it."""
-        body = text.encode()
-        client = self._client(request)
-        emit = self._session.emit
-        emit(
+    def _request_event(
+        self, request: web.Request, mac: str | None, kind: str, file: str, total: int, **fields: Any
+    ) -> None:
+        self._session.emit(
             "http.request",
             mac,
             path=request.path,
             kind=kind,
             file=file,
-            total=len(body),
-            client=client,
+            total=total,
+            client=self._client(request),
             **fields,
         )
-        emit(
+
+    def _text(
+        self, request: web.Request, mac: str | None, kind: str, file: str, text: str, **fields: Any
+    ) -> web.Response:
+        """A small rendered answer (script or install file): request and done events with it."""
+        body = text.encode()
+        self._request_event(request, mac, kind, file, len(body), **fields)
+        self._session.emit(
             "http.done",
             mac,
             path=request.path,
@@ -335,17 +338,8 @@ class HttpService:
         except OSError as exc:
             raise web.HTTPNotFound() from exc
         client = self._client(request)
-        emit = self._session.emit
-        emit(
-            "http.request",
-            mac,
-            path=request.path,
-            kind=kind,
-            file=file,
-            total=size,
-            client=client,
-            method=request.method,
-            range=request.headers.get("Range"),
+        self._request_event(
+            request, mac, kind, file, size, method=request.method, range=request.headers.get("Range")
         )
         transport = request.transport
         if request.method == "HEAD" or transport is None:
@@ -359,7 +353,7 @@ class HttpService:
             sock=transport.get_extra_info("socket"),
             total=size,
         )
-        return _TrackedFileResponse(path, transfer, self.monitor, emit)
+        return _TrackedFileResponse(path, transfer, self.monitor, self._session.emit)
 
     # -- per-machine install files and reports ------------------------------------------------
 
