@@ -41,7 +41,8 @@ pid-file={work}/dnsmasq.pid
 def nginx_conf(lab: Lab, work: Path, http_port: int, root: Path) -> Path:
     conf = work / "nginx.conf"
     conf.write_text(
-        f"""worker_processes 2;
+        f"""user root;  # the files sit in the bench's private temporary directory
+worker_processes 2;
 pid {work}/nginx.pid;
 error_log {work}/nginx.error.log;
 events {{ worker_connections 1024; }}
