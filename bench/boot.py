@@ -37,11 +37,15 @@ def boot_vms(lab: Lab, work: Path, count: int, timeout: float) -> list[float | N
         )
     for vm in vms:
         vm.start()
-    results: list[float | None] = []
+    results: list[float | None] = [None] * count
     try:
+        # Poll every PC each round, so each gets its own time (not the time the slowest one took).
         deadline = time.monotonic() + timeout
-        for vm in vms:
-            results.append(vm.wait_serial("Linux version", max(1.0, deadline - time.monotonic())))
+        while None in results and time.monotonic() < deadline:
+            for i, vm in enumerate(vms):
+                if results[i] is None and "Linux version" in vm.serial():
+                    results[i] = time.monotonic() - vm.started
+            time.sleep(0.5)
     finally:
         for vm in vms:
             vm.stop()
