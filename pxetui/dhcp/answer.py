@@ -224,20 +224,11 @@ def _reply(
         value = packet.options.get(echoed)
         if value is not None:
             options.append((echoed, value))
-    reply = Packet(
-        op=codec.BOOTREPLY,
-        htype=codec.HTYPE_ETHERNET,
-        hlen=6,
-        hops=0,
-        xid=packet.xid,
-        secs=0,
-        flags=packet.flags & codec.BROADCAST_FLAG,
+    reply = _bootreply(
+        packet,
         ciaddr=packet.ciaddr if kind == codec.ACK else codec.ZERO_IP,
         yiaddr=yiaddr,
         siaddr=server if boot.file is not None else codec.ZERO_IP,
-        giaddr=packet.giaddr,
-        chaddr=packet.chaddr,
-        sname=b"",
         file=file_field,
     )
     name = codec.MESSAGE_NAMES[kind]
@@ -261,8 +252,9 @@ def _lease_options(lease: int, netmask: bytes) -> list[tuple[int, bytes]]:
     ]
 
 
-def _nak(packet: Packet, reason: str, facts: ServerFacts) -> Answer:
-    reply = Packet(
+def _bootreply(packet: Packet, *, ciaddr: bytes, yiaddr: bytes, siaddr: bytes, file: bytes) -> Packet:
+    """The BOOTREPLY header answering `packet`: same xid, giaddr and chaddr, our addresses."""
+    return Packet(
         op=codec.BOOTREPLY,
         htype=codec.HTYPE_ETHERNET,
         hlen=6,
@@ -270,14 +262,18 @@ def _nak(packet: Packet, reason: str, facts: ServerFacts) -> Answer:
         xid=packet.xid,
         secs=0,
         flags=packet.flags & codec.BROADCAST_FLAG,
-        ciaddr=codec.ZERO_IP,
-        yiaddr=codec.ZERO_IP,
-        siaddr=codec.ZERO_IP,
+        ciaddr=ciaddr,
+        yiaddr=yiaddr,
+        siaddr=siaddr,
         giaddr=packet.giaddr,
         chaddr=packet.chaddr,
         sname=b"",
-        file=b"",
+        file=file,
     )
+
+
+def _nak(packet: Packet, reason: str, facts: ServerFacts) -> Answer:
+    reply = _bootreply(packet, ciaddr=codec.ZERO_IP, yiaddr=codec.ZERO_IP, siaddr=codec.ZERO_IP, file=b"")
     options = [
         (codec.OPT_MESSAGE_TYPE, bytes((codec.NAK,))),
         (codec.OPT_SERVER_ID, facts.server_packed),
