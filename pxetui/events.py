@@ -73,8 +73,10 @@ Subscriber = Callable[[Event], None]
 class EventBus:
     """Fan-out of events to subscribers, always delivered on the bus's event loop.
 
-    Services running in threads (tftpy) emit through the same call; the bus hops onto the
-    loop with `call_soon_threadsafe`, so subscribers never need locks.
+    Services running in threads (tftpy) and operator actions from the TUI's thread emit
+    through the same call; the bus hops onto the loop with `call_soon_threadsafe`, so the
+    session's own subscribers never need locks. A view living on another thread (the TUI)
+    is called on the bus's thread and must hand the event over itself.
     """
 
     def __init__(self) -> None:
@@ -85,6 +87,14 @@ class EventBus:
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._loop_thread = threading.get_ident()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
+
+    def on_loop_thread(self) -> bool:
+        """True when called on the thread that runs the bus's loop (or no loop is bound)."""
+        return self._loop is None or threading.get_ident() == self._loop_thread
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         self._subscribers.append(subscriber)
@@ -102,7 +112,7 @@ class EventBus:
 
     def publish(self, event: Event) -> None:
         loop = self._loop
-        if loop is not None and threading.get_ident() != self._loop_thread:
+        if loop is not None and not self.on_loop_thread():
             if not loop.is_closed():
                 loop.call_soon_threadsafe(self._deliver, event)
             return

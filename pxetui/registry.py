@@ -167,6 +167,18 @@ class Registry:
     def get(self, mac: str) -> Machine | None:
         return self.machines.get(mac)
 
+    def snapshot(self) -> list[Machine]:
+        """The machines in registry order, safe to iterate from another thread than the feeder's.
+
+        `list()` of a dict copies it in C without releasing the GIL: a machine added on the
+        session loop meanwhile cannot break a view's loop ("dictionary changed size").
+        """
+        return list(self.machines.values())
+
+    def macs(self) -> list[str]:
+        """The MACs in registry order (see `snapshot`)."""
+        return list(self.machines)
+
     def ensure(self, mac: str) -> Machine:
         machine = self.machines.get(mac)
         if machine is None:

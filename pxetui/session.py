@@ -7,12 +7,14 @@ here; they never reach into a service.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import ipaddress
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pxetui import netif
 from pxetui.bootfiles import BootFiles, find_boot_files
@@ -33,6 +35,41 @@ _log = logging.getLogger(__name__)
 
 MODES = ("auto", "full", "proxy")
 REGISTRY_SAVE_DELAY = 0.2  # seconds: stage changes arrive in bursts; one write per burst
+ACTION_TIMEOUT = 10.0  # seconds an operator action waits for a busy (or stopping) session loop
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def on_session_loop(method: Callable[Concatenate[Session, P], R]) -> Callable[Concatenate[Session, P], R]:
+    """Run an operator action on the session's loop thread, whoever calls it.
+
+    The services, the registry and the plan change only on that thread (events arrive there),
+    so an action from the TUI's thread is handed over and waited for: nothing needs a lock,
+    and the action's error (a bad MAC, an unknown profile) reaches the caller as before.
+    """
+
+    def call(self: Session, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        loop = self.bus.loop
+        if self.bus.on_loop_thread() or loop is None or not loop.is_running():
+            return method(self, *args, **kwargs)
+        result: concurrent.futures.Future[R] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                result.set_result(method(self, *args, **kwargs))
+            except BaseException as exc:  # handed to the caller's thread, raised there
+                result.set_exception(exc)
+
+        loop.call_soon_threadsafe(run)
+        try:
+            return result.result(ACTION_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            reason = f"the services did not take {method.__name__} within {ACTION_TIMEOUT:.0f} s"
+            raise PxetuiError(reason) from None
+
+    functools.update_wrapper(call, method)
+    return call
 
 
 @dataclass(slots=True)
@@ -204,6 +241,7 @@ class Session:
             raise UsageError(f"unknown profile {name!r} (known: {known}); see `pxetui profiles`")
         return profile
 
+    @on_session_loop
     def assign(self, mac: str, profile: str, hostname: str | None = None) -> PlanEntry:
         mac = normalize_mac(mac)
         # A PC assigned a profile whose files are missing or unverified would fail to boot:
@@ -217,11 +255,13 @@ class Session:
         self._plan_changed(mac, "assign", profile=profile, hostname=entry.hostname)
         return entry
 
+    @on_session_loop
     def unassign(self, mac: str) -> None:
         mac = normalize_mac(mac)
         self.plan.unassign(mac)
         self._plan_changed(mac, "unassign")
 
+    @on_session_loop
     def add_machine(self, mac: str, hostname: str | None = None) -> PlanEntry:
         mac = normalize_mac(mac)
         if hostname:
@@ -234,11 +274,13 @@ class Session:
         self._plan_changed(mac, "add", hostname=entry.hostname)
         return entry
 
+    @on_session_loop
     def set_boot_local(self, mac: str, boot_local: bool = True) -> None:
         mac = normalize_mac(mac)
         self.plan.set_boot_local(mac, boot_local)
         self._plan_changed(mac, "boot_local", boot_local=boot_local)
 
+    @on_session_loop
     def set_unknown_policy(self, profile: str | None, count: int = 0) -> None:
         if profile is not None:
             require_servable(self.profile(profile), self.config.cache_dir)
@@ -248,6 +290,7 @@ class Session:
         self.plan.unknown.remaining = count if profile else 0
         self._plan_changed(None, "unknown_policy", profile=profile, remaining=self.plan.unknown.remaining)
 
+    @on_session_loop
     def import_plan_csv(self, path: Path) -> int:
         try:
             text = path.read_text(encoding="utf-8-sig")
@@ -285,12 +328,14 @@ class Session:
 
     # -- session report and wake-on-LAN (used by the TUI) -------------------------------------
 
+    @on_session_loop
     def export_report(self, directory: Path | None = None) -> tuple[Path, Path]:
         """Write pxetui-report.csv and .json (default: in the state directory)."""
         paths = write_report(directory or self.state.path, self.registry, self.plan)
         self.emit("report.export", csv=str(paths[0]), json=str(paths[1]))
         return paths
 
+    @on_session_loop
     def wake(self, macs: Iterable[str]) -> int:
         """Send wake-on-LAN magic packets for `macs` on the serving interface."""
         targets = [normalize_mac(m) for m in macs]

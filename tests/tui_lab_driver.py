@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Input
 
 from pxetui import netif
 from pxetui.session import Session, SessionConfig
+from pxetui.session_loop import SessionLoop
 from pxetui.tui.app import PxetuiApp
 from pxetui.tui.screens.main import MainScreen
 from pxetui.tui.screens.picker import PickerScreen
@@ -26,7 +27,12 @@ from pxetui.tui.screens.picker import PickerScreen
 async def drive(bridge: str, target: str, state: Path, http_port: int) -> dict[str, object]:
     session = Session(SessionConfig(interface="", state_dir=state, http_port=http_port))
     session.open()
-    app = PxetuiApp(session, list_interfaces=netif.list_interfaces)
+    with SessionLoop() as services:  # the services on their own loop, as `pxetui` runs them
+        app = PxetuiApp(session, list_interfaces=netif.list_interfaces, session_loop=services)
+        return await drive_app(app, session, bridge, target)
+
+
+async def drive_app(app: PxetuiApp, session: Session, bridge: str, target: str) -> dict[str, object]:
     result: dict[str, object] = {}
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.pause()

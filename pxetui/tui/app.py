@@ -10,9 +10,9 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
@@ -22,6 +22,7 @@ from pxetui import netif
 from pxetui.errors import PxetuiError
 from pxetui.events import Event
 from pxetui.session import Session
+from pxetui.session_loop import SessionLoop
 from pxetui.tui.updates import PendingUpdates
 
 REFRESH_SECONDS = 0.25  # at most 4 table refreshes a second, whatever the event rate
@@ -29,6 +30,7 @@ ELAPSED_TICK_SECONDS = 1.0
 
 InterfaceLister = Callable[[], list[netif.InterfaceInfo]]
 Clock = Callable[[], float]
+T = TypeVar("T")
 
 
 class PxetuiApp(App[int]):
@@ -46,9 +48,12 @@ class PxetuiApp(App[int]):
         list_interfaces: InterfaceLister = netif.list_interfaces,
         clock: Clock = time.time,
         refresh_seconds: float = REFRESH_SECONDS,
+        session_loop: SessionLoop | None = None,
     ) -> None:
         super().__init__()
         self.session = session
+        # The services' own loop thread (pxetui itself); None runs them on the app's loop (tests).
+        self.session_loop = session_loop
         self.start_session = start_session
         self.list_interfaces = list_interfaces
         self.clock = clock
@@ -98,12 +103,18 @@ class PxetuiApp(App[int]):
         self.push_screen(MainScreen())
         self.run_worker(self.start_services(from_picker=True), name="start", exclusive=True)
 
+    async def on_services(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a session life-cycle coroutine where the services live."""
+        if self.session_loop is None:
+            return await coro
+        return await self.session_loop.run(coro)
+
     async def start_services(self, *, from_picker: bool) -> None:
         self.starting = True
         try:
-            await self.session.start()
+            await self.on_services(self.session.start())
         except PxetuiError as exc:
-            await self.session.stop()
+            await self.on_services(self.session.stop())
             if from_picker:
                 self.pop_screen()
                 self.notify(str(exc), title="Cannot start", severity="error", timeout=15)
@@ -118,7 +129,7 @@ class PxetuiApp(App[int]):
     def transfers_running(self) -> int:
         return sum(
             1
-            for m in self.session.registry.machines.values()
+            for m in self.session.registry.snapshot()
             if m.transfer is not None and not m.transfer.finished and not m.stage.terminal
         )
 
@@ -152,7 +163,7 @@ class PxetuiApp(App[int]):
             return
         self._stopping = True
         if self.started or self.starting:
-            await self.session.stop()
+            await self.on_services(self.session.stop())
         else:
             self.session.flush()
         self.exit(0)
@@ -160,7 +171,7 @@ class PxetuiApp(App[int]):
     # -- events -> coalesced refresh -----------------------------------------------------------
 
     def on_session_event(self, event: Event) -> None:
-        """Called on the loop for every event: only records; the timer redraws."""
+        """Called for every event, on the session loop's thread: only records; the timer redraws."""
         self.pending.add(event)
 
     def flush_updates(self) -> None:
@@ -172,7 +183,7 @@ class PxetuiApp(App[int]):
             self._last_tick = now
         macs, events, header = self.pending.take()
         if macs is not None and tick:
-            macs |= {m.mac for m in self.session.registry.machines.values() if not m.stage.terminal}
+            macs |= {m.mac for m in self.session.registry.snapshot() if not m.stage.terminal}
         if macs is not None and not macs and not events and not header and not self._stale_rows():
             return
         for screen in self.screen_stack:

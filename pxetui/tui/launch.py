@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from pxetui.session import Session, SessionConfig
+from pxetui.session_loop import SessionLoop
 
 
 def run_tui(config: SessionConfig) -> int:
-    """Run the app until the operator quits; the session is always stopped and saved."""
+    """Run the app until the operator quits; the session is always stopped and saved.
+
+    The services run on a SessionLoop thread, so drawing the table never delays a packet.
+    """
     from pxetui.tui.app import PxetuiApp
 
     session = Session(config)
     session.open()  # a bad state dir, profile or plan CSV is reported before the screen opens
-    app = PxetuiApp(session)
-    try:
-        code = app.run()
-    finally:
-        # Whatever ended the app (a crash included), leave nothing running or unsaved behind.
-        asyncio.run(session.stop())
+    with SessionLoop() as services:
+        app = PxetuiApp(session, session_loop=services)
+        try:
+            code = app.run()
+        finally:
+            # Whatever ended the app (a crash included), leave nothing running or unsaved behind.
+            services.run_sync(session.stop())
     if app.start_error is not None:
         raise app.start_error
     return code if code is not None else (app.return_code or 0)

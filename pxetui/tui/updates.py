@@ -4,10 +4,14 @@ Events arrive one by one (hundreds a second with 300 PCs transferring); the tabl
 redraw per event. The app folds events into this buffer as they come, and a timer drains it a
 few times a second: each drain touches each changed machine's row once, whatever the number
 of events about it.
+
+Events are added on the session loop's thread and taken on the TUI's, hence the lock; both
+sides hold it for a few set operations only, never while drawing.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,8 +31,13 @@ class PendingUpdates:
     rival: str | None = None
     ready: bool = False  # service.ready seen: the services dict is what runs (maybe nothing)
     events_seen: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, event: Event) -> None:
+        with self._lock:
+            self._add(event)
+
+    def _add(self, event: Event) -> None:
         self.events_seen += 1
         if not event.name.endswith(".progress"):
             # Progress is the flood (10 a second per transfer) and the table shows it; the
@@ -52,6 +61,10 @@ class PendingUpdates:
 
     def take(self) -> tuple[set[str] | None, list[Event], bool]:
         """(changed MACs or None for every row, new events, header changed) and reset."""
+        with self._lock:
+            return self._take()
+
+    def _take(self) -> tuple[set[str] | None, list[Event], bool]:
         macs: set[str] | None = None if self.all_rows else self.macs
         events = list(self.events)
         header = self.header

@@ -146,13 +146,13 @@ class MainScreen(Screen[None]):
         are always current; rows off screen catch up OFFSCREEN_ROWS_PER_REFRESH at a time.
         """
         session = self.pxetui.session
-        self._stale.update(session.registry.machines if macs is None else macs)
+        self._stale.update(session.registry.macs() if macs is None else macs)
         if not self._stale:
             return
         table = self.query_one("#machines", DataTable)
         now = self.pxetui.clock()
         if any(mac not in self._rows for mac in self._stale):
-            for mac in session.registry.machines:  # registry order: planned first, then as seen
+            for mac in session.registry.macs():  # registry order: planned first, then as seen
                 if mac not in self._rows:
                     self._update_row(table, mac, now)
         visible = self._visible_macs(table)
@@ -214,11 +214,11 @@ class MainScreen(Screen[None]):
             state = "[yellow]starting services…[/]"
         else:
             state = "[dim]services not running[/]"
-        machines = session.registry.machines.values()
+        machines = session.registry.snapshot()
         counts = {stage: 0 for stage in Stage}
         for m in machines:
             counts[m.stage] += 1
-        booting = len(session.registry.machines) - counts[Stage.WAITING] - counts[Stage.DONE]
+        booting = len(machines) - counts[Stage.WAITING] - counts[Stage.DONE]
         booting -= counts[Stage.FAILED]
         policy = session.plan.unknown
         unknown = (
@@ -229,7 +229,7 @@ class MainScreen(Screen[None]):
         marked = f"  marked {len(self.marked)}" if self.marked else ""
         self.query_one("#status", Static).update(
             f"pxetui  {where}  mode [b]{session.mode}[/b]   {state}\n"
-            f"machines {len(session.registry.machines)}  waiting {counts[Stage.WAITING]}"
+            f"machines {len(machines)}  waiting {counts[Stage.WAITING]}"
             f"  booting {booting}  [green]done {counts[Stage.DONE]}[/]"
             f"  [red]failed {counts[Stage.FAILED]}[/]   {unknown}{marked}"
         )
@@ -255,7 +255,7 @@ class MainScreen(Screen[None]):
     def selected(self) -> list[str]:
         """The marked machines in table order, else the one under the cursor."""
         if self.marked:
-            return [mac for mac in self.pxetui.session.registry.machines if mac in self.marked]
+            return [mac for mac in self.pxetui.session.registry.macs() if mac in self.marked]
         mac = self.cursor_mac()
         return [mac] if mac else []
 
@@ -273,7 +273,7 @@ class MainScreen(Screen[None]):
         table.move_cursor(row=table.cursor_row + 1)
 
     def action_mark_all(self) -> None:
-        everything = set(self.pxetui.session.registry.machines)
+        everything = set(self.pxetui.session.registry.macs())
         changed = everything | self.marked
         self.marked = set() if self.marked else everything
         self._refresh_marks(changed)
