@@ -68,7 +68,7 @@ def run(lab: Lab, tmp: Path, tui: bool, seconds: int, clients: int, rate: int) -
         "--profiles",
         str(tmp / "profiles"),
         "--range",
-        f"{net + 2}-{net + 254}",
+        f"{net + 16}-{net + 1000}",  # more addresses than PCs: a full pool would read as drops
     ]
     socket = f"pxetui-bench-{tmp.name}"
     proc: subprocess.Popen[str] | None = None

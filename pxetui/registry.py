@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -107,6 +107,9 @@ class Transfer:
         return min(100.0, 100.0 * self.bytes / self.total)
 
 
+_TRANSFER_FIELDS = tuple(f.name for f in fields(Transfer))
+
+
 @dataclass(slots=True)
 class Machine:
     mac: str
@@ -126,10 +129,29 @@ class Machine:
     last_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["stage"] = self.stage.value
-        doc["timeline"] = [list(t) for t in self.timeline]
-        return doc
+        """A copy that shares nothing mutable with the machine (a writer thread encodes it).
+
+        Written out by hand: dataclasses.asdict deep-copies field by field and took 30 ms
+        for 300 machines, on the loop the services answer from.
+        """
+        transfer = self.transfer
+        return {
+            "mac": self.mac,
+            "vendor": self.vendor,
+            "stage": self.stage.value,
+            "ip": self.ip,
+            "arch": self.arch,
+            "firmware": self.firmware,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "boots": self.boots,
+            "stage_times": dict(self.stage_times),
+            "timeline": [list(t) for t in self.timeline],
+            "transfer": None if transfer is None else {f: getattr(transfer, f) for f in _TRANSFER_FIELDS},
+            "fingerprint": dict(self.fingerprint),  # values come whole from events, never changed in place
+            "menu_choice": self.menu_choice,
+            "last_error": self.last_error,
+        }
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Machine:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from pxetui import netif
+from pxetui import netif, vendors
 from pxetui.bootfiles import BootFiles, find_boot_files
 from pxetui.cache import require_servable
 from pxetui.errors import PxetuiError, UsageError
@@ -27,7 +27,7 @@ from pxetui.profiles import Profile, default_cache_dir, load_profiles
 from pxetui.registry import Registry
 from pxetui.report import write_report
 from pxetui.services import Service, build_services
-from pxetui.state import StateDir, default_state_dir
+from pxetui.state import StateDir, StateWriter, default_state_dir
 from pxetui.unattended import InstallSettings, hostname_for
 from pxetui.wol import send_wake
 
@@ -108,6 +108,7 @@ class Session:
         self.mode = config.mode  # "auto" becomes "full" or "proxy" once DHCP has probed
         self._temp_address: ipaddress.IPv4Interface | None = None
         self._save_handle: asyncio.TimerHandle | None = None
+        self._writer: StateWriter | None = None  # registry saves while the services run
         self._opened = False
         self.bus.subscribe(self._on_event)
 
@@ -143,6 +144,8 @@ class Session:
             info = netif.find_interface(cfg.interface)
         self.interface = info
         self.address = cfg.address or info.address
+        self._writer = StateWriter(self.state, self._save_failed, "pxetui-state")
+        vendors.load()  # 0.1 s of parsing that would otherwise hold up the first unknown PC's answer
         started: list[Service] = []
         try:
             self.boot_files = find_boot_files(cfg.boot_files, snponly=cfg.snponly)
@@ -153,6 +156,7 @@ class Session:
         except BaseException:
             for service in reversed(started):
                 await _stop_quietly(service)
+            self._close_writer()
             self._drop_temp_address()
             raise
         self.emit(
@@ -169,8 +173,14 @@ class Session:
         for service in reversed(self.services):
             await _stop_quietly(service)
         self.services = []
+        self._close_writer()
         self.flush()
         self._drop_temp_address()
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()  # what it was handed lands before flush() writes the last word
+            self._writer = None
 
     def flush(self) -> None:
         if self._save_handle is not None:
@@ -227,10 +237,18 @@ class Session:
 
     def _save_registry(self) -> None:
         self._save_handle = None
+        document = self.registry.to_document()  # the snapshot, on the loop; the write is not
+        if self._writer is not None:
+            self._writer.save("machines", document)
+            return
         try:
-            self.state.save("machines", self.registry.to_document())
+            self.state.save("machines", document)
         except OSError as exc:
-            self.emit("error", reason=f"cannot save machine state: {exc}")
+            self._save_failed("machines", exc)
+
+    def _save_failed(self, name: str, exc: OSError) -> None:
+        what = "machine state" if name == "machines" else name
+        self.emit("error", reason=f"cannot save {what}: {exc}")
 
     # -- operator actions (the one way in) ----------------------------------------------------
 

@@ -7,10 +7,12 @@ new file whole. Leftover temporary files from such a crash are removed on the ne
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +72,9 @@ class StateDir:
         return self.path / f"{name}.json"
 
     def save(self, name: str, document: Any) -> None:
-        data = json.dumps(document, indent=1, sort_keys=True).encode() + b"\n"
+        # No indent: json's C encoder handles only compact output, and the Python one took
+        # 30 ms for 300 machines. `python3 -m json.tool FILE` shows a file readably.
+        data = json.dumps(document, sort_keys=True, separators=(",", ":")).encode() + b"\n"
         atomic_write_bytes(self.file(name), data)
 
     def load(self, name: str) -> Any | None:
@@ -93,3 +97,32 @@ class StateDir:
                 f"{path} is not valid JSON ({exc}); it was moved to {aside}. Start again to"
                 " begin with an empty one, or repair it and move it back."
             ) from exc
+
+
+class StateWriter:
+    """Saves documents of a StateDir in order on one thread of its own.
+
+    The event loop takes a snapshot (a document nobody changes afterwards) and goes on: the
+    encoding and the two fsyncs of an atomic write, tens of ms, never delay a packet. A failed
+    write is reported to `on_error` (on the writer's thread) with the document's name.
+    """
+
+    def __init__(self, state: StateDir, on_error: Callable[[str, OSError], None], name: str) -> None:
+        self._state = state
+        self._on_error = on_error
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
+
+    def save(self, name: str, document: Any) -> None:
+        future = self._pool.submit(self._state.save, name, document)
+        future.add_done_callback(lambda done: self._report(name, done))
+
+    def _report(self, name: str, done: concurrent.futures.Future[None]) -> None:
+        exc = done.exception()
+        if isinstance(exc, OSError):
+            self._on_error(name, exc)
+        elif exc is not None:
+            raise exc
+
+    def close(self) -> None:
+        """Wait until every document handed over so far is on disk."""
+        self._pool.shutdown(wait=True)

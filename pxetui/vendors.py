@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 OUI_FILES = (Path("/usr/share/ieee-data/oui.txt"), Path("/usr/share/misc/oui.txt"))
-_LINE = re.compile(r"^([0-9A-F]{2})-([0-9A-F]{2})-([0-9A-F]{2})\s+\(hex\)\s+(.+?)\s*$")
+_LINE = re.compile(r"^([0-9A-F]{2})-([0-9A-F]{2})-([0-9A-F]{2})[ \t]+\(hex\)[ \t]+(.+?)[ \t\r]*$", re.M)
 
 # Prefixes that are locally administered, so absent from the IEEE list, yet common in labs.
 _WELL_KNOWN = {"52:54:00": "QEMU/KVM", "02:42:ac": "Docker"}
@@ -20,13 +20,14 @@ def _oui_table() -> dict[str, str]:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
-        table: dict[str, str] = {}
-        for line in text.splitlines():
-            m = _LINE.match(line)
-            if m:
-                table[f"{m[1]}:{m[2]}:{m[3]}".lower()] = m[4]
-        return table
+        # One pass of the regex over the whole file: a match per line took 200 ms.
+        return {f"{a}:{b}:{c}".lower(): name for a, b, c, name in _LINE.findall(text)}
     return {}
+
+
+def load() -> int:
+    """Read the OUI list now (Session.start), not on the loop at the first unknown PC."""
+    return len(_oui_table())
 
 
 def vendor_for(mac: str) -> str:

@@ -135,3 +135,24 @@ def test_proxy_mode_learns_the_address_from_the_pcs_request() -> None:
     assert m is not None and m.ip == "198.18.0.55"
     feed(reg, "dhcp.ack", 1.3, arch=7, ip="198.18.0.60")
     assert m.ip == "198.18.0.60"
+
+
+def test_saved_machine_has_every_field_and_shares_nothing_mutable() -> None:
+    from dataclasses import fields
+
+    from pxetui.registry import Machine
+
+    reg = Registry()
+    feed(reg, "dhcp.discover", 1.0, arch=7, vendor_class="PXEClient:Arch:00007:UNDI:003010", params=[1, 3])
+    feed(reg, "tftp.start", 2.0, file="ipxe.efi", total=1000)
+    m = reg.get(MAC)
+    assert m is not None
+    doc = m.to_dict()
+    assert set(doc) == {f.name for f in fields(Machine)}  # a new field cannot be left unsaved
+    assert doc["transfer"]["file"] == "ipxe.efi" and doc["stage"] == "loader"
+    feed(reg, "tftp.done", 2.5, file="ipxe.efi", bytes=1000, total=1000, ok=True)
+    feed(reg, "dhcp.ack", 3.0, arch=7, ip="198.18.0.100")
+    # The document is a snapshot a writer thread encodes later: later events do not reach it.
+    assert "dhcp" not in [step for _, step, _ in map(tuple, doc["timeline"])][1:]
+    assert doc["transfer"]["bytes"] == 0 and len(doc["stage_times"]) == 2
+    assert Machine.from_dict(doc).transfer == m.transfer.__class__(**doc["transfer"])

@@ -126,3 +126,36 @@ def test_bad_ssh_key_or_pattern_is_a_usage_error_at_start(tmp_path: Path) -> Non
         )
         assert done.returncode == 2, done.stderr
         assert ("not an SSH public key" in done.stderr) or ("hostname pattern" in done.stderr)
+
+
+def test_state_writer_saves_in_order_off_the_callers_thread_and_reports_errors(tmp_path: Path) -> None:
+    import threading
+
+    from pxetui.state import StateWriter
+
+    state = StateDir(tmp_path / "s")
+    state.open()
+    errors: list[tuple[str, str]] = []
+    writer = StateWriter(state, lambda name, exc: errors.append((name, str(exc))), "test-writer")
+    threads: list[str] = []
+    save = state.save
+
+    def recording_save(name: str, document: object) -> None:
+        threads.append(threading.current_thread().name)
+        save(name, document)
+
+    state.save = recording_save  # type: ignore[method-assign]
+    for n in range(50):
+        writer.save("machines", {"n": n})
+    writer.close()
+    assert state.load("machines") == {"n": 49}  # the last one handed over is the one on disk
+    assert threads and all(t.startswith("test-writer") for t in threads)
+
+    def disk_full(name: str, document: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    state.save = disk_full  # type: ignore[method-assign]
+    writer = StateWriter(state, lambda name, exc: errors.append((name, str(exc))), "test-writer")
+    writer.save("plan", {"x": 1})
+    writer.close()
+    assert errors == [("plan", "[Errno 28] No space left on device")]

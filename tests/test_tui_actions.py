@@ -170,6 +170,35 @@ async def test_updates_are_coalesced_not_one_redraw_per_event(session: Session) 
         assert sum("tftp.start" in line for line in main_screen(app).log_lines) == 300
 
 
+async def test_render_caches_stay_small_while_every_row_changes(session: Session) -> None:
+    """Stale render-cache entries are objects every full GC scans with the services waiting."""
+    from textual.widgets import RichLog
+
+    from pxetui.tui.screens.main import RENDER_CACHE_SIZES
+
+    app = make(session, refresh_seconds=0.05)
+    async with app.run_test(size=sc.SIZE) as pilot:
+        macs = [f"02:00:00:00:{i // 256:02x}:{i % 256:02x}" for i in range(300)]
+        for mac in macs:
+            sc.publish(session, 1, "dhcp.discover", mac, arch=7)
+            sc.publish(session, 2, "tftp.start", mac, file="ipxe.efi", total=1_000_000)
+        table = main_screen(app).query_one("#machines", DataTable)
+        for step in range(1, 41):
+            for mac in macs:
+                sc.publish(session, 2 + step, "tftp.progress", mac, file="ipxe.efi", bytes=step * 20_000, rate=1e6)
+            await settle(pilot, app)
+            table.scroll_down(animate=False)  # new rows on screen, old ones' entries go stale
+        log = main_screen(app).query_one("#log", RichLog)
+        for widget in (table, log):
+            for name, size in RENDER_CACHE_SIZES.items():
+                cache = getattr(widget, name, None)
+                if cache is not None:
+                    assert cache.maxsize == size and len(cache) <= size, (widget, name, len(cache))
+        cells = getattr(table, "_cell_render_cache")  # noqa: B009 - textual's, renamed would fail here
+        assert len(cells) > 0
+        assert len(log.lines) <= 300
+
+
 # -- add a machine ----------------------------------------------------------------------------------
 
 

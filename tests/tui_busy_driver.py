@@ -9,6 +9,7 @@ prints one JSON object with the table rows and how the app ended.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sys
 import time
@@ -43,6 +44,7 @@ async def drive(bridge: str, state: Path, busy: float, http_port: int) -> dict[s
                 if app.started or app.return_code is not None:
                     break
             result["started"] = app.started
+            result["frozen_objects"] = gc.get_freeze_count()
             if app.started:
                 print(f"busy {time.time()}", flush=True)
                 hold_the_thread(busy)

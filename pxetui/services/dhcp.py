@@ -10,7 +10,6 @@ The policy itself is pxetui/dhcp/answer.py; this module moves bytes and reports 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import errno
 import ipaddress
@@ -24,6 +23,7 @@ from pxetui.dhcp.answer import NOT_PXE, PROXY_PORT, SERVER_PORT, Answer, ServerF
 from pxetui.dhcp.leases import LeasePool, default_range
 from pxetui.dhcp.probe import Rival, probe, rival_from_reply
 from pxetui.errors import PxetuiError, UsageError
+from pxetui.state import StateWriter
 
 if TYPE_CHECKING:
     from pxetui.session import Session
@@ -77,7 +77,7 @@ class DhcpService:
         self._sender: socket.socket | None = None
         self._tap: socket.socket | None = None
         self._save_handle: asyncio.TimerHandle | None = None
-        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._writer: StateWriter | None = None
         self._ifname = ""
         self._ours = b""
         self.answered = 0
@@ -93,7 +93,7 @@ class DhcpService:
         self._ifname = interface.name
         self._ours = address.ip.packed
         loop = asyncio.get_running_loop()
-        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dhcp-leases")
+        self._writer = StateWriter(session.state, self._save_failed, "dhcp-leases")
         try:
             self._sender = rawnet.frame_sender(self._ifname)
             _grow_buffers(self._sender)
@@ -339,19 +339,15 @@ class DhcpService:
             return
         self.pool.changed = False
         document = self.pool.to_document()
-        if self._writer is None:
-            return
-        future = self._writer.submit(self.session.state.save, "leases", document)
-        future.add_done_callback(self._saved)
+        if self._writer is not None:
+            self._writer.save("leases", document)
 
-    def _saved(self, future: concurrent.futures.Future[None]) -> None:
-        exc = future.exception()
-        if exc is not None:
-            self.session.emit("error", None, service="dhcp", reason=f"cannot save leases: {exc}")
+    def _save_failed(self, name: str, exc: OSError) -> None:
+        self.session.emit("error", None, service="dhcp", reason=f"cannot save {name}: {exc}")
 
     def _save_leases(self) -> None:
         if self._writer is not None:
-            self._writer.shutdown(wait=True)  # earlier snapshots land first
+            self._writer.close()  # earlier snapshots land first
             self._writer = None
         if self.pool is None or not self.pool.changed:
             return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -125,6 +126,12 @@ class PxetuiApp(App[int]):
         finally:
             self.starting = False
         self.started = True
+        if self.session_loop is not None:
+            # A full garbage collection holds the GIL, and so the services' thread, while it
+            # scans every object: 50-250 ms with textual, rich and aiohttp loaded. What exists
+            # now lives as long as the process; frozen, later collections scan only the rest.
+            gc.collect()
+            gc.freeze()
 
     def transfers_running(self) -> int:
         return sum(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 from pxetui.session import Session, SessionConfig
 from pxetui.session_loop import SessionLoop
+
+SWITCH_INTERVAL = 0.0005  # seconds
 
 
 def run_tui(config: SessionConfig) -> int:
@@ -15,6 +19,9 @@ def run_tui(config: SessionConfig) -> int:
 
     session = Session(config)
     session.open()  # a bad state dir, profile or plan CSV is reported before the screen opens
+    # A thread that wakes for a packet waits up to one switch interval for the GIL while the
+    # TUI draws, and an answer takes several wake-ups: 5 ms (Python's default) cost tens of ms.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     with SessionLoop() as services:
         app = PxetuiApp(session, session_loop=services)
         try:
