@@ -144,10 +144,10 @@ class Session:
             info = netif.find_interface(cfg.interface)
         self.interface = info
         self.address = cfg.address or info.address
-        self._writer = StateWriter(self.state, self._save_failed, "pxetui-state")
-        vendors.load()  # 0.1 s of parsing that would otherwise hold up the first unknown PC's answer
         started: list[Service] = []
         try:
+            self._writer = StateWriter(self.state, self._save_failed, "pxetui-state")
+            vendors.load()  # 0.1 s of parsing that would otherwise hold up the first unknown PC's answer
             self.boot_files = find_boot_files(cfg.boot_files, snponly=cfg.snponly)
             self.services = build_services(self)
             for service in self.services:
