@@ -11,7 +11,7 @@ RUN_DEBS := ipxe iproute2 ieee-data python3-venv
 # What the tests and benches drive: real clients, rival servers and whole PCs.
 TEST_DEBS := $(RUN_DEBS) qemu-system-x86 ovmf ipxe-qemu dnsmasq-base kea-dhcp4-server kea-admin \
 	tftp-hpa curl udhcpc isc-dhcp-client nginx-light tcpdump tmux busybox-static \
-	debian-installer-12-netboot-amd64 xorriso iputils-ping nftables atftp cpio procps
+	debian-installer-12-netboot-amd64 xorriso iputils-ping nftables atftp cpio procps ndisc6 radvd
 
 .PHONY: run test lint unit venv deps-run deps-test clean
 

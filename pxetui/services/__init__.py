@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from pxetui.services.dhcp import DhcpService
 from pxetui.services.http import HttpService
+from pxetui.services.router_adverts import RouterAdvertService
 from pxetui.services.tftp import TftpService
 from pxetui.unattended import Renderer
 
@@ -41,6 +42,8 @@ def build_services(session: Session) -> list[Service]:
             template_dirs=templates,
             unattended=Renderer(template_dirs=list(templates), settings=cfg.install),
         ),
+        # Before DHCP: its solicitation at start finds any IPv6 router before a PC asks.
+        RouterAdvertService(session),
         # DHCP last: it sends PCs to TFTP/HTTP, so those must already listen when it answers.
         DhcpService(session),
     ]
