@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import queue
 import signal
 import sys
 import threading
+from collections import deque
 from typing import TextIO
 
 from pxetui.events import Event
 from pxetui.session import Session
 
-PRINT_QUEUE = 10_000  # lines waiting for a slow reader before any is dropped
+PRINT_BACKLOG = 10_000  # lines waiting for a slow reader before any is dropped
 CLOSE_TIMEOUT = 5.0  # seconds to let a stuck reader take the last lines at exit
+BATCH_SECONDS = 0.02  # how long the printer lets lines gather before it writes them
 
 
 class EventPrinter:
@@ -21,57 +22,57 @@ class EventPrinter:
 
     Written on the loop, `out.write` blocks once the pipe is full (64 KiB: a few hundred
     events): `pxetui --headless --json | less` left unscrolled would have held every service.
-    Lines wait in a bounded queue instead; progress lines are the first dropped (past half
+    Lines wait in a bounded backlog instead; progress lines are the first dropped (past half
     full), any line once it is full, and the number dropped is printed as an
-    `events.dropped` line as soon as the reader catches up.
+    `events.dropped` line as soon as the reader catches up. The loop only formats and appends;
+    the thread writes what gathered every BATCH_SECONDS, in one write.
     """
 
     def __init__(self, json_lines: bool, out: TextIO) -> None:
         self.json_lines = json_lines
         self.out = out
         self.dropped = 0
-        self._queue: queue.Queue[str | None] = queue.Queue(PRINT_QUEUE)
+        self._lines: deque[str] = deque()  # append and popleft are atomic: no lock needed
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._write_lines, name="pxetui-printer", daemon=True)
         self._thread.start()
 
     def __call__(self, event: Event) -> None:
-        if event.name.endswith(".progress") and self._queue.qsize() > PRINT_QUEUE // 2:
+        backlog = len(self._lines)
+        if backlog >= PRINT_BACKLOG or (backlog > PRINT_BACKLOG // 2 and event.name.endswith(".progress")):
             self.dropped += 1
             return
-        try:
-            self._queue.put_nowait(self._format(event))
-        except queue.Full:
-            self.dropped += 1
+        self._lines.append(self._format(event))
 
     def _write_lines(self) -> None:
         reported = 0
         while True:
-            line = self._queue.get()
+            # Waking per event would take the GIL from the services' thread thousands of times
+            # a second; waking per batch costs it 1/BATCH_SECONDS times.
+            closing = self._closing.wait(BATCH_SECONDS)
+            text = []
+            while self._lines:
+                text.append(self._lines.popleft())
             dropped = self.dropped
-            try:
-                if dropped != reported:
-                    note = Event("events.dropped", fields={"count": dropped - reported})
-                    self.out.write(self._format(note) + "\n")
-                    reported = dropped
-                if line is not None:
-                    self.out.write(line + "\n")
-                self.out.flush()
-            except (BrokenPipeError, ValueError, OSError):
-                return  # the reader left (`| head`): the services go on, unprinted
-            if line is None:
+            if dropped != reported:
+                note = Event("events.dropped", fields={"count": dropped - reported})
+                text.append(self._format(note))
+                reported = dropped
+            if text:
+                try:
+                    self.out.write("\n".join(text) + "\n")
+                    self.out.flush()
+                except (BrokenPipeError, ValueError, OSError):
+                    return  # the reader left (`| head`): the services go on, unprinted
+            if closing:
                 return
 
     def _format(self, event: Event) -> str:
         return event.to_json() if self.json_lines else event.describe()
 
     def close(self) -> None:
-        """Print what is queued (for at most CLOSE_TIMEOUT if the reader is stuck), then stop."""
-        if not self._thread.is_alive():
-            return
-        try:
-            self._queue.put(None, timeout=CLOSE_TIMEOUT)
-        except queue.Full:
-            return
+        """Print what is waiting (for at most CLOSE_TIMEOUT if the reader is stuck), then stop."""
+        self._closing.set()
         self._thread.join(CLOSE_TIMEOUT)
 
 

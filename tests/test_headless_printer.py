@@ -18,7 +18,7 @@ from dhcp_client import RawClient, dhcp_packet, pxe_vendor_class, random_macs
 from lab import Lab
 
 from pxetui.events import Event
-from pxetui.headless import PRINT_QUEUE, EventPrinter
+from pxetui.headless import PRINT_BACKLOG, EventPrinter
 
 
 def test_a_full_pipe_drops_progress_first_and_says_how_many() -> None:
@@ -26,12 +26,12 @@ def test_a_full_pipe_drops_progress_first_and_says_how_many() -> None:
     out = io.TextIOWrapper(io.FileIO(write_fd, "w"), encoding="utf-8")
     printer = EventPrinter(True, out)
     started = time.monotonic()
-    for n in range(3 * PRINT_QUEUE):  # nobody reads: the pipe fills after a few hundred lines
+    for n in range(3 * PRINT_BACKLOG):  # nobody reads: the pipe fills after a few hundred lines
         printer(Event("http.progress", "52:54:00:00:00:01", {"bytes": n}))
         if n % 100 == 0:
             printer(Event("dhcp.ack", "52:54:00:00:00:01", {"n": n}))
     assert time.monotonic() - started < 10  # the emitting side never waited for the reader
-    assert printer.dropped > PRINT_QUEUE
+    assert printer.dropped > PRINT_BACKLOG
     lines: list[str] = []
 
     def read_all() -> None:
@@ -45,10 +45,10 @@ def test_a_full_pipe_drops_progress_first_and_says_how_many() -> None:
     reader.join(10)
     events = [json.loads(line) for line in lines]
     acks = [e["n"] for e in events if e["event"] == "dhcp.ack"]
-    assert acks == list(range(0, 3 * PRINT_QUEUE, 100))  # every step kept, in order
+    assert acks == list(range(0, 3 * PRINT_BACKLOG, 100))  # every step kept, in order
     dropped = sum(e["count"] for e in events if e["event"] == "events.dropped")
     progress = sum(e["event"] == "http.progress" for e in events)
-    assert dropped == printer.dropped and progress + dropped == 3 * PRINT_QUEUE
+    assert dropped == printer.dropped and progress + dropped == 3 * PRINT_BACKLOG
 
 
 def test_a_reader_that_leaves_is_not_an_error() -> None:
