@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,6 +143,9 @@ def test_head_range_and_resumed_download(http: HttpLab) -> None:
     finished = [e for e in http.named("http.done", ASSIGNED) if e.fields["kind"] == "kernel"]
     assert finished and all(e.fields["ok"] for e in finished)
     assert any(e.fields["bytes"] == KERNEL_SIZE - (1024 * 1024 + 5) for e in finished)
+    # Every body byte went out through the sendfile workers, none through the services' thread.
+    bodies = 1000 + 100 + KERNEL_SIZE - (1024 * 1024 + 5)
+    assert http.service.describe()["sent_by_workers"] == bodies
 
 
 def test_loaders_by_catalog_name(http: HttpLab) -> None:
@@ -362,6 +366,7 @@ def test_stop_mid_transfer_is_prompt_and_leaves_no_task(http: HttpLab) -> None:
     done = http.wait_event("http.done", kind="initrd", timeout=5)
     assert done.fields["ok"] is False
     assert _tasks(http) == 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("pxetui-sendfile")]
 
 
 def test_a_cached_file_is_served_only_once_verified(http: HttpLab) -> None:

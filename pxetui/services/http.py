@@ -15,11 +15,12 @@ cannot reach anything: they are simply not in the table (404).
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -31,6 +32,7 @@ from pxetui.ipxe_scripts import EXTRA_ACTIONS, ScriptRenderer, TemplateError
 from pxetui.mac import MacError, normalize_mac
 from pxetui.profiles import FILE_ROLES, Profile
 from pxetui.services.http_transfers import Emit, Transfer, TransferMonitor
+from pxetui.services.sendfile_pool import SendfilePool
 from pxetui.tokens import Tokens
 from pxetui.unattended import MachineContext, Renderer
 
@@ -57,6 +59,7 @@ class HttpService:
         progress_interval: float = 0.5,
         template_dirs: tuple[Path, ...] = (),
         unattended: Renderer | None = None,
+        sendfile_workers: int | None = None,
     ) -> None:
         self._session = session
         self.idle_timeout = idle_timeout
@@ -65,6 +68,7 @@ class HttpService:
         self._unattended = unattended or Renderer(template_dirs=list(template_dirs))
         self._tokens = Tokens(session.state)
         self.monitor = TransferMonitor(session.emit, progress_interval, stall_timeout)
+        self.sendfile = SendfilePool(sendfile_workers)
         self._runner: web.AppRunner | None = None
         self.rejected = 0  # requests answered 4xx: bad input is counted, never fatal
         self.port = session.config.http_port
@@ -114,6 +118,7 @@ class HttpService:
                 " choose another port with --http-port N"
             ) from exc
         self._runner = runner
+        self.sendfile.start()
         self.monitor.start()
 
     async def stop(self) -> None:
@@ -121,6 +126,7 @@ class HttpService:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self.sendfile.close()
 
     def describe(self) -> dict[str, object]:
         address = self._session.address
@@ -130,6 +136,8 @@ class HttpService:
             "active": len(self.monitor.active),
             "rejected": self.rejected,
             "stalled": self.monitor.stalled_total,
+            "sendfile_workers": self.sendfile.size,
+            "sent_by_workers": self.sendfile.bytes_total,
         }
 
     # -- helpers ------------------------------------------------------------------------------
@@ -353,7 +361,7 @@ class HttpService:
             sock=transport.get_extra_info("socket"),
             total=size,
         )
-        return _TrackedFileResponse(path, transfer, self.monitor, self._session.emit)
+        return _TrackedFileResponse(path, transfer, self.monitor, self._session.emit, self.sendfile)
 
     # -- per-machine install files and reports ------------------------------------------------
 
@@ -413,11 +421,42 @@ class _TrackedFileResponse(web.FileResponse):
     takes as "close this connection" without logging a traceback.
     """
 
-    def __init__(self, path: Path, transfer: Transfer, monitor: TransferMonitor, emit: Emit) -> None:
+    def __init__(
+        self, path: Path, transfer: Transfer, monitor: TransferMonitor, emit: Emit, pool: SendfilePool
+    ) -> None:
         super().__init__(path)
         self._transfer = transfer
         self._monitor = monitor
         self._emit = emit
+        self._pool = pool
+
+    async def _sendfile(
+        self, request: BaseRequest, fobj: IO[Any], offset: int, count: int
+    ) -> AbstractStreamWriter:
+        """The body by the sendfile workers instead of the services' thread (see sendfile_pool).
+
+        Overrides aiohttp's hook; everything before it (Range, conditional requests, headers)
+        stays aiohttp's. tests/test_http.py checks the workers really carry the bytes.
+        """
+        transport = request.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if transport is None or sock is None or not self._pool.running or self.compression:
+            return await super()._sendfile(request, fobj, offset, count)
+        writer = await web.StreamResponse.prepare(self, request)  # the headers, written at once
+        assert writer is not None
+        if transport.get_write_buffer_size():
+            # The headers did not all fit in the socket; asyncio's sendfile waits for them.
+            await asyncio.get_running_loop().sendfile(transport, fobj, offset, count)
+        else:
+            reading = transport.is_reading()
+            transport.pause_reading()  # the next request waits until this body is out
+            try:
+                await self._pool.send(sock, fobj.fileno(), offset, count)
+            finally:
+                if reading and not transport.is_closing():
+                    transport.resume_reading()
+        await web.StreamResponse.write_eof(self)
+        return writer
 
     async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
         if self.prepared:  # FileResponse.prepare would open the file and send it again
