@@ -5,6 +5,8 @@ pxetui runs on a lab bridge twice: headless, then as the TUI in a tmux terminal 
 time Kea's perfdhcp brings 300 different PCs (MACs) through DORA while 16 curl clients download
 a kernel slowly, so the table is full and progress bars keep moving. perfdhcp measures how long
 each DISCOVER waited for its OFFER and each REQUEST for its ACK. Target: under 50 ms with the TUI.
+`--download-rate 0` runs the 16 downloads at full speed instead (the kernel over and over), to
+see what bulk HTTP costs DHCP.
 
 Run as root from the repository: `sudo .venv/bin/python bench/tui_dhcp.py [--seconds 10]`.
 """
@@ -53,7 +55,9 @@ def wait_port(lab: Lab, proto: str, port: int, timeout: float = 40) -> None:
     raise SystemExit(f"pxetui did not listen on {proto} port {port}")
 
 
-def run(lab: Lab, tmp: Path, tui: bool, seconds: int, clients: int, rate: int) -> dict[str, dict[str, float]]:
+def run(
+    lab: Lab, tmp: Path, tui: bool, seconds: int, clients: int, rate: int, download_rate: str
+) -> dict[str, dict[str, float]]:
     state = tmp / ("tui-state" if tui else "headless-state")
     net = SUBNET.network_address
     args = [
@@ -87,21 +91,12 @@ def run(lab: Lab, tmp: Path, tui: bool, seconds: int, clients: int, rate: int) -
         wait_port(lab, "u", 67)
         wait_port(lab, "t", HTTP_PORT)
         url = f"http://{lab.server_ip}:{HTTP_PORT}/files/bench/kernel"
+        if download_rate == "0":  # full speed: one kernel is gone in a second, so fetch it again
+            fetches = ["--limit-rate", "0", *([url, "-o", "/dev/null"] * 200)]
+        else:
+            fetches = ["--limit-rate", download_rate, url, "-o", "/dev/null"]
         for _ in range(16):
-            curls.append(
-                lab.popen(
-                    "" + CLIENT_NS[0],
-                    "curl",
-                    "-s",
-                    "-o",
-                    "/dev/null",
-                    "--limit-rate",
-                    "1M",
-                    "--max-time",
-                    str(seconds + 20),
-                    url,
-                )
-            )
+            curls.append(lab.popen(CLIENT_NS[0], "curl", "-s", "--max-time", str(seconds + 20), *fetches))
         time.sleep(2)  # progress events are flowing, the table is drawing
         done = lab.exec(
             CLIENT_NS[0],
@@ -138,6 +133,7 @@ def main() -> int:
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--clients", type=int, default=300)
     p.add_argument("--rate", type=int, default=100, help="DORA per second asked of perfdhcp")
+    p.add_argument("--download-rate", default="1M", help="per download, curl's --limit-rate; 0: full speed")
     args = p.parse_args()
     lab = Lab(subnet=SUBNET).build()
     try:
@@ -152,12 +148,13 @@ def main() -> int:
             client = lab.add_client(address=f"{SUBNET.network_address + 9}/{SUBNET.prefixlen}")
             CLIENT_NS.append(client.netns)
             rows = {
-                "headless": run(lab, tmp, False, args.seconds, args.clients, args.rate),
-                "TUI (tmux)": run(lab, tmp, True, args.seconds, args.clients, args.rate),
+                "headless": run(lab, tmp, False, args.seconds, args.clients, args.rate, args.download_rate),
+                "TUI (tmux)": run(lab, tmp, True, args.seconds, args.clients, args.rate, args.download_rate),
             }
     finally:
         lab.teardown()
-    print(f"perfdhcp -r {args.rate} -R {args.clients} -p {args.seconds}, 16 slow curl downloads running")
+    speed = "full-speed" if args.download_rate == "0" else f"{args.download_rate}/s"
+    print(f"perfdhcp -r {args.rate} -R {args.clients} -p {args.seconds}, 16 {speed} curl downloads running")
     print(
         f"{'pxetui':12} {'DORA/s':>8} {'D-O avg':>9} {'D-O max':>9} {'R-A avg':>9} {'R-A max':>9} {'drops %':>8}"
     )
