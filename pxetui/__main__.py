@@ -13,6 +13,7 @@ from pathlib import Path
 from pxetui import __version__
 from pxetui.errors import PxetuiError, UsageError
 from pxetui.events import Event
+from pxetui.limits import raise_open_file_limit
 from pxetui.session import MODES, Session, SessionConfig
 
 SUBCOMMANDS = ("profiles", "fetch", "import-iso", "demo")
@@ -224,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json and not args.headless:
         parser.error("--json goes with --headless (the TUI shows events itself)")
     try:
+        raise_open_file_limit()
         config = config_from_args(args)
         if not args.headless:
             from pxetui.tui.launch import run_tui

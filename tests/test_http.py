@@ -22,6 +22,7 @@ from pxetui.cache import sha256_file, write_marker
 from pxetui.errors import UsageError
 from pxetui.profiles import load_profiles
 from pxetui.registry import Stage
+from pxetui.services import sendfile_pool
 from pxetui.services.http import HttpService
 
 pytestmark = pytest.mark.lab
@@ -146,6 +147,25 @@ def test_head_range_and_resumed_download(http: HttpLab) -> None:
     # Every body byte went out through the sendfile workers, none through the services' thread.
     bodies = 1000 + 100 + KERNEL_SIZE - (1024 * 1024 + 5)
     assert http.service.describe()["sent_by_workers"] == bodies
+
+
+def test_body_goes_out_by_the_loop_when_no_descriptor_is_left(
+    http: HttpLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def exhausted(fd: int) -> int:  # what EMFILE from dup() turns into
+        raise sendfile_pool.SendfileUnavailable(
+            24, "cannot hand the transfer to a worker: Too many open files"
+        )
+
+    monkeypatch.setattr(sendfile_pool, "_dup", exhausted)
+    out = http.tmp / "kernel.bin"
+    done = http.curl("-o", str(out), "-w", "%{http_code}", f"{http.base}/files/tiny/kernel?mac={ASSIGNED}")
+    assert done.stdout == "200", done.stderr
+    assert out.read_bytes() == kernel_bytes(http)
+    described = http.service.describe()
+    assert described["sent_by_loop"] == 1 and described["sent_by_workers"] == 0
+    finished = http.wait_event("http.done", kind="kernel")
+    assert finished.fields["ok"] is True and finished.fields["bytes"] == KERNEL_SIZE
 
 
 def test_loaders_by_catalog_name(http: HttpLab) -> None:

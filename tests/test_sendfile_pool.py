@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import resource
 import socket
 import threading
 import time
@@ -13,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pxetui.services.sendfile_pool import FileEndedEarly, SendfilePool
+from pxetui.services.sendfile_pool import FileEndedEarly, SendfilePool, SendfileUnavailable
 
 MIB = 1024 * 1024
 
@@ -251,3 +253,43 @@ def test_a_blocking_socket_is_refused(pool: SendfilePool, data_file: tuple[Path,
     finally:
         server.close()
         client.close()
+
+
+def test_no_descriptor_left_is_refused_before_sending_and_leaks_nothing(
+    pool: SendfilePool, data_file: tuple[Path, bytes]
+) -> None:
+    path, _ = data_file
+    reader = Reader()
+    reader.go.set()
+
+    async def main() -> None:
+        with open(path, "rb") as fh, exactly_one_free_descriptor():
+            before = open_fds()
+            with pytest.raises(SendfileUnavailable, match="cannot hand the transfer"):
+                await pool.send(reader.server, fh.fileno(), 0, 1000)
+            assert open_fds() == before
+
+    try:
+        run(main())
+    finally:
+        reader.close()
+    assert pool.unavailable_total == 1 and pool.jobs_total == 0 and reader.received == b""
+
+
+@contextlib.contextmanager
+def exactly_one_free_descriptor() -> Iterator[None]:
+    """Fill every free descriptor number, then allow exactly one more: the socket's duplicate
+    fits, the file's does not."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    top = max(int(name) for name in os.listdir("/proc/self/fd"))
+    fillers = [os.open(os.devnull, os.O_RDONLY)]
+    while fillers[-1] <= top:  # the lowest free number comes first: gaps fill before top + 1
+        fillers.append(os.open(os.devnull, os.O_RDONLY))
+    os.close(fillers.pop())  # top + 1 is the one free number below the limit
+    resource.setrlimit(resource.RLIMIT_NOFILE, (top + 2, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        for fd in fillers:
+            os.close(fd)

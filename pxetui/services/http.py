@@ -32,7 +32,7 @@ from pxetui.ipxe_scripts import EXTRA_ACTIONS, ScriptRenderer, TemplateError
 from pxetui.mac import MacError, normalize_mac
 from pxetui.profiles import FILE_ROLES, Profile
 from pxetui.services.http_transfers import Emit, Transfer, TransferMonitor
-from pxetui.services.sendfile_pool import SendfilePool
+from pxetui.services.sendfile_pool import SendfilePool, SendfileUnavailable
 from pxetui.tokens import Tokens
 from pxetui.unattended import MachineContext, Renderer
 
@@ -138,6 +138,7 @@ class HttpService:
             "stalled": self.monitor.stalled_total,
             "sendfile_workers": self.sendfile.size,
             "sent_by_workers": self.sendfile.bytes_total,
+            "sent_by_loop": self.sendfile.unavailable_total,  # responses, for want of descriptors
         }
 
     # -- helpers ------------------------------------------------------------------------------
@@ -444,17 +445,19 @@ class _TrackedFileResponse(web.FileResponse):
             return await super()._sendfile(request, fobj, offset, count)
         writer = await web.StreamResponse.prepare(self, request)  # the headers, written at once
         assert writer is not None
-        if transport.get_write_buffer_size():
-            # The headers did not all fit in the socket; asyncio's sendfile waits for them.
-            await asyncio.get_running_loop().sendfile(transport, fobj, offset, count)
-        else:
+        by_loop = bool(transport.get_write_buffer_size())  # headers still queued: asyncio waits
+        if not by_loop:
             reading = transport.is_reading()
             transport.pause_reading()  # the next request waits until this body is out
             try:
                 await self._pool.send(sock, fobj.fileno(), offset, count)
+            except SendfileUnavailable:
+                by_loop = True  # out of descriptors: this one goes the slower way, but goes
             finally:
                 if reading and not transport.is_closing():
                     transport.resume_reading()
+        if by_loop:
+            await asyncio.get_running_loop().sendfile(transport, fobj, offset, count)
         await web.StreamResponse.write_eof(self)
         return writer
 

@@ -39,6 +39,10 @@ class FileEndedEarly(OSError):
     """The file is shorter than the response announced (it shrank while being served)."""
 
 
+class SendfileUnavailable(OSError):
+    """The job could not be handed over (no descriptors left to duplicate); nothing was sent."""
+
+
 @dataclass(slots=True, eq=False)
 class _Job:
     sock_fd: int
@@ -164,6 +168,13 @@ class _Worker:
             job.loop.call_soon_threadsafe(_settle, job.future, job.sent, error)
 
 
+def _dup(fd: int) -> int:
+    try:
+        return os.dup(fd)
+    except OSError as exc:  # EMFILE / ENFILE: the caller sends this one itself
+        raise SendfileUnavailable(exc.errno, f"cannot hand the transfer to a worker: {exc.strerror}") from exc
+
+
 class SendfilePool:
     """Worker threads that send file ranges to sockets; `send` is awaited on the event loop."""
 
@@ -173,6 +184,7 @@ class SendfilePool:
         self._workers: list[_Worker] = []
         self.jobs_total = 0
         self.bytes_total = 0
+        self.unavailable_total = 0  # jobs refused for want of descriptors (sent by the caller)
 
     def start(self) -> None:
         if not self._workers:
@@ -195,8 +207,9 @@ class SendfilePool:
     async def send(self, sock: Any, file_fd: int, offset: int, count: int) -> int:
         """Send `count` bytes of the file from `offset` to the socket; the bytes sent.
 
-        Raises what sendfile raised (ConnectionError when the client went away) and
-        FileEndedEarly when the file is shorter than `count`. Cancelling stops the job at once.
+        Raises what sendfile raised (ConnectionError when the client went away),
+        FileEndedEarly when the file is shorter than `count`, and SendfileUnavailable, before
+        anything is sent, when no descriptor is left for the job. Cancelling stops it at once.
         """
         if not self._workers:
             raise RuntimeError("the sendfile pool is not running")
@@ -207,9 +220,19 @@ class SendfilePool:
             raise ValueError("the sendfile pool needs a non-blocking socket")
         loop = asyncio.get_running_loop()
         worker = min(self._workers, key=lambda w: w.load)
+        try:
+            sock_copy = _dup(sock.fileno())
+            try:
+                file_copy = _dup(file_fd)
+            except SendfileUnavailable:
+                os.close(sock_copy)
+                raise
+        except SendfileUnavailable:
+            self.unavailable_total += 1
+            raise
         job = _Job(
-            sock_fd=os.dup(sock.fileno()),
-            file_fd=os.dup(file_fd),
+            sock_fd=sock_copy,
+            file_fd=file_copy,
             offset=offset,
             remaining=count,
             loop=loop,
