@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from classic import DI, ClassicStack
 
-from pxetui.labnet import Lab
+from pxetui.labnet import Lab, pxetui_command
 from pxetui.qemu import Vm, VmSpec
 
 
@@ -64,23 +64,8 @@ def run_pxetui_stack(lab: Lab, work: Path, count: int, timeout: float) -> list[f
     # and block pxetui's printing (and with it its services) part way through the boot.
     events = work / "events.jsonl"
     with open(events, "w") as out, open(work / "pxetui.stderr", "w") as err:
-        proc = lab.popen(
-            lab.server_ns,
-            sys.executable,
-            "-m",
-            "pxetui",
-            lab.bridge,
-            "--headless",
-            "--json",
-            "--mode",
-            "full",
-            "--state",
-            str(work / "state"),
-            "--plan",
-            str(plan),
-            stdout=out,
-            stderr=err,
-        )
+        command = pxetui_command(lab.bridge, work / "state", "--mode", "full", "--plan", str(plan))
+        proc = lab.popen(lab.server_ns, *command, stdout=out, stderr=err)
     try:
         deadline = time.monotonic() + 60
         while '"service.ready"' not in events.read_text():

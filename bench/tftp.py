@@ -41,7 +41,7 @@ from typing import IO
 import psutil
 
 from pxetui.bootfiles import DEBIAN_IPXE_DIR
-from pxetui.labnet import Client, Lab
+from pxetui.labnet import Client, Lab, pxetui_command
 
 REPO = Path(__file__).resolve().parent.parent
 WINDOW_CLIENT = REPO / "tests" / "tftp_client.py"
@@ -69,8 +69,7 @@ class Server:
 
     def __enter__(self) -> Server:
         if self.kind == "pxetui":
-            cmd = [sys.executable, "-m", "pxetui", self.lab.bridge, "--headless", "--json"]
-            cmd += ["--state", str(self.work / "state"), "--boot-files", str(DEBIAN_IPXE_DIR)]
+            cmd = pxetui_command(self.lab.bridge, self.work / "state", "--boot-files", str(DEBIAN_IPXE_DIR))
             self.proc = self.lab.popen(
                 self.lab.server_ns, *cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
             )

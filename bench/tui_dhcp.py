@@ -18,12 +18,11 @@ import ipaddress
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from pxetui.labnet import Lab
+from pxetui.labnet import Lab, pxetui_command
 
 SUBNET = ipaddress.IPv4Network("198.18.228.0/22")  # room for 300 PCs
 PERFDHCP = shutil.which("perfdhcp") or "/usr/sbin/perfdhcp"
@@ -60,20 +59,17 @@ def run(
 ) -> dict[str, dict[str, float]]:
     state = tmp / ("tui-state" if tui else "headless-state")
     net = SUBNET.network_address
-    args = [
-        sys.executable,
-        "-m",
-        "pxetui",
+    args = pxetui_command(
         lab.bridge,
+        state,
         "--mode",
         "full",
-        "--state",
-        str(state),
         "--profiles",
         str(tmp / "profiles"),
         "--range",
         f"{net + 16}-{net + 1000}",  # more addresses than PCs: a full pool would read as drops
-    ]
+        headless=False,
+    )
     socket = f"pxetui-bench-{tmp.name}"
     proc: subprocess.Popen[str] | None = None
     if tui:

@@ -24,7 +24,7 @@ from types import FrameType
 
 from pxetui import netif
 from pxetui.errors import UsageError
-from pxetui.labnet import Lab, ip, lab_available
+from pxetui.labnet import Lab, ip, lab_available, pxetui_command
 from pxetui.qemu import Vm, VmSpec, check_qemu
 
 TAG = "pxdemo"
@@ -106,18 +106,9 @@ def main(argv: list[str]) -> int:
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         lab.build()
-        cmd = [
-            sys.executable,
-            "-m",
-            "pxetui",
-            lab.bridge,
-            "--mode",
-            "full",
-            "--state",
-            str(work / "state"),
-            "--http-port",
-            str(HTTP_PORT),
-        ]
+        cmd = pxetui_command(
+            lab.bridge, work / "state", "--mode", "full", "--http-port", str(HTTP_PORT), headless=False
+        )
         for directory in args.profiles:
             cmd += ["--profiles", str(directory.resolve())]
         if args.plan:

@@ -13,7 +13,9 @@ import itertools
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 LAB_SUPERNET = ipaddress.IPv4Network("198.18.0.0/15")
@@ -38,6 +40,12 @@ def lab_available() -> str | None:
     if shutil.which("ip") is None:
         return "needs `ip` from iproute2"
     return None
+
+
+def pxetui_command(iface: str, state: Path, *options: str, headless: bool = True) -> list[str]:
+    """`python -m pxetui IFACE [--headless --json] --state DIR OPTIONS...`: pxetui as a lab starts it."""
+    output = ("--headless", "--json") if headless else ()
+    return [sys.executable, "-m", "pxetui", iface, *output, "--state", str(state), *options]
 
 
 @dataclass

@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from lab import Lab, lab_available, leftover_namespaces
 
+from pxetui.labnet import pxetui_command
+
 REPO = Path(__file__).resolve().parent.parent
 # `make test` sets this: a missing tool or root is then a failure, never a silent skip.
 STRICT = os.environ.get("PXETUI_TEST_STRICT") == "1"
@@ -70,7 +72,7 @@ class PxetuiProcess:
     def __init__(self, lab: Lab, netns: str, iface: str, args: list[str], state: Path) -> None:
         lab.check_owned(netns, iface)
         self.state = state
-        cmd = [sys.executable, "-m", "pxetui", iface, "--headless", "--json", "--state", str(state), *args]
+        cmd = pxetui_command(iface, state, *args)
         self.proc = lab.popen(netns, *cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.events: list[dict[str, Any]] = []
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()

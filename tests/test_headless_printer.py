@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from lab import Lab
 
 from pxetui.events import Event
 from pxetui.headless import PRINT_BACKLOG, EventPrinter
+from pxetui.labnet import pxetui_command
 
 
 def test_a_full_pipe_drops_progress_first_and_says_how_many() -> None:
@@ -69,23 +69,8 @@ def test_dhcp_answers_while_nobody_reads_the_json_lines(lab: Lab, tmp_path: Path
     net = str(lab.subnet.network_address)[:-1]
     flood, pc = lab.add_client(), lab.add_client(mac="52:54:00:0f:11:01")
     with open(tmp_path / "stderr", "w") as stderr:
-        proc = lab.popen(
-            lab.server_ns,
-            sys.executable,
-            "-m",
-            "pxetui",
-            lab.bridge,
-            "--headless",
-            "--json",
-            "--mode",
-            "full",
-            "--range",
-            f"{net}10-{net}250",
-            "--state",
-            str(tmp_path / "state"),
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-        )
+        command = pxetui_command(lab.bridge, tmp_path / "state", "--mode", "full", "--range", f"{net}10-{net}250")
+        proc = lab.popen(lab.server_ns, *command, stdout=subprocess.PIPE, stderr=stderr)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()  # then never again until the end

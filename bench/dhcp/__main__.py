@@ -28,6 +28,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from lab import Lab, lab_available  # noqa: E402
 
+from pxetui.labnet import pxetui_command  # noqa: E402
+
 PERFDHCP = shutil.which("perfdhcp") or "/usr/sbin/perfdhcp"
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 SUBNET = ipaddress.IPv4Network("198.18.250.0/24")
@@ -81,10 +83,7 @@ def wait_for_port_67(lab: Lab, timeout: float = 30) -> None:
 
 def bench_pxetui(lab: Lab, client_ns: str, rate: int, args: argparse.Namespace, tmp: Path) -> Result:
     first, last = SUBNET.network_address + 10, SUBNET.network_address + 250
-    cmd = [
-        sys.executable, "-m", "pxetui", lab.bridge, "--headless", "--json", "--mode", "full",
-        "--state", str(tmp / "pxetui-state"), "--range", f"{first}-{last}",
-    ]  # fmt: skip
+    cmd = pxetui_command(lab.bridge, tmp / "pxetui-state", "--mode", "full", "--range", f"{first}-{last}")
     events = tmp / "pxetui-events.jsonl"
     with events.open("w") as out:
         proc = lab.popen(lab.server_ns, *cmd, stdout=out, stderr=subprocess.DEVNULL)

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/, for classic.py
 from classic import nginx_conf
 
-from pxetui.labnet import Client, Lab
+from pxetui.labnet import Client, Lab, pxetui_command
 
 GIB = 1024**3
 PXETUI_PORT = 8080
@@ -48,23 +48,10 @@ class Pxetui:
         profiles = work / "profiles"
         profiles.mkdir()
         (profiles / "bench.yaml").write_text(f"name: bench\ntitle: Bench\nkernel: {{path: {big}}}\n")
-        self.proc = lab.popen(
-            lab.server_ns,
-            sys.executable,
-            "-m",
-            "pxetui",
-            lab.bridge,
-            "--headless",
-            "--json",
-            "--state",
-            str(work / "state"),
-            "--profiles",
-            str(profiles),
-            "--http-port",
-            str(PXETUI_PORT),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+        command = pxetui_command(
+            lab.bridge, work / "state", "--profiles", str(profiles), "--http-port", str(PXETUI_PORT)
         )
+        self.proc = lab.popen(lab.server_ns, *command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.counts: dict[str, int] = {}
         self.ready = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
