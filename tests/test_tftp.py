@@ -135,7 +135,29 @@ def test_windowsize_client_gets_file_intact(
     assert result["sha256"] == sha(boot[1]["ipxe.efi"])
     assert result["oack"] == {"tsize": "850528", "blksize": "1468", "windowsize": str(windowsize)}
     assert server.wait(lambda: bool(server.named("tftp.done", ok=True)))
-    assert server.named("tftp.done", ok=True)[0].fields["windowsize"] == windowsize
+    finished = server.named("tftp.done", ok=True)[0]
+    assert finished.fields["windowsize"] == windowsize
+    # A window leaves in one send (UDP segmentation), cut by the kernel into the datagrams the
+    # client just checked: ipxe.efi is 580 blocks of 1468.
+    assert finished.fields["segmented"] == (0 if windowsize == 1 else -(-580 // windowsize))
+    assert server.service.describe()["unsegmented"] == 0
+
+
+def test_a_route_narrower_than_the_block_gets_block_by_block_sends(
+    lab: Lab, server: TftpServer, boot: tuple[Path, dict[str, bytes]]
+) -> None:
+    # blksize follows the interface's MTU (1500), but the route to the clients allows 1400:
+    # the kernel refuses segments larger than the route (EINVAL) and fragments single sends.
+    done = lab.exec(lab.server_ns, "ip", "route", "replace", str(lab.subnet), "dev", lab.bridge, "mtu", "1400")
+    assert done.returncode == 0, done.stderr
+    client = lab.add_client(address=f"{lab.subnet.network_address + 24}/24")
+    (result,) = windowsize_client(client, server.ip, "ipxe.efi", "--blksize", "1468", "--windowsize", "8")
+    assert result["ok"], result
+    assert result["sha256"] == sha(boot[1]["ipxe.efi"])
+    assert server.wait(lambda: bool(server.named("tftp.done", ok=True)))
+    finished = server.named("tftp.done", ok=True)[0]
+    assert finished.fields["segmented"] == 0 and finished.fields["retransmits"] == 0
+    assert server.service.describe()["unsegmented"] == 1
 
 
 @pytest.mark.parametrize("windowsize", [4, None])

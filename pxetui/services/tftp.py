@@ -37,6 +37,8 @@ class TftpStats:
     refused: int = 0
     malformed: int = 0
     ignored: int = 0  # stray packets on port 69, repeated requests of a running transfer
+    segmented_sends: int = 0  # windows that left in one send (UDP segmentation offload)
+    unsegmented: int = 0  # transfers whose interface refused it and went block by block
 
 
 @dataclass(slots=True)
@@ -213,6 +215,8 @@ class TftpService:
             self.stats.served += 1
         else:
             self.stats.failed += 1
+        self.stats.segmented_sends += transfer.segmented_sends
+        self.stats.unsegmented += transfer.segmentation_failed
         fields: dict[str, Any] = {
             "file": active.file,
             "client": active.client[0],
@@ -225,6 +229,7 @@ class TftpService:
             "blksize": transfer.blksize,
             "windowsize": transfer.windowsize,
             "retransmits": transfer.retransmits,
+            "segmented": transfer.segmented_sends,
         }
         if outcome.probe:
             fields["probe"] = True

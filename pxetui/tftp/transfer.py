@@ -10,11 +10,17 @@ so a lost packet costs milliseconds instead of a classic TFTP's seconds.
 I/O is a plain non-blocking socket (connected to the client) read with `loop.add_reader`,
 draining every queued ACK per wake-up, and one timer per transfer whose deadline moves
 without rescheduling: per packet, that is most of what separates a Python server from C.
+A window of several blocks leaves in one send: with UDP segmentation offload (UDP_SEGMENT,
+Linux >= 4.18) the kernel cuts it into one datagram per block, so the client sees exactly
+the packets it would otherwise, and the server pays one system call per window. Where the
+kernel or the interface cannot (no checksum offload: EIO), the transfer sends block by block.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import os
 import socket
 import time
@@ -34,6 +40,12 @@ SILENT_CLIENT_WAIT = 6.0
 MAX_RTO = 16.0
 GIVE_UP = 30.0  # seconds without progress: the client has gone
 PROGRESS_INTERVAL = 0.25  # seconds between tftp.progress events of one transfer
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h; Python 3.11 lacks the name
+GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS in the kernel
+GSO_MAX_BYTES = 65000  # one UDP datagram's payload, with room for the headers
+# What a segmented send fails with where it cannot work: no checksum offload on the route's
+# interface (EIO), a segment larger than the path allows (EINVAL, EMSGSIZE).
+GSO_UNSUPPORTED = frozenset({errno.EIO, errno.EINVAL, errno.EMSGSIZE, errno.ENOPROTOOPT, errno.EOPNOTSUPP})
 
 
 class Source(Protocol):
@@ -105,6 +117,9 @@ class Transfer:
         self.base = 1  # first block not yet acknowledged
         self.sent_upto = 0  # highest block sent so far
         self.retransmits = 0
+        self.segmented_sends = 0  # windows that left in one send (UDP segmentation offload)
+        self.segmentation_failed = False  # the kernel refused it: this transfer sends block by block
+        self._segment_blocks = 0  # blocks per segmented send; 0: one send per block
         self.started = time.monotonic()
         self.finished: float | None = None
         self.give_up = give_up
@@ -144,6 +159,7 @@ class Transfer:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.sock.setblocking(False)
+        self._segment_blocks = self._enable_segmentation()
         self._loop.add_reader(self.sock.fileno(), self._readable)
         if self._oack is not None:
             self._send_oack()
@@ -161,6 +177,17 @@ class Transfer:
                 self._client_gone(exc)
                 return
             self._datagram(data)
+
+    def _enable_segmentation(self) -> int:
+        """Blocks per send under UDP_SEGMENT, or 0 where a window gains nothing or it is refused."""
+        per_send = min(self.windowsize, GSO_MAX_SEGMENTS, GSO_MAX_BYTES // (self.blksize + 4))
+        if per_send < 2:
+            return 0
+        try:
+            self.sock.setsockopt(socket.SOL_UDP, UDP_SEGMENT, self.blksize + 4)
+        except OSError:
+            return 0  # an old kernel: block by block
+        return per_send
 
     def _send(self, datagram: bytes) -> None:
         try:
@@ -245,14 +272,49 @@ class Transfer:
         blksize = self.blksize
         send = self._send
         read = self.source.read
-        for block in range(self.base, end):
+        first = self._send_segmented(self.base, end) if self._segment_blocks else self.base
+        for block in range(first, end):
             send(packets.data(block, read((block - 1) * blksize, blksize)))
             if self._outcome is not None:
                 return  # the send found the client gone, and that ended the transfer
+        if self._outcome is not None:
+            return
         self.sent_upto = max(self.sent_upto, end - 1)
         self._window_sent_at = time.monotonic()
         self._window_resent = resend
         self._arm_timer()
+
+    def _send_segmented(self, first: int, end: int) -> int:
+        """Send blocks first..end-1 in sends of up to _segment_blocks; the first block not sent.
+
+        Every block but the file's last is exactly blksize long, so each send is a run of
+        equal segments with at most a shorter one at its end, as UDP_SEGMENT requires."""
+        blksize, read, step = self.blksize, self.source.read, self._segment_blocks
+        block = first
+        while end - block > 1:
+            upto = min(block + step, end)
+            run = b"".join([packets.data(b, read((b - 1) * blksize, blksize)) for b in range(block, upto)])
+            try:
+                self.sock.send(run)
+            except (BlockingIOError, InterruptedError):
+                pass  # socket buffer full: as good as lost, the timer resends
+            except OSError as exc:
+                if exc.errno in GSO_UNSUPPORTED:
+                    self._stop_segmentation()
+                    return block  # these go block by block, and so does the rest
+                self._client_gone(exc)
+                return end
+            self.segmented_sends += 1
+            block = upto
+        return block
+
+    def _stop_segmentation(self) -> None:
+        self._segment_blocks = 0
+        self.segmentation_failed = True
+        # With UDP_SEGMENT set the kernel no longer fragments a single datagram that is too
+        # big for the route; it fails it (EMSGSIZE). Unset, single sends work as ever.
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(socket.SOL_UDP, UDP_SEGMENT, 0)
 
     def _note_rtt(self) -> None:
         if self._window_resent:
