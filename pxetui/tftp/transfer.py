@@ -13,7 +13,8 @@ without rescheduling: per packet, that is most of what separates a Python server
 A window of several blocks leaves in one send: with UDP segmentation offload (UDP_SEGMENT,
 Linux >= 4.18) the kernel cuts it into one datagram per block, so the client sees exactly
 the packets it would otherwise, and the server pays one system call per window. Where the
-kernel or the interface cannot (no checksum offload: EIO), the transfer sends block by block.
+kernel refuses (a route narrower than the block: EINVAL; IPsec or, on older kernels, no
+checksum offload: EIO), that transfer unsets it and sends block by block.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ PROGRESS_INTERVAL = 0.25  # seconds between tftp.progress events of one transfer
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h; Python 3.11 lacks the name
 GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS in the kernel
 GSO_MAX_BYTES = 65000  # one UDP datagram's payload, with room for the headers
-# What a segmented send fails with where it cannot work: no checksum offload on the route's
-# interface (EIO), a segment larger than the path allows (EINVAL, EMSGSIZE).
+# What a segmented send fails with where it cannot work: a segment larger than the route
+# allows (EINVAL, EMSGSIZE), IPsec or no checksum offload on older kernels (EIO).
 GSO_UNSUPPORTED = frozenset({errno.EIO, errno.EINVAL, errno.EMSGSIZE, errno.ENOPROTOOPT, errno.EOPNOTSUPP})
 
 
@@ -304,7 +305,8 @@ class Transfer:
                     return block  # these go block by block, and so does the rest
                 self._client_gone(exc)
                 return end
-            self.segmented_sends += 1
+            else:
+                self.segmented_sends += 1
             block = upto
         return block
 
