@@ -187,8 +187,8 @@ OVMF_MAC = "52:54:00:b7:f0:01"
 
 def ovmf_load_seconds(lab: Lab, work: Path, kind: str, attempt: int, timeout: float) -> float | None:
     """One UEFI PC (QEMU + OVMF, its own PXE client) loading ipxe.efi: seconds from its real
-    RRQ (after the tsize probe) to the last DATA block, read from a packet capture on the
-    bridge, so both servers are timed the same way. DHCP is dnsmasq's in both cases."""
+    RRQ (after the tsize probe) to the last DATA block, read from a packet capture on its
+    tap, so both servers are timed the same way. DHCP is dnsmasq's in both cases."""
     # `python bench/tftp.py` puts bench/ first on sys.path, where bench/http.py would shadow
     # the standard library's http (which aiohttp, imported by pxetui.services, needs).
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
@@ -218,7 +218,9 @@ def ovmf_load_seconds(lab: Lab, work: Path, kind: str, attempt: int, timeout: fl
     if kind == "dnsmasq":
         dhcp += ["--enable-tftp", f"--tftp-root={DEBIAN_IPXE_DIR}"]
     with capture.open("w") as out:
-        dump = lab.popen(lab.server_ns, "tcpdump", "-i", lab.bridge, "-n", "-tt", "-l", f"udp and host {pc_ip}",
+        # On the PC's tap, not the bridge: a window pxetui sends as one segmented datagram is
+        # cut into the PC's packets only on its way into the tap.
+        dump = lab.popen(lab.server_ns, "tcpdump", "-i", tap, "-n", "-tt", "-l", f"udp and host {pc_ip}",
                          stdout=out, stderr=subprocess.DEVNULL)  # fmt: skip
     server = lab.popen(lab.server_ns, *dhcp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     vm = Vm(VmSpec(name=f"ovmf{attempt}", mac=OVMF_MAC, tap=tap, memory_mb=512), lab.server_ns, work)
@@ -319,7 +321,7 @@ def print_ovmf(lab: Lab, work: Path, rounds: int) -> None:
         median = f"{statistics.median(done):17.3f}" if done else f"{'none':>17}"
         shown = " ".join("fail" if t is None else f"{t:.3f}" for t in runs)
         print(f"{kind:8} {median}  {shown}")
-    print("(from the PC's real RRQ to the last DATA block, timed by tcpdump on the bridge)")
+    print("(from the PC's real RRQ to the last DATA block, timed by tcpdump on its tap)")
     sys.stdout.flush()
 
 
