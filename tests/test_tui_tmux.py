@@ -63,7 +63,8 @@ def test_a_real_discover_shows_up_in_the_tui(lab: Lab, tmux: Tmux, tmp_path: Pat
     pc.run(tools["udhcpc"], "-f", "-q", "-n", "-t", "4", "-T", "2", "-i", "eth0", "-s", str(hook), timeout=30)
     assert "bound" in (tmp_path / "lease").read_text()
     leased_ip = (tmp_path / "lease").read_text().split()[-1]
-    screen = tmux.wait_screen(PC_MAC, timeout=10)
+    # The row may be drawn between the DISCOVER and the ACK: wait for the address itself.
+    screen = tmux.wait_screen(leased_ip, timeout=10)
     row = next(line for line in screen.splitlines() if PC_MAC in line)
     assert leased_ip in row, row
     tmux("send-keys", "-t", "pxetui", "q")
