@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/, for classic.py
 from classic import nginx_conf
 
@@ -81,6 +83,16 @@ class Pxetui:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a server process and its children (nginx's workers)."""
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in (proc, *proc.children(recursive=True)):
+        times = p.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def fetch_all(clients: list[Client], url: str, size: int, timeout: float) -> float:
@@ -148,10 +160,14 @@ def main() -> int:
                 "pxetui": f"http://{lab.server_ip}:{PXETUI_PORT}/files/bench/kernel",
             }
             rates: dict[str, list[float]] = {"nginx": [], "pxetui": []}
+            cpu: dict[str, list[float]] = {"nginx": [], "pxetui": []}
+            pids = {"nginx": nginx.pid, "pxetui": pxetui.proc.pid}  # `ip netns exec` execs the server
             for _ in range(args.rounds):
                 for name, url in urls.items():
+                    before = cpu_seconds(pids[name])
                     elapsed = fetch_all(clients, url, size, args.timeout)
                     rates[name].append(args.clients * size / elapsed / 1e9)
+                    cpu[name].append(cpu_seconds(pids[name]) - before)
             rss_after = rss_kib(pxetui.proc.pid)
         finally:
             if pxetui is not None:
@@ -164,10 +180,11 @@ def main() -> int:
     best = {name: max(values) for name, values in rates.items()}
     median = {name: statistics.median(values) for name, values in rates.items()}
     print(f"HTTP: {args.clients} clients x {args.size_gib:g} GiB each, {args.rounds} rounds (alternated)")
-    print(f"{'server':8} {'rounds GB/s':30} {'median':>8} {'best':>8}")
+    print(f"{'server':8} {'rounds GB/s':30} {'median':>8} {'best':>8} {'server CPU s/round':>19}")
     for name in ("nginx", "pxetui"):
         listed = " ".join(f"{r:.2f}" for r in rates[name])
-        print(f"{name:8} {listed:30} {median[name]:8.2f} {best[name]:8.2f}")
+        used = statistics.median(cpu[name])
+        print(f"{name:8} {listed:30} {median[name]:8.2f} {best[name]:8.2f} {used:19.2f}")
     ratio = median["pxetui"] / median["nginx"]
     print(f"pxetui/nginx (median): {ratio:.2f}x  (target >= 0.90x)")
     print(
@@ -180,6 +197,7 @@ def main() -> int:
             json.dumps(
                 {
                     "rates": rates,
+                    "cpu": cpu,
                     "ratio": ratio,
                     "rss_before": rss_before,
                     "rss_after": rss_after,
