@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 from textual.widgets import DataTable
+from tui_lab_driver import drawn_main_screen, how_it_ended
 
 from pxetui.session import Session, SessionConfig
 from pxetui.session_loop import SessionLoop
 from pxetui.tui.app import PxetuiApp
-from pxetui.tui.screens.main import MainScreen
 
 
 def hold_the_thread(seconds: float) -> int:
@@ -49,18 +49,14 @@ async def drive(bridge: str, state: Path, busy: float, http_port: int) -> dict[s
                 print(f"busy {time.time()}", flush=True)
                 hold_the_thread(busy)
                 print(f"idle {time.time()}", flush=True)
-                app.flush_updates()
-                await pilot.pause()
-                screen = app.screen
-                assert isinstance(screen, MainScreen), screen
+                screen = await drawn_main_screen(app, pilot)
                 table = screen.query_one("#machines", DataTable)
                 result["rows"] = [
                     " ".join(str(cell) for cell in table.get_row_at(i)) for i in range(table.row_count)
                 ]
                 await pilot.press("q")
                 await pilot.pause(0.5)
-        result["return_code"] = app.return_code
-        result["services_after_quit"] = len(session.services)
+        result.update(how_it_ended(app, session))
     return result
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
 from pxetui import netif
@@ -22,6 +23,20 @@ from pxetui.session_loop import SessionLoop
 from pxetui.tui.app import PxetuiApp
 from pxetui.tui.screens.main import MainScreen
 from pxetui.tui.screens.picker import PickerScreen
+
+
+async def drawn_main_screen(app: PxetuiApp, pilot: Pilot[None]) -> MainScreen:
+    """The main screen, once the events that came meanwhile are drawn."""
+    app.flush_updates()
+    await pilot.pause()
+    screen = app.screen
+    assert isinstance(screen, MainScreen), screen
+    return screen
+
+
+def how_it_ended(app: PxetuiApp, session: Session) -> dict[str, object]:
+    """After the app has quit: what it returned and how many services it left running."""
+    return {"return_code": app.return_code, "services_after_quit": len(session.services)}
 
 
 async def drive(bridge: str, target: str, state: Path, http_port: int) -> dict[str, object]:
@@ -55,10 +70,7 @@ async def drive_app(app: PxetuiApp, session: Session, bridge: str, target: str) 
         app.screen.query_one("#field-mac", Input).value = target
         await pilot.press("enter")
         await pilot.pause()
-        app.flush_updates()
-        await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, MainScreen), screen
+        screen = await drawn_main_screen(app, pilot)
         machines = screen.query_one("#machines", DataTable)
         machines.move_cursor(row=machines.get_row_index(target))
         await pilot.press("w")
@@ -67,8 +79,7 @@ async def drive_app(app: PxetuiApp, session: Session, bridge: str, target: str) 
         result["log"] = list(screen.log_lines)
         await pilot.press("q")
         await pilot.pause(0.5)
-    result["return_code"] = app.return_code
-    result["services_after_quit"] = len(session.services)
+    result.update(how_it_ended(app, session))
     return result
 
 
