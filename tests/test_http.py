@@ -163,7 +163,7 @@ def test_body_goes_out_by_the_loop_when_no_descriptor_is_left(
     assert done.stdout == "200", done.stderr
     assert out.read_bytes() == kernel_bytes(http)
     described = http.service.describe()
-    assert described["sent_by_loop"] == 1 and described["sent_by_workers"] == 0
+    assert described["responses_by_loop"] == 1 and described["sent_by_workers"] == 0
     finished = http.wait_event("http.done", kind="kernel")
     assert finished.fields["ok"] is True and finished.fields["bytes"] == KERNEL_SIZE
 

@@ -138,7 +138,7 @@ class HttpService:
             "stalled": self.monitor.stalled_total,
             "sendfile_workers": self.sendfile.size,
             "sent_by_workers": self.sendfile.bytes_total,
-            "sent_by_loop": self.sendfile.unavailable_total,  # responses, for want of descriptors
+            "responses_by_loop": self.sendfile.unavailable_total,  # for want of descriptors to hand over
         }
 
     # -- helpers ------------------------------------------------------------------------------
