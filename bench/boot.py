@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from classic import DI, ClassicStack
 
-from pxetui.labnet import Lab, pxetui_command
-from pxetui.qemu import Vm, VmSpec
+from pxetui.lab.netns import Lab, pxetui_command
+from pxetui.lab.qemu import Vm, VmSpec
 
 
 def boot_vms(lab: Lab, work: Path, count: int, timeout: float) -> list[float | None]:

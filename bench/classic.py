@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from pxetui.labnet import Lab
+from pxetui.lab.netns import Lab
 
 DI = Path("/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64")
 

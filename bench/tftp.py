@@ -40,8 +40,8 @@ from typing import IO
 
 import psutil
 
-from pxetui.bootfiles import DEBIAN_IPXE_DIR
-from pxetui.labnet import Client, Lab, pxetui_command
+from pxetui.boot.bootfiles import DEBIAN_IPXE_DIR
+from pxetui.lab.netns import Client, Lab, pxetui_command
 
 REPO = Path(__file__).resolve().parent.parent
 WINDOW_CLIENT = REPO / "tests" / "tftp_client.py"
@@ -196,7 +196,7 @@ def ovmf_load_seconds(lab: Lab, work: Path, kind: str, attempt: int, timeout: fl
     from lab import NetnsLoop
     from tftp_lab import start_tftp
 
-    from pxetui.qemu import Vm, VmSpec
+    from pxetui.lab.qemu import Vm, VmSpec
 
     pc_ip = str(lab.subnet.network_address + 60)
     size = (DEBIAN_IPXE_DIR / FILE).stat().st_size

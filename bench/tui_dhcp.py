@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pxetui.labnet import Lab, pxetui_command
+from pxetui.lab.netns import Lab, pxetui_command
 
 SUBNET = ipaddress.IPv4Network("198.18.228.0/22")  # room for 300 PCs
 PERFDHCP = shutil.which("perfdhcp") or "/usr/sbin/perfdhcp"

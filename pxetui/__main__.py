@@ -12,8 +12,8 @@ from pathlib import Path
 
 from pxetui import __version__
 from pxetui.errors import PxetuiError, UsageError
-from pxetui.events import Event
-from pxetui.limits import raise_open_file_limit
+from pxetui.host.limits import raise_open_file_limit
+from pxetui.model.events import Event
 from pxetui.session import MODES, Session, SessionConfig
 
 SUBCOMMANDS = ("profiles", "fetch", "import-iso", "demo")
@@ -180,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> SessionConfig:
-    from pxetui import netif
-    from pxetui.unattended import InstallSettings, hostname_for, read_ssh_keys
+    from pxetui.boot.unattended import InstallSettings, hostname_for, read_ssh_keys
+    from pxetui.host import netif
 
     config = SessionConfig(interface=args.iface or "", mode=args.mode)
     if args.state is not None:
@@ -243,19 +243,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_subcommand(name: str, argv: list[str]) -> int:
-    from pxetui import cli_profiles, demo
+    from pxetui.commands import demo, profiles
 
     try:
         if name == "profiles":
-            return cli_profiles.main(argv)
+            return profiles.main(argv)
         if name == "fetch":
-            from pxetui import fetch
+            from pxetui.commands import fetch
 
             return fetch.main(argv)
         if name == "import-iso":
-            from pxetui import isoimport
+            from pxetui.commands import import_iso
 
-            return isoimport.main(argv)
+            return import_iso.main(argv)
         if name == "demo":
             return demo.main(argv)
     except PxetuiError as exc:

@@ -9,7 +9,7 @@ import threading
 from collections import deque
 from typing import TextIO
 
-from pxetui.events import Event
+from pxetui.model.events import Event
 from pxetui.session import Session
 
 PRINT_BACKLOG = 10_000  # lines waiting for a slow reader before any is dropped

@@ -16,20 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from pxetui import netif, vendors
-from pxetui.bootfiles import BootFiles, find_boot_files
-from pxetui.cache import require_servable
+from pxetui.boot.bootfiles import BootFiles, find_boot_files
+from pxetui.boot.cache import require_servable
+from pxetui.boot.profiles import Profile, default_cache_dir, load_profiles
+from pxetui.boot.unattended import InstallSettings, hostname_for
 from pxetui.errors import PxetuiError, UsageError
-from pxetui.events import Event, EventBus
-from pxetui.mac import normalize_mac
-from pxetui.plan import Plan, PlanEntry, PlanError, check_hostname, parse_plan_csv
-from pxetui.profiles import Profile, default_cache_dir, load_profiles
-from pxetui.registry import Registry
-from pxetui.report import write_report
+from pxetui.host import netif, vendors
+from pxetui.host.mac import normalize_mac
+from pxetui.host.wol import send_wake
+from pxetui.model.events import Event, EventBus
+from pxetui.model.plan import Plan, PlanEntry, PlanError, check_hostname, parse_plan_csv
+from pxetui.model.registry import Registry
+from pxetui.model.report import write_report
+from pxetui.model.state import StateDir, StateWriter, default_state_dir
 from pxetui.services import Service, build_services
-from pxetui.state import StateDir, StateWriter, default_state_dir
-from pxetui.unattended import InstallSettings, hostname_for
-from pxetui.wol import send_wake
 
 _log = logging.getLogger(__name__)
 

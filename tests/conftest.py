@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from lab import Lab, lab_available, leftover_namespaces
 
-from pxetui.labnet import pxetui_command
+from pxetui.lab.netns import pxetui_command
 
 REPO = Path(__file__).resolve().parent.parent
 # `make test` sets this: a missing tool or root is then a failure, never a silent skip.

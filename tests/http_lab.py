@@ -12,9 +12,9 @@ from typing import Any
 
 from lab import Client, Lab, NetnsLoop
 
-from pxetui.bootfiles import find_boot_files
+from pxetui.boot.bootfiles import find_boot_files
 from pxetui.events import Event
-from pxetui.services.http import HttpService
+from pxetui.services.http.server import HttpService
 from pxetui.session import Session, SessionConfig
 
 PORT = 8080

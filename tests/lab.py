@@ -1,4 +1,4 @@
-"""Test-side lab helpers: the lab itself is pxetui.labnet; this adds in-process namespace loops."""
+"""Test-side lab helpers: the lab itself is pxetui.lab.netns; this adds in-process namespace loops."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from pxetui.labnet import LAB_SUPERNET, Client, Lab, LabError, ip, lab_available, leftover_namespaces
+from pxetui.lab.netns import LAB_SUPERNET, Client, Lab, LabError, ip, lab_available, leftover_namespaces
 
 __all__ = [
     "LAB_SUPERNET",

@@ -6,13 +6,13 @@ import sys
 CORE = [
     "pxetui.session",
     "pxetui.services",
-    "pxetui.registry",
-    "pxetui.plan",
-    "pxetui.profiles",
-    "pxetui.events",
+    "pxetui.model.registry",
+    "pxetui.model.plan",
+    "pxetui.boot.profiles",
+    "pxetui.model.events",
     "pxetui.headless",
-    "pxetui.netif",
-    "pxetui.bootfiles",
+    "pxetui.host.netif",
+    "pxetui.boot.bootfiles",
     "pxetui.__main__",
 ]
 

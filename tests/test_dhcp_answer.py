@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.layers.dhcp import BOOTP, DHCP
 
-from pxetui.bootfiles import find_boot_files
-from pxetui.dhcp import codec
-from pxetui.dhcp.answer import ServerFacts, answer
-from pxetui.dhcp.leases import LeasePool, default_range
-from pxetui.services.dhcp import ErrorCounter, client_fields, expected_loader
+from pxetui.boot.bootfiles import find_boot_files
+from pxetui.services.dhcp import codec
+from pxetui.services.dhcp.answer import ServerFacts, answer
+from pxetui.services.dhcp.leases import LeasePool, default_range
+from pxetui.services.dhcp.server import ErrorCounter, client_fields, expected_loader
 
 SERVER = ipaddress.IPv4Interface("198.18.7.1/24")
 HTTP = "http://198.18.7.1:8080"

@@ -22,9 +22,9 @@ from aiohttp import web
 from lab import Lab, NetnsLoop
 from test_isoimport import build_iso
 
-from pxetui.cache import FileState, file_status, is_verified, part_path, verified_path
-from pxetui.fetch import ChecksumMismatch, FetchError, TextProgress, fetch_profiles, parse_sums
-from pxetui.profiles import Profile, load_profile
+from pxetui.boot.cache import FileState, file_status, is_verified, part_path, verified_path
+from pxetui.boot.profiles import Profile, load_profile
+from pxetui.commands.fetch import ChecksumMismatch, FetchError, TextProgress, fetch_profiles, parse_sums
 
 REPO = Path(__file__).resolve().parent.parent
 PORT = 8099

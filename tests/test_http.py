@@ -18,12 +18,12 @@ from conftest import need_tools
 from http_lab import KERNEL_SIZE, PORT, HttpLab, start_http_lab
 from lab import Lab, NetnsLoop
 
-from pxetui.cache import sha256_file, write_marker
+from pxetui.boot.cache import sha256_file, write_marker
+from pxetui.boot.profiles import load_profiles
 from pxetui.errors import UsageError
-from pxetui.profiles import load_profiles
-from pxetui.registry import Stage
-from pxetui.services import sendfile_pool
-from pxetui.services.http import HttpService
+from pxetui.model.registry import Stage
+from pxetui.services.http import sendfile_pool
+from pxetui.services.http.server import HttpService
 
 pytestmark = pytest.mark.lab
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pxetui.ipxe_scripts import ScriptRenderer, ipxe_line
-from pxetui.profiles import load_profile, parse_profile
-from pxetui.state import StateDir
-from pxetui.tokens import Tokens
-from pxetui.unattended import MachineContext
+from pxetui.boot.ipxe_scripts import ScriptRenderer, ipxe_line
+from pxetui.boot.profiles import load_profile, parse_profile
+from pxetui.boot.unattended import MachineContext
+from pxetui.model.state import StateDir
+from pxetui.model.tokens import Tokens
 
 BASE = "http://198.18.9.1:8080"
 

@@ -15,7 +15,7 @@ import pytest
 from lab import Lab, ip
 
 from pxetui.errors import UsageError
-from pxetui.netif import InterfaceError, check_interface, default_route_interfaces, parse_cidr
+from pxetui.host.netif import InterfaceError, check_interface, default_route_interfaces, parse_cidr
 
 pytestmark = pytest.mark.lab
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pycdlib
 import pytest
 
-from pxetui.cache import FileState, is_verified, profile_status, verified_path
-from pxetui.isoimport import IsoError, import_iso
-from pxetui.profiles import load_profile, load_profiles
+from pxetui.boot.cache import FileState, is_verified, profile_status, verified_path
+from pxetui.boot.profiles import load_profile, load_profiles
+from pxetui.commands.import_iso import IsoError, import_iso
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 PROBE = (
-    "import resource, sys; from pxetui.limits import raise_open_file_limit;"
+    "import resource, sys; from pxetui.host.limits import raise_open_file_limit;"
     " got = raise_open_file_limit(*map(int, sys.argv[1:]));"
     " print(got, *resource.getrlimit(resource.RLIMIT_NOFILE))"
 )

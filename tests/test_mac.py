@@ -1,6 +1,6 @@
 import pytest
 
-from pxetui.mac import MacError, normalize_mac
+from pxetui.host.mac import MacError, normalize_mac
 
 
 @pytest.mark.parametrize(

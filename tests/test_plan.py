@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pxetui.plan import Plan, PlanError, parse_plan_csv
+from pxetui.model.plan import Plan, PlanError, parse_plan_csv
 
 PROFILES = {"debian-12", "ubuntu-24.04"}
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pxetui.profiles import ProfileError, load_profile, load_profiles
+from pxetui.boot.profiles import ProfileError, load_profile, load_profiles
 
 GOOD = "name: demo\ntitle: Demo\nkernel: {path: linux}\ninitrd: {path: initrd.gz}\n"
 SHA = "a" * 64

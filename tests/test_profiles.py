@@ -10,7 +10,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from pxetui.cache import (
+from pxetui.boot.cache import (
     FileState,
     file_status,
     part_path,
@@ -18,12 +18,12 @@ from pxetui.cache import (
     verified_path,
     write_marker,
 )
-from pxetui.cli_profiles import profile_row
+from pxetui.boot.profiles import ProfileError, load_profile, load_profiles
+from pxetui.boot.unattended import MachineContext, Renderer
+from pxetui.commands.fetch import parse_sums
+from pxetui.commands.profiles import profile_row
 from pxetui.errors import UsageError
-from pxetui.fetch import parse_sums
-from pxetui.profiles import ProfileError, load_profile, load_profiles
 from pxetui.session import Session, SessionConfig
-from pxetui.unattended import MachineContext, Renderer
 
 REPO = Path(__file__).resolve().parent.parent
 SHA = "c" * 64

@@ -1,7 +1,7 @@
 """The registry's stage machine: forward-only within a boot, a new boot after the menu or done."""
 
 from pxetui.events import Event
-from pxetui.registry import Registry, Stage
+from pxetui.model.registry import Registry, Stage
 
 MAC = "52:54:00:12:34:01"
 
@@ -140,7 +140,7 @@ def test_proxy_mode_learns_the_address_from_the_pcs_request() -> None:
 def test_saved_machine_has_every_field_and_shares_nothing_mutable() -> None:
     from dataclasses import fields
 
-    from pxetui.registry import Machine
+    from pxetui.model.registry import Machine
 
     reg = Registry()
     feed(reg, "dhcp.discover", 1.0, arch=7, vendor_class="PXEClient:Arch:00007:UNDI:003010", params=[1, 3])

@@ -11,7 +11,7 @@ import pytest
 import tui_scenario as sc
 
 from pxetui.errors import UsageError
-from pxetui.report import REPORT_COLUMNS, report_csv, report_rows, write_report
+from pxetui.model.report import REPORT_COLUMNS, report_csv, report_rows, write_report
 
 
 @pytest.fixture

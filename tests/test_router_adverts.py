@@ -15,7 +15,7 @@ from conftest import need_tools
 from dhcp_client import RawClient, dhcp_packet, pxe_vendor_class
 from lab import Client, Lab
 
-from pxetui.services.router_adverts import solicitation_mac
+from pxetui.services.ra.server import solicitation_mac
 
 BOOTING = "52:54:00:ab:cd:01"
 STRANGER = "52:54:00:ab:cd:02"

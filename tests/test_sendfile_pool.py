@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pxetui.services.sendfile_pool import FileEndedEarly, SendfilePool, SendfileUnavailable
+from pxetui.services.http.sendfile_pool import FileEndedEarly, SendfilePool, SendfileUnavailable
 
 MIB = 1024 * 1024
 

@@ -17,7 +17,7 @@ import tui_scenario as sc
 from textual.widgets import DataTable, OptionList
 
 from pxetui.errors import UsageError
-from pxetui.mac import MacError
+from pxetui.host.mac import MacError
 from pxetui.session import Session
 from pxetui.session_loop import SessionLoop
 from pxetui.tui.app import PxetuiApp

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from pxetui.errors import UsageError
+from pxetui.model.state import StateDir
 from pxetui.session import Session, SessionConfig
-from pxetui.state import StateDir
 
 
 def test_crash_between_write_and_rename_keeps_the_old_plan(
@@ -96,8 +96,8 @@ def test_bad_plan_csv_changes_nothing(tmp_path: Path) -> None:
 
 
 def test_unplanned_machines_are_named_by_the_pattern_in_boot_order(tmp_path: Path) -> None:
+    from pxetui.boot.unattended import InstallSettings
     from pxetui.events import Event
-    from pxetui.unattended import InstallSettings
 
     config = SessionConfig(
         interface="unused", state_dir=tmp_path, install=InstallSettings(hostname_pattern="lab-{n:02}")
@@ -131,7 +131,7 @@ def test_bad_ssh_key_or_pattern_is_a_usage_error_at_start(tmp_path: Path) -> Non
 def test_state_writer_saves_in_order_off_the_callers_thread_and_reports_errors(tmp_path: Path) -> None:
     import threading
 
-    from pxetui.state import StateWriter
+    from pxetui.model.state import StateWriter
 
     state = StateDir(tmp_path / "s")
     state.open()

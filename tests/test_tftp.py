@@ -21,7 +21,7 @@ from tftp_client import Result, fetch, rrq
 from tftp_lab import TftpServer, make_boot_dir, start_tftp
 
 from pxetui.errors import PxetuiError
-from pxetui.services.tftp import TftpService
+from pxetui.services.tftp.server import TftpService
 
 pytestmark = pytest.mark.lab
 CLIENT = str(Path(__file__).with_name("tftp_client.py"))

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pxetui.tftp import packets
-from pxetui.tftp.requests import Refused, catalog_name, negotiate, to_netascii
+from pxetui.services.tftp import packets
+from pxetui.services.tftp.requests import Refused, catalog_name, negotiate, to_netascii
 
 CATALOG = {"ipxe.efi": Path("/x/ipxe.efi"), "arm64-efi/ipxe.efi": Path("/x/a")}
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from pxetui.boot.profiles import load_profiles
 from pxetui.events import Event
-from pxetui.plan import PlanEntry
-from pxetui.profiles import load_profiles
-from pxetui.registry import Machine, Stage, Transfer
+from pxetui.model.plan import PlanEntry
+from pxetui.model.registry import Machine, Stage, Transfer
 from pxetui.tui import format as fmt
 from pxetui.tui.updates import LOG_KEEP, PendingUpdates
 

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from conftest import need_tools
 
+from pxetui.boot.profiles import parse_profile
+from pxetui.boot.unattended import InstallSettings, MachineContext, Renderer, hostname_for, read_ssh_keys
 from pxetui.errors import UsageError
-from pxetui.profiles import parse_profile
-from pxetui.unattended import InstallSettings, MachineContext, Renderer, hostname_for, read_ssh_keys
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHh0ZXN0a2V5Zm9ycHh0dWl0ZXN0c29ubHkxMjM0NTY3 op@laptop"
 BASE = "http://198.18.0.1:8080"

@@ -61,6 +61,6 @@ def test_installed_wheel_finds_its_own_profiles(installed: Path) -> None:
 
 
 def test_checkout_finds_the_top_level_profiles() -> None:
-    from pxetui.profiles import builtin_profiles_dir
+    from pxetui.boot.profiles import builtin_profiles_dir
 
     assert builtin_profiles_dir() == REPO / "profiles"

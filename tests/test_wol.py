@@ -1,7 +1,7 @@
 """Wake-on-LAN: the packet's bytes, and real frames caught in a lab namespace.
 
 The receiver is a raw socket in a client namespace on the lab bridge; the sender is
-pxetui.wol (and the TUI's `w` key, through a real Session started on the lab bridge).
+pxetui.host.wol (and the TUI's `w` key, through a real Session started on the lab bridge).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from lab import Lab, NetnsLoop
 
-from pxetui.mac import MacError
-from pxetui.wol import ETH_P_WOL, WOL_UDP_PORT, magic_payload, send_wake, wol_frame
+from pxetui.host.mac import MacError
+from pxetui.host.wol import ETH_P_WOL, WOL_UDP_PORT, magic_payload, send_wake, wol_frame
 
 TARGET = "52:54:00:de:ad:01"
 
@@ -114,7 +114,7 @@ def test_send_wake_reaches_the_lab_segment_as_ethernet_and_udp(lab: Lab) -> None
 
 @pytest.mark.lab
 def test_send_wake_on_a_missing_interface_is_a_clear_error(lab: Lab) -> None:
-    from pxetui.wol import WakeError
+    from pxetui.host.wol import WakeError
 
     with NetnsLoop(lab.server_ns) as nl, pytest.raises(WakeError, match="ip link show eth9"):
         nl.call(lambda: send_wake("eth9", "02:00:00:00:00:01", [TARGET]))

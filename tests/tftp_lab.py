@@ -14,10 +14,10 @@ from typing import Any
 
 from lab import Lab, NetnsLoop
 
-from pxetui.bootfiles import BootFiles, find_boot_files
+from pxetui.boot.bootfiles import BootFiles, find_boot_files
+from pxetui.host.netif import InterfaceInfo
 from pxetui.events import Event
-from pxetui.netif import InterfaceInfo
-from pxetui.services.tftp import TftpService
+from pxetui.services.tftp.server import TftpService
 from pxetui.session import Session, SessionConfig
 
 

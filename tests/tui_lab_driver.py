@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
-from pxetui import netif
+from pxetui.host import netif
 from pxetui.session import Session, SessionConfig
 from pxetui.session_loop import SessionLoop
 from pxetui.tui.app import PxetuiApp

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from lab import Lab, lab_available  # noqa: E402
 
-from pxetui.labnet import pxetui_command  # noqa: E402
+from pxetui.lab.netns import pxetui_command  # noqa: E402
 
 PERFDHCP = shutil.which("perfdhcp") or "/usr/sbin/perfdhcp"
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"

@@ -26,7 +26,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/, for classic.py
 from classic import nginx_conf
 
-from pxetui.labnet import Client, Lab, pxetui_command
+from pxetui.lab.netns import Client, Lab, pxetui_command
 
 GIB = 1024**3
 PXETUI_PORT = 8080

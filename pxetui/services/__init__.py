@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from pxetui.services.dhcp import DhcpService
-from pxetui.services.http import HttpService
-from pxetui.services.router_adverts import RouterAdvertService
-from pxetui.services.tftp import TftpService
-from pxetui.unattended import Renderer
+from pxetui.boot.unattended import Renderer
+from pxetui.services.dhcp.server import DhcpService
+from pxetui.services.http.server import HttpService
+from pxetui.services.ra.server import RouterAdvertService
+from pxetui.services.tftp.server import TftpService
 
 if TYPE_CHECKING:
     from pxetui.session import Session

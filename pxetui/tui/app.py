@@ -19,9 +19,9 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
-from pxetui import netif
 from pxetui.errors import PxetuiError
-from pxetui.events import Event
+from pxetui.host import netif
+from pxetui.model.events import Event
 from pxetui.session import Session
 from pxetui.session_loop import SessionLoop
 from pxetui.tui.updates import PendingUpdates

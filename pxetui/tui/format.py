@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from pxetui.plan import PlanEntry
-from pxetui.profiles import Profile
-from pxetui.registry import ARCH_NAMES, Machine, Stage
+from pxetui.boot.profiles import Profile
+from pxetui.model.plan import PlanEntry
+from pxetui.model.registry import ARCH_NAMES, Machine, Stage
 
 BAR_WIDTH = 6
 _BLOCKS = " ▏▎▍▌▋▊▉█"

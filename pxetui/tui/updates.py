@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from pxetui.events import Event
+from pxetui.model.events import Event
 
 LOG_KEEP = 1000  # event log lines kept in memory (and in the log pane)
 

@@ -13,7 +13,7 @@ from dnsmasq_rival import Dnsmasq
 from lab import Lab
 
 from e2e.initramfs import DI_DIR, build_report_initramfs
-from pxetui.qemu import Vm, VmSpec
+from pxetui.lab.qemu import Vm, VmSpec
 
 pytestmark = [pytest.mark.lab, pytest.mark.e2e]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import need, need_tools
 
-from pxetui.labnet import lab_available, leftover_namespaces
+from pxetui.lab.netns import lab_available, leftover_namespaces
 
 pytestmark = [pytest.mark.lab, pytest.mark.e2e]
 REPO = Path(__file__).resolve().parent.parent.parent

@@ -21,7 +21,7 @@ from lab import Lab, NetnsLoop
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from http_lab import PORT, start_http_lab
 
-from pxetui.qemu import Vm, VmSpec, qemu_command
+from pxetui.lab.qemu import Vm, VmSpec, qemu_command
 
 pytestmark = [pytest.mark.lab, pytest.mark.e2e]
 MAC = "52:54:00:e2:e1:01"

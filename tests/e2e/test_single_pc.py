@@ -10,7 +10,7 @@ import pytest
 from conftest import need_tools
 from lab import Lab
 
-from pxetui.qemu import Vm, VmSpec
+from pxetui.lab.qemu import Vm, VmSpec
 
 pytestmark = [pytest.mark.lab, pytest.mark.e2e]
 

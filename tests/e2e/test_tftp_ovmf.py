@@ -15,8 +15,8 @@ from conftest import need_tools
 from lab import Lab, NetnsLoop
 from tftp_lab import start_tftp
 
-from pxetui.bootfiles import DEBIAN_IPXE_DIR
-from pxetui.qemu import Vm, VmSpec
+from pxetui.boot.bootfiles import DEBIAN_IPXE_DIR
+from pxetui.lab.qemu import Vm, VmSpec
 
 pytestmark = [pytest.mark.lab, pytest.mark.e2e]
 MAC = "52:54:00:e2:f0:01"

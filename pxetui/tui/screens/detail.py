@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from pxetui.registry import Machine
+from pxetui.model.registry import Machine
 from pxetui.tui import format as fmt
 
 if TYPE_CHECKING:

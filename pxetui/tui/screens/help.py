@@ -11,7 +11,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from pxetui.registry import Stage
+from pxetui.model.registry import Stage
 
 STAGE_HELP = {
     Stage.WAITING: "planned, no packet yet: switch the PC on (or wake it with w)",

@@ -15,10 +15,10 @@ from textual.screen import Screen
 from textual.widgets import Collapsible, DataTable, Footer, RichLog, Static
 
 from pxetui.errors import PxetuiError
-from pxetui.events import Event
-from pxetui.mac import MacError, normalize_mac
-from pxetui.plan import PlanError, check_hostname
-from pxetui.registry import Machine, Stage
+from pxetui.host.mac import MacError, normalize_mac
+from pxetui.model.events import Event
+from pxetui.model.plan import PlanError, check_hostname
+from pxetui.model.registry import Machine, Stage
 from pxetui.tui import format as fmt
 from pxetui.tui.screens.forms import Field, FormScreen
 from pxetui.tui.updates import LOG_KEEP

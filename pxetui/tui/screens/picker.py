@@ -10,7 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from pxetui.netif import InterfaceInfo
+from pxetui.host.netif import InterfaceInfo
 
 if TYPE_CHECKING:
     from pxetui.tui.app import PxetuiApp

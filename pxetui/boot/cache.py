@@ -1,0 +1,158 @@
+"""The OS file cache: where a profile's files live and which of them may be served.
+
+A downloaded file is written as NAME.part, checked against its SHA-256, and only then renamed
+to NAME with a marker `.NAME.verified` next to it (sha256, size, mtime). A file in the cache
+without a marker that still matches it is "unverified" and is never served: it may be a
+half-copied file, a file replaced by hand, or one left by a crash between rename and marker.
+Files the operator names with `path:` are theirs and count as verified when they exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from pxetui.boot.profiles import Profile
+from pxetui.errors import UsageError
+
+PART_SUFFIX = ".part"
+MARKER_SUFFIX = ".verified"
+_HASH_CHUNK = 1 << 20
+
+
+class FileState(StrEnum):
+    PRESENT = "present"  # verified (or the operator's own `path:` file)
+    MISSING = "missing"
+    UNVERIFIED = "unverified"  # on disk but never verified, or changed since
+    PARTIAL = "partial"  # an interrupted download that `pxetui fetch` resumes
+
+
+@dataclass(frozen=True, slots=True)
+class CachedFile:
+    role: str
+    path: Path
+    state: FileState
+    size: int  # bytes on disk (of the .part file for PARTIAL)
+    origin: str  # the URL, the operator's path, or iso:INNER/PATH
+
+
+def part_path(path: Path) -> Path:
+    return path.with_name(path.name + PART_SUFFIX)
+
+
+def marker_path(path: Path) -> Path:
+    return path.with_name("." + path.name + MARKER_SUFFIX)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_marker(path: Path, sha256: str, origin: str) -> None:
+    """Record that `path` (as it is now) matched `sha256`; atomic, so never half-written."""
+    st = path.stat()
+    doc = {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "origin": origin}
+    marker = marker_path(path)
+    tmp = marker.with_name(marker.name + ".tmp")
+    tmp.write_text(json.dumps(doc), encoding="utf-8")
+    os.replace(tmp, marker)
+
+
+def read_marker(path: Path) -> dict[str, object] | None:
+    try:
+        doc = json.loads(marker_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def is_verified(path: Path) -> bool:
+    """True when `path` is the very file that was verified: same size and mtime as recorded.
+
+    Size and mtime instead of re-hashing: the HTTP service asks on every request and ISOs are
+    gigabytes; any copy, truncation or edit changes one of them.
+    """
+    doc = read_marker(path)
+    if doc is None:
+        return False
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return doc.get("size") == st.st_size and doc.get("mtime_ns") == st.st_mtime_ns
+
+
+def forget(path: Path) -> None:
+    """Remove a file's marker first, then the file: never a marker without its file's truth."""
+    marker_path(path).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+
+
+def origin_of(profile: Profile, role: str) -> str:
+    ref = profile.files[role]
+    if ref.path:
+        return ref.path
+    if ref.from_iso:
+        return f"iso:{ref.from_iso}"
+    assert ref.url is not None
+    return ref.url
+
+
+def verified_path(profile: Profile, role: str, cache_dir: Path) -> Path | None:
+    """The file to serve for `role` of `profile`, or None when it is missing or unverified.
+
+    This is what the HTTP service calls before it serves a kernel, initrd or ISO.
+    """
+    if role not in profile.files:
+        return None
+    path = profile.file_path(role, cache_dir)
+    if profile.files[role].path:
+        return path if path.is_file() else None
+    return path if is_verified(path) else None
+
+
+def file_status(profile: Profile, role: str, cache_dir: Path) -> CachedFile:
+    path = profile.file_path(role, cache_dir)
+    origin = origin_of(profile, role)
+    if verified_path(profile, role, cache_dir) is not None:
+        return CachedFile(role, path, FileState.PRESENT, path.stat().st_size, origin)
+    if path.is_file():
+        return CachedFile(role, path, FileState.UNVERIFIED, path.stat().st_size, origin)
+    part = part_path(path)
+    if not profile.files[role].path and part.is_file():
+        return CachedFile(role, path, FileState.PARTIAL, part.stat().st_size, origin)
+    return CachedFile(role, path, FileState.MISSING, 0, origin)
+
+
+def profile_status(profile: Profile, cache_dir: Path) -> list[CachedFile]:
+    return [file_status(profile, role, cache_dir) for role in profile.files]
+
+
+def unservable_roles(profile: Profile, cache_dir: Path) -> list[str]:
+    return [role for role in profile.files if verified_path(profile, role, cache_dir) is None]
+
+
+def fetch_command(profile: Profile, cache_dir: Path) -> str:
+    return f"pxetui fetch {profile.name} --cache {cache_dir}"
+
+
+def require_servable(profile: Profile, cache_dir: Path) -> None:
+    """Raise a UsageError naming what is missing and the command that fixes it."""
+    statuses = [s for s in profile_status(profile, cache_dir) if s.state is not FileState.PRESENT]
+    if not statuses:
+        return
+    listed = ", ".join(f"{s.role} {s.state.value} ({s.path})" for s in statuses)
+    local = [s for s in statuses if profile.files[s.role].path]
+    if local:
+        fix = "install or copy the file(s) named by 'path:' in " + str(profile.source)
+    else:
+        fix = "run: " + fetch_command(profile, cache_dir)
+    raise UsageError(f"profile {profile.name!r} cannot boot yet: {listed}; {fix}")

@@ -1,0 +1,241 @@
+"""OS profiles: one YAML file per OS, validated strictly (unknown keys are errors)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from pxetui.boot.resources import data_dir
+from pxetui.errors import UsageError
+
+ARCHES = ("x86_64", "i386", "arm64")
+FIRMWARES = ("bios", "uefi")
+TEMPLATES = ("preseed", "autoinstall", "kickstart")
+ACTIONS = ("local", "shell", "reboot")
+FILE_ROLES = ("kernel", "initrd", "iso")
+KEYS = {
+    "name": "id used in plans, URLs and the menu",
+    "title": "what the menu shows",
+    "description": "a longer note",
+    "arch": "list of iPXE ${buildarch}: x86_64, i386, arm64",
+    "firmware": "list: bios, uefi",
+    "kernel": "{url, sha256} or {path}",
+    "initrd": "{url, sha256} or {path}",
+    "iso": "{url, sha256} or {path}",
+    "sha256sums": "URL of an upstream SHA256SUMS file",
+    "cmdline": "kernel command line (a template)",
+    "template": "preseed | autoinstall | kickstart",
+    "chain": "URL of an iPXE script to chain to (netboot.xyz)",
+    "action": "local | shell | reboot, for entries that boot no OS",
+}
+FILE_KEYS = ("url", "path", "sha256", "from_iso")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ProfileError(UsageError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class FileRef:
+    url: str | None = None
+    path: str | None = None
+    sha256: str | None = None
+    # A file inside this profile's `iso` (e.g. casper/vmlinuz): `pxetui fetch` extracts it
+    # into the cache once the ISO itself is verified.
+    from_iso: str | None = None
+
+    @property
+    def basename(self) -> str:
+        if self.path:
+            return Path(self.path).name
+        if self.from_iso:
+            return PurePosixPath(self.from_iso).name
+        assert self.url is not None
+        return PurePosixPath(urlsplit(self.url).path).name or "file"
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    title: str
+    source: Path
+    arch: tuple[str, ...] = ("x86_64",)
+    firmware: tuple[str, ...] = FIRMWARES
+    description: str = ""
+    files: Mapping[str, FileRef] = field(default_factory=dict)
+    sha256sums: str | None = None
+    cmdline: str = ""
+    template: str | None = None
+    chain: str | None = None
+    action: str | None = None
+
+    def fits(self, arch: str | None) -> bool:
+        return arch is None or arch in self.arch
+
+    def file_path(self, role: str, cache_dir: Path) -> Path:
+        """Where the file for `role` is on disk: its `path:`, else its place in the cache."""
+        ref = self.files[role]
+        if ref.path:
+            p = Path(ref.path)
+            return p if p.is_absolute() else (self.source.parent / p)
+        return cache_dir / self.name / ref.basename
+
+    def missing_files(self, cache_dir: Path) -> list[str]:
+        return [r for r in self.files if not self.file_path(r, cache_dir).is_file()]
+
+
+def is_valid_name(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
+def _fail(source: Path, message: str) -> ProfileError:
+    return ProfileError(f"{source}: {message}")
+
+
+def _str_list(source: Path, key: str, value: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
+        raise _fail(source, f"'{key}' must be a list of: {', '.join(allowed)}")
+    for item in items:
+        if item not in allowed:
+            raise _fail(source, f"'{key}' has {item!r}; allowed: {', '.join(allowed)}")
+    return tuple(items)
+
+
+def _file_ref(source: Path, role: str, value: Any) -> FileRef:
+    if not isinstance(value, dict):
+        raise _fail(source, f"'{role}' must be a mapping with 'url' (and 'sha256') or 'path'")
+    for key in value:
+        if key not in FILE_KEYS:
+            raise _fail(source, f"unknown key '{role}.{key}' (known: {', '.join(FILE_KEYS)})")
+    url, path, sha = value.get("url"), value.get("path"), value.get("sha256")
+    inner = value.get("from_iso")
+    if [url, path, inner].count(None) != 2:
+        raise _fail(
+            source,
+            f"'{role}' needs exactly one of 'url' or 'path' (or 'from_iso': a file inside the profile's iso)",
+        )
+    if inner is not None and (role == "iso" or not isinstance(inner, str) or not inner.strip("/")):
+        raise _fail(source, f"'{role}.from_iso' must be a path inside the iso, like casper/vmlinuz")
+    if url is not None and (not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https")):
+        raise _fail(source, f"'{role}.url' must be an http:// or https:// URL, not {url!r}")
+    if path is not None and (not isinstance(path, str) or not path):
+        raise _fail(source, f"'{role}.path' must be a file path")
+    if sha is not None and (not isinstance(sha, str) or not _SHA256.match(sha.lower())):
+        hint = " in quotes (YAML read it as a number)" if isinstance(sha, int | float) else ""
+        raise _fail(source, f"'{role}.sha256' must be 64 hex digits{hint}")
+    ref = FileRef(url=url, path=path, sha256=sha.lower() if sha else None, from_iso=inner)
+    if ref.basename in ("", ".", ".."):
+        # The cache keeps a file under its last path component: it must name a file.
+        raise _fail(source, f"'{role}' must name a file, not {url or path or inner!r}")
+    return ref
+
+
+def parse_profile(source: Path, doc: Any) -> Profile:
+    if not isinstance(doc, dict):
+        raise _fail(source, "a profile must be a YAML mapping (key: value lines)")
+    for key in doc:
+        if key not in KEYS:
+            raise _fail(source, f"unknown key '{key}' (known: {', '.join(KEYS)})")
+    for key in ("name", "title"):
+        if not isinstance(doc.get(key), str) or not doc[key].strip():
+            raise _fail(source, f"missing required key '{key}' ({KEYS[key]})")
+    name = doc["name"]
+    if not _NAME.match(name):
+        raise _fail(source, f"name {name!r} must be lower-case letters, digits, '.', '_' or '-'")
+    files = {role: _file_ref(source, role, doc[role]) for role in FILE_ROLES if role in doc}
+    action, chain = doc.get("action"), doc.get("chain")
+    if action is not None and action not in ACTIONS:
+        raise _fail(source, f"'action' is {action!r}; allowed: {', '.join(ACTIONS)}")
+    if chain is not None and (not isinstance(chain, str) or urlsplit(chain).scheme not in ("http", "https")):
+        raise _fail(source, "'chain' must be an http:// or https:// URL")
+    kinds = [
+        k for k, present in (("kernel", "kernel" in files), ("chain", chain), ("action", action)) if present
+    ]
+    if len(kinds) != 1:
+        raise _fail(
+            source,
+            "a profile boots exactly one way: 'kernel' (with 'initrd'), 'chain' or 'action'"
+            + (f"; it has {', '.join(kinds)}" if kinds else "; it has none"),
+        )
+    if "kernel" not in files and ("initrd" in files or "iso" in files):
+        raise _fail(source, "'initrd' and 'iso' need a 'kernel'")
+    if any(ref.from_iso for ref in files.values()) and "iso" not in files:
+        raise _fail(source, "'from_iso' needs an 'iso' to take the file from")
+    basenames = [ref.basename for ref in files.values() if not ref.path]
+    if len(set(basenames)) != len(basenames):
+        raise _fail(source, f"two files would share one name in the cache: {', '.join(basenames)}")
+    template = doc.get("template")
+    if template is not None and template not in TEMPLATES:
+        raise _fail(source, f"'template' is {template!r}; allowed: {', '.join(TEMPLATES)}")
+    cmdline = doc.get("cmdline", "")
+    if not isinstance(cmdline, str):
+        raise _fail(source, "'cmdline' must be a string")
+    sums = doc.get("sha256sums")
+    if sums is not None and (not isinstance(sums, str) or urlsplit(sums).scheme not in ("http", "https")):
+        raise _fail(source, "'sha256sums' must be an http:// or https:// URL")
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        raise _fail(source, "'description' must be a string")
+    return Profile(
+        name=name,
+        title=doc["title"].strip(),
+        source=source,
+        arch=_str_list(source, "arch", doc.get("arch", ["x86_64"]), ARCHES),
+        firmware=_str_list(source, "firmware", doc.get("firmware", list(FIRMWARES)), FIRMWARES),
+        description=description,
+        files=files,
+        sha256sums=sums,
+        cmdline=cmdline,
+        template=template,
+        chain=chain,
+        action=action,
+    )
+
+
+def load_profile(source: Path) -> Profile:
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(source, f"cannot read: {exc}") from exc
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise _fail(source, f"not valid YAML: {exc}") from exc
+    return parse_profile(source, doc)
+
+
+def builtin_profiles_dir() -> Path:
+    return data_dir("profiles")
+
+
+def load_profiles(extra_dirs: Iterable[Path] = ()) -> dict[str, Profile]:
+    """Built-in profiles, then each extra directory; a later directory overrides by name."""
+    profiles: dict[str, Profile] = {}
+    for directory in [builtin_profiles_dir(), *extra_dirs]:
+        if not directory.is_dir():
+            raise ProfileError(f"{directory}: no such profiles directory")
+        names: dict[str, Path] = {}
+        for source in sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml")):
+            profile = load_profile(source)
+            if profile.name in names:
+                raise _fail(source, f"name {profile.name!r} is already used by {names[profile.name]}")
+            names[profile.name] = source
+            profiles[profile.name] = profile
+    return profiles
+
+
+def default_cache_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/cache/pxetui")
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pxetui"

@@ -1,0 +1,50 @@
+"""Per-machine tokens: the secret an installer sends back with its completion report.
+
+A token appears only in the files rendered for that one machine (its preseed, its kernel
+command line when the profile asks for it), so a host that knows another's MAC still cannot
+mark that machine done. Tokens survive a restart (saved in the state directory), because an
+install started before a restart reports after it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from pxetui.model.state import StateDir
+
+STATE_NAME = "tokens"
+TOKEN_BYTES = 16
+
+
+class Tokens:
+    def __init__(self, state: StateDir) -> None:
+        self._state = state
+        self._tokens: dict[str, str] = {}
+        self._loaded = False
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        doc = self._state.load(STATE_NAME) or {}
+        saved = doc.get("tokens", {}) if isinstance(doc, dict) else {}
+        self._tokens = {str(k): str(v) for k, v in saved.items()}
+        self._loaded = True
+
+    def for_mac(self, mac: str) -> str:
+        """The token of `mac`, made (and saved) the first time it is asked for."""
+        self._load()
+        token = self._tokens.get(mac)
+        if token is None:
+            token = secrets.token_urlsafe(TOKEN_BYTES)
+            self._tokens[mac] = token
+            self._state.save(STATE_NAME, {"version": 1, "tokens": self._tokens})
+        return token
+
+    def check(self, mac: str, token: str) -> bool:
+        """True only for the token handed out to `mac` (constant-time compare)."""
+        self._load()
+        expected = self._tokens.get(mac)
+        if expected is None or not token:
+            return False
+        return hmac.compare_digest(expected.encode(), token.encode())

@@ -1,0 +1,305 @@
+"""The DHCP policy as a pure function: one decoded request in, at most one reply out.
+
+No sockets and no events here: `answer()` returns what to send (and how), which event to
+report and any error, so every firmware case can be unit-tested and fuzzed directly.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pxetui.model.registry import firmware_for_arch
+from pxetui.services.dhcp import codec
+from pxetui.services.dhcp.codec import Packet
+from pxetui.services.dhcp.leases import LeasePool
+
+SERVER_PORT = 67
+CLIENT_PORT = 68
+PROXY_PORT = 4011
+IPXE_SCRIPT = "/boot.ipxe"
+HTTP_LOADERS = "/loaders/"
+HTTP_BOOT_ARCHES = (16, 19)
+# PXE vendor options (option 43): PXE_DISCOVERY_CONTROL = 8 tells the firmware to take the boot
+# file from this packet instead of doing boot-server discovery; 255 ends the sub-options.
+PXE_VENDOR_OPTIONS = b"\x06\x01\x08\xff"
+BROADCAST_IP = b"\xff\xff\xff\xff"
+NOT_PXE = "not a PXE client"
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    mode: str  # "full" or "proxy"
+    server_ip: ipaddress.IPv4Address
+    network: ipaddress.IPv4Network
+    http_base: str
+    loader_for_arch: Callable[[int], str | None]
+    expected_loader: Callable[[int], str]  # the file that would serve `arch`, to name it in errors
+    hostname_for: Callable[[str], str | None] = lambda mac: None
+    boot_dir: str = ""
+
+    # Derived once: the hot path builds thousands of replies a second from these.
+    @functools.cached_property
+    def server_packed(self) -> bytes:
+        return self.server_ip.packed
+
+    @functools.cached_property
+    def server_text(self) -> bytes:
+        return str(self.server_ip).encode()
+
+    @functools.cached_property
+    def netmask_packed(self) -> bytes:
+        return self.network.netmask.packed
+
+
+@dataclass(frozen=True, slots=True)
+class BootChoice:
+    file: str | None  # a TFTP name or an http:// URL; None for a client that is not booting
+    vendor_class: bytes | None  # option 60 in the reply (PXEClient / HTTPClient)
+    error: str | None = None  # no loader for this client's architecture
+    pxe_vendor_options: bool = True  # option 43 for PXE firmware (not for iPXE or HTTP boot)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where the reply goes: `ether` set means a raw frame to that MAC, else UDP to ip:port."""
+
+    ip: str
+    port: int
+    ether: bytes | None
+
+
+@dataclass(slots=True)
+class Answer:
+    kind: str | None = None  # "offer" / "ack" / "nak"; None: say nothing
+    reply: bytes = b""
+    delivery: Delivery | None = None
+    ip: str | None = None
+    file: str | None = None
+    error: str | None = None  # reported as an `error` event (with the client's MAC)
+    note: str | None = None  # why nothing was sent, for the request's event
+
+
+def boot_choice(packet: Packet, facts: ServerFacts) -> BootChoice:
+    vendor = packet.options.get(codec.OPT_VENDOR_CLASS, b"")
+    arch = codec.client_arch(packet)
+    if codec.is_ipxe(packet):
+        # iPXE only takes an address-less (proxyDHCP) offer that says PXEClient.
+        return BootChoice(
+            facts.http_base + IPXE_SCRIPT,
+            b"PXEClient" if vendor.startswith(b"PXEClient") else None,
+            pxe_vendor_options=False,
+        )
+    http_boot = vendor.startswith(b"HTTPClient")
+    if not http_boot and not vendor.startswith(b"PXEClient") and arch is None:
+        return BootChoice(None, None)  # an ordinary DHCP client: an address, no boot file
+    if arch is None:
+        arch = 0
+    loader = facts.loader_for_arch(arch)
+    if loader is None:
+        missing = facts.expected_loader(arch)
+        where = f" in {facts.boot_dir}" if facts.boot_dir else ""
+        return BootChoice(
+            None,
+            None,
+            error=f"no boot loader for arch {arch} ({firmware_for_arch(arch)}): {missing} is missing{where}",
+        )
+    if http_boot or arch in HTTP_BOOT_ARCHES:
+        return BootChoice(facts.http_base + HTTP_LOADERS + loader, b"HTTPClient")
+    return BootChoice(loader, b"PXEClient")
+
+
+def answer(packet: Packet, port: int, facts: ServerFacts, pool: LeasePool | None) -> Answer:
+    """Decide the reply to `packet`, which arrived on UDP `port` (67, or 4011 in proxy mode)."""
+    mtype = packet.message_type
+    if facts.mode == "proxy":
+        return _answer_proxy(packet, port, mtype, facts)
+    assert pool is not None, "full mode needs a lease pool"
+    if mtype == codec.DISCOVER:
+        return _answer_discover(packet, facts, pool)
+    if mtype == codec.REQUEST:
+        return _answer_request(packet, facts, pool)
+    if mtype == codec.RELEASE:
+        pool.release(packet.mac, int.from_bytes(packet.ciaddr, "big"))
+        return Answer(note="release")
+    if mtype == codec.DECLINE:
+        declined = _requested(packet)
+        if declined is not None:
+            pool.decline(packet.mac, int.from_bytes(declined, "big"))
+        return Answer(note="decline")
+    return Answer(note="ignored message type")
+
+
+def _requested(packet: Packet) -> bytes | None:
+    return packet.ip_option(codec.OPT_REQUESTED_IP)
+
+
+def _answer_discover(packet: Packet, facts: ServerFacts, pool: LeasePool) -> Answer:
+    boot = boot_choice(packet, facts)
+    if boot.error is not None:
+        return Answer(error=boot.error, note="no boot loader")
+    ip = pool.offer(packet.mac)
+    if ip is None:
+        return Answer(error=f"address pool full ({pool.size} addresses): widen --range", note="pool full")
+    return _reply(packet, codec.OFFER, ip.to_bytes(4, "big"), boot, facts, pool, SERVER_PORT)
+
+
+def _answer_request(packet: Packet, facts: ServerFacts, pool: LeasePool) -> Answer:
+    server_id = packet.ip_option(codec.OPT_SERVER_ID)
+    if server_id is not None and server_id != facts.server_packed:
+        pool.forget_offer(packet.mac)
+        return Answer(note="for another server")
+    wanted = _requested(packet) or (packet.ciaddr if packet.ciaddr != codec.ZERO_IP else None)
+    if wanted is None:
+        return Answer(error="REQUEST names no address", note="no address")
+    wanted_ip = ipaddress.IPv4Address(wanted)
+    boot = boot_choice(packet, facts)
+    if wanted_ip not in facts.network:
+        return _nak(packet, f"{wanted_ip} is not on {facts.network}", facts)
+    lease = pool.lease_for(packet.mac)
+    ours_to_give = pool.in_pool(int(wanted_ip)) or (lease is not None and lease.ip == int(wanted_ip))
+    if server_id is None and not ours_to_give:
+        # INIT-REBOOT for an address we never gave out: RFC 2131 says stay silent.
+        return Answer(note="not our address")
+    verdict = pool.request(packet.mac, int(wanted_ip))
+    if not verdict.ack:
+        return _nak(packet, verdict.reason, facts)
+    result = _reply(packet, codec.ACK, wanted, boot, facts, pool, SERVER_PORT)
+    result.error = boot.error
+    return result
+
+
+def _answer_proxy(packet: Packet, port: int, mtype: int, facts: ServerFacts) -> Answer:
+    vendor = packet.options.get(codec.OPT_VENDOR_CLASS, b"")
+    if not vendor.startswith((b"PXEClient", b"HTTPClient")):
+        return Answer(note=NOT_PXE)
+    if mtype == codec.DISCOVER and port == SERVER_PORT:
+        kind = codec.OFFER
+    elif mtype == codec.REQUEST:
+        server_id = packet.ip_option(codec.OPT_SERVER_ID)
+        if port != PROXY_PORT and server_id != facts.server_packed:
+            return Answer(note="for another server")
+        kind = codec.ACK
+    else:
+        return Answer(note="ignored message type")
+    boot = boot_choice(packet, facts)
+    if boot.error is not None or boot.file is None:
+        return Answer(error=boot.error, note="no boot loader")
+    return _reply(packet, kind, codec.ZERO_IP, boot, facts, None, port)
+
+
+def _reply(
+    packet: Packet,
+    kind: int,
+    yiaddr: bytes,
+    boot: BootChoice,
+    facts: ServerFacts,
+    pool: LeasePool | None,
+    port: int,
+) -> Answer:
+    server = facts.server_packed
+    options: list[tuple[int, bytes]] = [
+        (codec.OPT_MESSAGE_TYPE, bytes((kind,))),
+        (codec.OPT_SERVER_ID, server),
+    ]
+    if pool is not None:
+        options += _lease_options(pool.lease_seconds, facts.netmask_packed)
+        hostname = facts.hostname_for(packet.mac)
+        if hostname:
+            options.append((codec.OPT_HOSTNAME, hostname.encode("ascii", "replace")))
+    file_field = b""
+    if boot.file is not None:
+        if boot.vendor_class is not None:
+            options.append((codec.OPT_VENDOR_CLASS, boot.vendor_class))
+        options.append((codec.OPT_TFTP_SERVER, facts.server_text))
+        options.append((codec.OPT_BOOTFILE, boot.file.encode()))
+        if boot.vendor_class == b"PXEClient" and boot.pxe_vendor_options:
+            options.append((codec.OPT_VENDOR, PXE_VENDOR_OPTIONS))
+        encoded = boot.file.encode()
+        file_field = encoded if len(encoded) < 128 else b""
+    for echoed in (codec.OPT_UUID, codec.OPT_CLIENT_ID):
+        value = packet.options.get(echoed)
+        if value is not None:
+            options.append((echoed, value))
+    reply = _bootreply(
+        packet,
+        ciaddr=packet.ciaddr if kind == codec.ACK else codec.ZERO_IP,
+        yiaddr=yiaddr,
+        siaddr=server if boot.file is not None else codec.ZERO_IP,
+        file=file_field,
+    )
+    name = codec.MESSAGE_NAMES[kind]
+    ip_text = codec.ip_text(yiaddr) if yiaddr != codec.ZERO_IP else None
+    return Answer(
+        kind=name,
+        reply=codec.encode(reply, options),
+        delivery=delivery_for(packet, yiaddr, port),
+        ip=ip_text,
+        file=boot.file,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _lease_options(lease: int, netmask: bytes) -> list[tuple[int, bytes]]:
+    return [
+        (codec.OPT_LEASE_TIME, struct.pack("!I", lease)),
+        (codec.OPT_T1, struct.pack("!I", lease // 2)),
+        (codec.OPT_T2, struct.pack("!I", lease * 7 // 8)),
+        (codec.OPT_SUBNET_MASK, netmask),
+    ]
+
+
+def _bootreply(packet: Packet, *, ciaddr: bytes, yiaddr: bytes, siaddr: bytes, file: bytes) -> Packet:
+    """The BOOTREPLY header answering `packet`: same xid, giaddr and chaddr, our addresses."""
+    return Packet(
+        op=codec.BOOTREPLY,
+        htype=codec.HTYPE_ETHERNET,
+        hlen=6,
+        hops=0,
+        xid=packet.xid,
+        secs=0,
+        flags=packet.flags & codec.BROADCAST_FLAG,
+        ciaddr=ciaddr,
+        yiaddr=yiaddr,
+        siaddr=siaddr,
+        giaddr=packet.giaddr,
+        chaddr=packet.chaddr,
+        sname=b"",
+        file=file,
+    )
+
+
+def _nak(packet: Packet, reason: str, facts: ServerFacts) -> Answer:
+    reply = _bootreply(packet, ciaddr=codec.ZERO_IP, yiaddr=codec.ZERO_IP, siaddr=codec.ZERO_IP, file=b"")
+    options = [
+        (codec.OPT_MESSAGE_TYPE, bytes((codec.NAK,))),
+        (codec.OPT_SERVER_ID, facts.server_packed),
+        (codec.OPT_MESSAGE, reason.encode("ascii", "replace")[:200]),
+    ]
+    if packet.giaddr != codec.ZERO_IP:
+        delivery = Delivery(codec.ip_text(packet.giaddr), SERVER_PORT, None)
+    else:  # RFC 2131 4.3.2: a NAK is an IP broadcast (the frame still goes to chaddr only)
+        delivery = Delivery("255.255.255.255", CLIENT_PORT, packet.mac_bytes)
+    return Answer(kind="nak", reply=codec.encode(reply, options), delivery=delivery, note=reason)
+
+
+def delivery_for(packet: Packet, yiaddr: bytes, port: int) -> Delivery:
+    """RFC 2131 4.1, with the Ethernet destination always the client's own MAC.
+
+    Replies to a relay go to the relay; to a client that has an address (ciaddr, or anything
+    that reached us on 4011) by plain UDP; to a client without one as a frame to chaddr, IP
+    broadcast if it asked for that, else to yiaddr. A frame to chaddr never reaches a
+    different PC, even one that reused the same transaction id.
+    """
+    if packet.giaddr != codec.ZERO_IP:
+        return Delivery(codec.ip_text(packet.giaddr), SERVER_PORT, None)
+    if port == PROXY_PORT:
+        return Delivery("", 0, None)  # back to the request's source address and port
+    if packet.ciaddr != codec.ZERO_IP:
+        return Delivery(codec.ip_text(packet.ciaddr), CLIENT_PORT, None)
+    if packet.broadcast or yiaddr == codec.ZERO_IP:
+        return Delivery("255.255.255.255", CLIENT_PORT, packet.mac_bytes)
+    return Delivery(codec.ip_text(yiaddr), CLIENT_PORT, packet.mac_bytes)

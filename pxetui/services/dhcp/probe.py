@@ -1,0 +1,131 @@
+"""Find other DHCP servers: send one DISCOVER, collect the OFFERs, and describe each server.
+
+A second DHCP server on a shared network breaks everyone's network, so pxetui asks before it
+serves: any answer means proxy mode (or a refusal in --mode full). The same decoding serves
+the watch that keeps listening while pxetui runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import socket
+from dataclasses import asdict, dataclass
+
+from pxetui.services.dhcp import codec, rawnet
+
+PROBE_VENDOR_CLASS = b"PXEClient:Arch:00000:UNDI:002001"  # so proxyDHCP servers answer too
+
+
+@dataclass(frozen=True, slots=True)
+class Rival:
+    server_id: str
+    server_mac: str
+    message: str  # "offer" / "ack"
+    offers_address: bool
+    subnet: str | None
+    router: str | None
+    next_server: str | None
+    boot_file: str | None
+
+    def fields(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def rival_from_reply(payload: bytes, source_mac: bytes, ours: bytes | None) -> Rival | None:
+    """The server behind an OFFER/ACK, or None when it is ours or not a server reply at all."""
+    try:
+        packet = codec.decode(payload)
+    except codec.DecodeError:
+        return None
+    if packet.op != codec.BOOTREPLY or packet.message_type not in (codec.OFFER, codec.ACK):
+        return None
+    server_id = packet.ip_option(codec.OPT_SERVER_ID)
+    if server_id is None or server_id == ours:
+        return None
+    mask = packet.ip_option(codec.OPT_SUBNET_MASK)
+    subnet = None
+    if packet.yiaddr != codec.ZERO_IP and mask is not None:
+        with contextlib.suppress(ValueError):
+            net = ipaddress.IPv4Network(f"{codec.ip_text(packet.yiaddr)}/{codec.ip_text(mask)}", strict=False)
+            subnet = str(net)
+    router = packet.options.get(codec.OPT_ROUTER)
+    next_server = codec.text(packet.options.get(codec.OPT_TFTP_SERVER))
+    if next_server is None and packet.siaddr != codec.ZERO_IP:
+        next_server = codec.ip_text(packet.siaddr)
+    boot_file = codec.text(packet.options.get(codec.OPT_BOOTFILE))
+    if boot_file is None and packet.file.strip(b"\x00"):
+        boot_file = codec.text(packet.file.split(b"\x00", 1)[0])
+    return Rival(
+        server_id=codec.ip_text(server_id),
+        server_mac=":".join(f"{b:02x}" for b in source_mac[:6]),
+        message=codec.MESSAGE_NAMES[packet.message_type],
+        offers_address=packet.yiaddr != codec.ZERO_IP,
+        subnet=subnet,
+        router=codec.ip_text(router[:4]) if router and len(router) >= 4 else None,
+        next_server=next_server,
+        boot_file=boot_file,
+    )
+
+
+def probe_discover(mac: bytes, xid: int) -> bytes:
+    packet = codec.Packet(
+        op=codec.BOOTREQUEST,
+        htype=codec.HTYPE_ETHERNET,
+        hlen=6,
+        hops=0,
+        xid=xid,
+        secs=0,
+        flags=codec.BROADCAST_FLAG,
+        ciaddr=codec.ZERO_IP,
+        yiaddr=codec.ZERO_IP,
+        siaddr=codec.ZERO_IP,
+        giaddr=codec.ZERO_IP,
+        chaddr=mac.ljust(16, b"\x00"),
+        sname=b"",
+        file=b"",
+    )
+    options = [
+        (codec.OPT_MESSAGE_TYPE, bytes((codec.DISCOVER,))),
+        (codec.OPT_PARAMS, bytes((1, 3, 6, 43, 54, 60, 66, 67))),
+        (codec.OPT_VENDOR_CLASS, PROBE_VENDOR_CLASS),
+        (codec.OPT_ARCH, b"\x00\x00"),
+    ]
+    return codec.encode(packet, options)
+
+
+async def probe(
+    tap: socket.socket, sender: socket.socket, ifname: str, mac: bytes, seconds: float, ours: bytes | None
+) -> list[Rival]:
+    """Broadcast one DISCOVER from `mac` and return every server that answered within `seconds`."""
+    loop = asyncio.get_running_loop()
+    xid = int.from_bytes(os.urandom(4), "big")
+    datagram = rawnet.ip_udp(codec.ZERO_IP, b"\xff" * 4, 68, 67, probe_discover(mac, xid))
+    found: dict[str, Rival] = {}
+    start = loop.time()
+    deadline = start + seconds
+    sends = [start, start + seconds / 2]  # twice, in case the first frame met a port still coming up
+    while True:
+        now = loop.time()
+        if now >= deadline:
+            break
+        while sends and sends[0] <= now:
+            rawnet.send_frame(sender, ifname, rawnet.BROADCAST_MAC, datagram)
+            sends.pop(0)
+        wake = min(deadline, sends[0]) if sends else deadline
+        try:
+            data, address = await asyncio.wait_for(loop.sock_recvfrom(tap, 4096), timeout=wake - now)
+        except TimeoutError:
+            continue
+        parts = rawnet.udp_payload(data)
+        if parts is None or parts[3] != 68:
+            continue
+        payload = parts[4]
+        if len(payload) < codec.HEADER_LEN or int.from_bytes(payload[4:8], "big") != xid:
+            continue
+        rival = rival_from_reply(payload, address[4], ours)
+        if rival is not None:
+            found.setdefault(rival.server_id, rival)
+    return list(found.values())

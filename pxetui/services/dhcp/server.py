@@ -1,0 +1,455 @@
+"""The DHCP service: PXE boot answers in full or proxyDHCP mode, with rival-server safety.
+
+Sockets: UDP 67 on the serving interface (SO_BINDTODEVICE; bound to 0.0.0.0 because the
+requests that matter are broadcasts from clients that have no address), UDP 4011 on the
+interface address in proxy mode, an AF_PACKET socket to send frames to each client's MAC, and
+a filtered AF_PACKET tap that sees other servers' replies (the probe and the rival watch).
+The policy itself is pxetui/services/dhcp/answer.py; this module moves bytes and reports events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+from pxetui.boot.bootfiles import ARM64_LOADERS, BIOS_LOADER, IA32_LOADERS, BootFiles
+from pxetui.errors import PxetuiError, UsageError
+from pxetui.model.state import StateWriter
+from pxetui.services.dhcp import codec, rawnet
+from pxetui.services.dhcp.answer import NOT_PXE, PROXY_PORT, SERVER_PORT, Answer, ServerFacts, answer
+from pxetui.services.dhcp.leases import LeasePool, default_range
+from pxetui.services.dhcp.probe import Rival, probe, rival_from_reply
+
+if TYPE_CHECKING:
+    from pxetui.session import Session
+
+PROBE_SECONDS = 2.0
+LEASE_SAVE_DELAY = 0.5  # seconds: leases change in bursts when a room powers on; one write per burst
+ERROR_EVENT_INTERVAL = 1.0  # at most one `error` event per reason and second; the rest are counted
+RIVAL_REPEAT_SECONDS = 30.0
+BATCH = 64  # packets handled per wake-up before yielding to the loop
+
+
+class ErrorCounter:
+    """Counts dropped packets per reason; says when an `error` event is due (rate limit)."""
+
+    def __init__(self, interval: float = ERROR_EVENT_INTERVAL) -> None:
+        self.interval = interval
+        self.counts: dict[str, int] = {}
+        self._last: dict[str, tuple[float, int]] = {}  # key -> (time of last event, count then)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def count(self, reason: str, key: str | None = None) -> int | None:
+        """Count one drop; return how many went unreported since the last event, if one is due."""
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        slot = f"{reason}|{key}"
+        now = time.monotonic()
+        last = self._last.get(slot)
+        if last is not None and now - last[0] < self.interval:
+            return None
+        seen = self.counts[reason]
+        self._last[slot] = (now, seen)
+        return seen - last[1] if last is not None else 1
+
+
+class DhcpService:
+    name = "dhcp"
+
+    def __init__(self, session: Session, probe_seconds: float = PROBE_SECONDS) -> None:
+        self.session = session
+        self.probe_seconds = probe_seconds
+        self.mode = "full"
+        self.pool: LeasePool | None = None
+        self.facts: ServerFacts | None = None
+        self.errors = ErrorCounter()
+        self.rivals: dict[str, Rival] = {}
+        self._rival_reported: dict[str, float] = {}
+        self._server: socket.socket | None = None
+        self._proxy: socket.socket | None = None
+        self._sender: socket.socket | None = None
+        self._tap: socket.socket | None = None
+        self._save_handle: asyncio.TimerHandle | None = None
+        self._writer: StateWriter | None = None
+        self._ifname = ""
+        self._ours = b""
+        self.answered = 0
+        self.ignored = 0  # proxy mode: requests from clients that are not network-booting
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        session = self.session
+        interface, address, boot_files = session.interface, session.address, session.boot_files
+        if interface is None or address is None or boot_files is None:
+            raise PxetuiError("the DHCP service needs a started session (interface, address, boot files)")
+        self._ifname = interface.name
+        self._ours = address.ip.packed
+        loop = asyncio.get_running_loop()
+        self._writer = StateWriter(session.state, self._save_failed, "dhcp-leases")
+        try:
+            self._sender = rawnet.frame_sender(self._ifname)
+            _grow_buffers(self._sender)
+            self._tap = rawnet.server_reply_tap(self._ifname)
+        except OSError as exc:
+            self._close()
+            raise PxetuiError(
+                f"cannot open a packet socket on {self._ifname}: {exc.strerror}; pxetui must run as root"
+            ) from exc
+        try:
+            self.mode = await self._resolve_mode(interface.mac)
+            if self.mode == "full":
+                self.pool = self._make_pool(address)
+            self.facts = self._make_facts(address, boot_files)
+            self._server = _bind_udp(self._ifname, "0.0.0.0", SERVER_PORT)
+            if self.mode == "proxy":
+                self._proxy = _bind_udp(self._ifname, str(address.ip), PROXY_PORT)
+        except BaseException:
+            self._close()
+            raise
+        session.mode = self.mode
+        loop.add_reader(self._server.fileno(), self._drain, self._server, SERVER_PORT)
+        if self._proxy is not None:
+            loop.add_reader(self._proxy.fileno(), self._drain, self._proxy, PROXY_PORT)
+        loop.add_reader(self._tap.fileno(), self._watch)
+
+    async def stop(self) -> None:
+        self._close()
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+            self._save_handle = None
+        self._save_leases()
+
+    def describe(self) -> dict[str, object]:
+        info: dict[str, object] = {
+            "mode": self.mode,
+            "port": SERVER_PORT,
+            "answered": self.answered,
+            "dropped": self.errors.total,
+            "ignored": self.ignored,
+            "rivals": sorted(self.rivals),
+        }
+        if self.mode == "proxy":
+            info["proxy_port"] = PROXY_PORT
+        if self.pool is not None:
+            first, last = ipaddress.IPv4Address(self.pool.first), ipaddress.IPv4Address(self.pool.last)
+            info["range"] = f"{first}-{last}"
+            info["leases"] = len(self.pool.by_mac)
+        return info
+
+    def _close(self) -> None:
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        for sock in (self._server, self._proxy, self._tap, self._sender):
+            if sock is None:
+                continue
+            if loop is not None and sock.fileno() >= 0:
+                loop.remove_reader(sock.fileno())
+            sock.close()
+        self._server = self._proxy = self._tap = self._sender = None
+
+    # -- mode and pool ------------------------------------------------------------------------
+
+    async def _resolve_mode(self, mac_text: str) -> str:
+        requested = self.session.config.mode
+        self.mode = requested  # what dhcp.rival events from the probe report
+        if requested == "proxy":
+            return "proxy"  # the operator knows there is a server; the watch still reports it
+        assert self._tap is not None and self._sender is not None
+        mac = bytes.fromhex(mac_text.replace(":", "")) if mac_text else b"\x02\x00\x00\x00\x00\x01"
+        found = await probe(self._tap, self._sender, self._ifname, mac, self.probe_seconds, self._ours)
+        for rival in found:
+            self._report_rival(rival)
+        if not found:
+            return "full"
+        if requested == "auto":
+            return "proxy"
+        if self.session.config.force:
+            return "full"
+        names = ", ".join(f"{r.server_id} ({r.server_mac})" for r in found)
+        raise UsageError(
+            f"another DHCP server answers on {self._ifname}: {names}. Two servers handing out"
+            " addresses break the network for everyone on it. Use `--mode proxy` (or the default"
+            " `--mode auto`): pxetui then only adds boot information and that server keeps"
+            " giving out addresses. `--force` serves full DHCP anyway (only on a network you own)."
+        )
+
+    def _make_pool(self, address: ipaddress.IPv4Interface) -> LeasePool:
+        config = self.session.config
+        network = address.network
+        if config.pool is not None:
+            first, last = config.pool
+            if first not in network or last not in network:
+                base = network.network_address
+                raise UsageError(
+                    f"--range {first}-{last} is not inside {network} (the subnet of {self._ifname});"
+                    f" give a range on it, e.g. {base + 100}-{base + 199}"
+                )
+        else:
+            try:
+                first, last = default_range(network, address.ip)
+            except ValueError as exc:
+                raise UsageError(f"{exc}: give {self._ifname} a /24 with --address") from exc
+        pool = LeasePool(
+            first, last, exclude=(address.ip, network.network_address, network.broadcast_address)
+        )
+        kept = pool.load_document(self.session.state.load("leases"))
+        if kept:
+            self.session.emit("dhcp.leases", restored=kept)
+        return pool
+
+    def _make_facts(self, address: ipaddress.IPv4Interface, boot_files: BootFiles) -> ServerFacts:
+        plan = self.session.plan
+
+        def hostname_for(mac: str) -> str | None:
+            entry = plan.get(mac)
+            return entry.hostname if entry is not None else None
+
+        return ServerFacts(
+            mode=self.mode,
+            server_ip=address.ip,
+            network=address.network,
+            http_base=self.session.http_base,
+            loader_for_arch=boot_files.loader_for_arch,
+            expected_loader=lambda arch: expected_loader(boot_files, arch),
+            hostname_for=hostname_for,
+            boot_dir=str(boot_files.root),
+        )
+
+    # -- the hot path -------------------------------------------------------------------------
+
+    def _drain(self, sock: socket.socket, port: int) -> None:
+        for _ in range(BATCH):
+            try:
+                data, source = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                return
+            try:
+                self._handle(data, source, sock, port)
+            except Exception as exc:  # one bad packet must never stop the server
+                self._drop(f"internal error: {type(exc).__name__}: {exc}", None)
+        if self.pool is not None and self.pool.changed:
+            self._schedule_save()
+
+    def _handle(self, data: bytes, source: tuple[str, int], sock: socket.socket, port: int) -> None:
+        try:
+            packet = codec.decode(data)
+        except codec.DecodeError as exc:
+            self._drop(exc.reason, None)
+            return
+        if packet.op != codec.BOOTREQUEST:
+            self._drop("BOOTREPLY sent to the server", packet.mac)
+            return
+        mtype = packet.message_type
+        if mtype == 0:
+            self._drop("BOOTP request without DHCP message type", packet.mac)
+            return
+        assert self.facts is not None
+        result = answer(packet, port, self.facts, self.pool)
+        if result.note == NOT_PXE:
+            # proxyDHCP on a shared network: phones and laptops are not ours to list (nor to
+            # use up the operator's "next N unknown machines" policy).
+            self.ignored += 1
+            return
+        facts = client_fields(packet)
+        kind = codec.MESSAGE_NAMES[mtype]
+        emit = self.session.emit
+        if kind in ("discover", "request"):
+            extra: dict[str, Any] = {}
+            if kind == "request":
+                requested = packet.ip_option(codec.OPT_REQUESTED_IP)
+                server_id = packet.ip_option(codec.OPT_SERVER_ID)
+                if requested is not None:
+                    extra["requested"] = codec.ip_text(requested)
+                if server_id is not None:
+                    extra["server_id"] = codec.ip_text(server_id)
+            if port == PROXY_PORT:
+                extra["port"] = PROXY_PORT
+            emit(f"dhcp.{kind}", packet.mac, **facts, **extra)
+        if result.error is not None:
+            self._drop(result.error, packet.mac)
+        if result.kind is None or result.delivery is None:
+            return
+        self._send(result, sock, source)
+        self.answered += 1
+        reply_fields = dict(facts)
+        if result.ip is not None:
+            reply_fields["ip"] = result.ip
+        elif packet.ciaddr != codec.ZERO_IP:
+            # proxyDHCP: the address came from the other server; the PC told us which it is.
+            reply_fields["ip"] = codec.ip_text(packet.ciaddr)
+        if result.file is not None:
+            reply_fields["file"] = result.file
+        if result.kind == "nak":
+            reply_fields["reason"] = result.note
+        emit(f"dhcp.{result.kind}", packet.mac, **reply_fields)
+
+    def _send(self, result: Answer, sock: socket.socket, source: tuple[str, int]) -> None:
+        delivery = result.delivery
+        assert delivery is not None
+        try:
+            if delivery.ether is not None:
+                assert self._sender is not None
+                dst = socket.inet_aton(delivery.ip)
+                datagram = rawnet.ip_udp(self._ours, dst, SERVER_PORT, delivery.port, result.reply)
+                rawnet.send_frame(self._sender, self._ifname, delivery.ether, datagram)
+            elif delivery.port == 0:
+                sock.sendto(result.reply, source)
+            else:
+                sock.sendto(result.reply, (delivery.ip, delivery.port))
+        except BlockingIOError:
+            self._drop("send queue full", None)
+        except OSError as exc:
+            self._drop(f"send failed: {exc.strerror}", None)
+
+    def _drop(self, reason: str, mac: str | None) -> None:
+        unreported = self.errors.count(reason, mac)
+        if unreported is not None:
+            self.session.emit(
+                "error",
+                mac,
+                service="dhcp",
+                reason=reason,
+                count=self.errors.counts[reason],
+                since_last=unreported,
+            )
+
+    # -- leases -------------------------------------------------------------------------------
+
+    def _schedule_save(self) -> None:
+        if self._save_handle is None:
+            loop = asyncio.get_running_loop()
+            self._save_handle = loop.call_later(LEASE_SAVE_DELAY, self._save_soon)
+
+    def _save_soon(self) -> None:
+        """Snapshot on the loop, write (and fsync) on the one writer thread: no stall, in order."""
+        self._save_handle = None
+        if self.pool is None or not self.pool.changed:
+            return
+        self.pool.changed = False
+        document = self.pool.to_document()
+        if self._writer is not None:
+            self._writer.save("leases", document)
+
+    def _save_failed(self, name: str, exc: OSError) -> None:
+        self.session.emit("error", None, service="dhcp", reason=f"cannot save {name}: {exc}")
+
+    def _save_leases(self) -> None:
+        if self._writer is not None:
+            self._writer.close()  # earlier snapshots land first
+            self._writer = None
+        if self.pool is None or not self.pool.changed:
+            return
+        self.pool.changed = False
+        self.session.state.save("leases", self.pool.to_document())
+
+    # -- rival watch --------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        tap = self._tap
+        if tap is None:
+            return
+        for _ in range(BATCH):
+            try:
+                data, address = tap.recvfrom(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            parts = rawnet.udp_payload(data)
+            if parts is None or parts[0] == self._ours:
+                continue
+            rival = rival_from_reply(parts[4], address[4], self._ours)
+            if rival is not None:
+                self._report_rival(rival)
+
+    def _report_rival(self, rival: Rival) -> None:
+        now = time.monotonic()
+        last = self._rival_reported.get(rival.server_id)
+        self.rivals[rival.server_id] = rival
+        if last is not None and now - last < RIVAL_REPEAT_SECONDS:
+            return
+        self._rival_reported[rival.server_id] = now
+        self.session.emit("dhcp.rival", None, mode=self.mode, **rival.fields())
+
+
+def client_fields(packet: codec.Packet) -> dict[str, Any]:
+    """What a request says about the client, as event fields."""
+    fields: dict[str, Any] = {
+        "xid": packet.xid,
+        "arch": codec.client_arch(packet),
+        "vendor_class": codec.text(packet.options.get(codec.OPT_VENDOR_CLASS)),
+        "user_class": codec.user_class(packet),
+        "uuid": codec.client_uuid(packet),
+        "client_id": (
+            packet.options[codec.OPT_CLIENT_ID].hex() if codec.OPT_CLIENT_ID in packet.options else None
+        ),
+        "params": list(packet.options.get(codec.OPT_PARAMS, b"")),
+    }
+    if codec.is_ipxe(packet):
+        fields["ipxe"] = True
+    return fields
+
+
+def expected_loader(boot_files: BootFiles, arch: int) -> str:
+    """The loader file name that would serve `arch`, to name it when it is missing."""
+    if arch == 0:
+        return BIOS_LOADER
+    if arch in (7, 9, 16):
+        return boot_files.uefi_loader
+    if arch in (6, 15):
+        return IA32_LOADERS[0]
+    if arch in (11, 19):
+        return ARM64_LOADERS[0]
+    return f"a loader for this architecture (pxetui knows none for arch {arch})"
+
+
+SO_RCVBUFFORCE = 33
+SO_SNDBUFFORCE = 32
+SOCKET_BUFFER = 8 << 20
+
+
+def _grow_buffers(sock: socket.socket) -> None:
+    """Deep queues, so a room powering on (or a stall while state is written) drops nothing.
+
+    The *FORCE variants (root) go past net.core.rmem_max, which is only 208 KiB by default:
+    about 150 queued DHCP packets.
+    """
+    for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
+        except OSError:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, plain, SOCKET_BUFFER)
+
+
+def _bind_udp(ifname: str, host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+        _grow_buffers(sock)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PxetuiError(
+                f"UDP port {port} is already in use on {ifname}: another DHCP server (dnsmasq,"
+                " dhcpd, kea) runs on this machine. Stop it (`sudo ss -ulpn 'sport = :67'` shows"
+                " which), then start pxetui again."
+            ) from exc
+        raise PxetuiError(f"cannot bind UDP {host}:{port} on {ifname}: {exc.strerror}") from exc
+    sock.setblocking(False)
+    return sock

@@ -1,0 +1,267 @@
+"""The TFTP service: serves the boot-files catalog read-only on the interface's address, port 69.
+
+Requests arrive on one listening socket; each accepted read gets its own socket and an
+asyncio Transfer (transfer.py beside it) with blksize, tsize and windowsize negotiated.
+Bad datagrams are dropped and counted; refused requests get a TFTP error and a tftp.done
+event with ok=false, so the operator sees a PC asking for a file that is not there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from pxetui.errors import PxetuiError, UsageError
+from pxetui.services.tftp import packets
+from pxetui.services.tftp.requests import MODES, Refused, catalog_name, negotiate, to_netascii
+from pxetui.services.tftp.transfer import GIVE_UP, BytesSource, FileSource, Outcome, Source, Transfer
+
+if TYPE_CHECKING:
+    from pxetui.session import Session
+
+_log = logging.getLogger(__name__)
+
+TFTP_PORT = 69
+MAX_TRANSFERS = 256  # a room of PCs is tens; more at once is a loop or a flood
+
+
+@dataclass(slots=True)
+class TftpStats:
+    served: int = 0
+    probes: int = 0
+    failed: int = 0
+    refused: int = 0
+    malformed: int = 0
+    ignored: int = 0  # stray packets on port 69, repeated requests of a running transfer
+    segmented_sends: int = 0  # windows that left in one send (UDP segmentation offload)
+    unsegmented: int = 0  # transfers whose interface refused it and went block by block
+
+
+@dataclass(slots=True)
+class _Active:
+    client: tuple[str, int]
+    file: str
+    mac: str | None
+    transfer: Transfer
+
+
+class TftpService:
+    name = "tftp"
+
+    def __init__(self, session: Session, port: int = TFTP_PORT, give_up: float = GIVE_UP) -> None:
+        self.session = session
+        self.port = port
+        self.give_up = give_up  # seconds a transfer waits for a silent client
+        self.stats = TftpStats()
+        self._listener: asyncio.DatagramTransport | None = None
+        self._active: dict[tuple[str, int], _Active] = {}
+        self._address = ""
+        self._mtu = 1500
+
+    # -- Service protocol -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        session = self.session
+        if session.address is None or session.interface is None or session.boot_files is None:
+            raise PxetuiError(
+                f"TFTP needs an IPv4 address on {session.config.interface}: give one with --address CIDR"
+            )
+        self._address = str(session.address.ip)
+        self._mtu = session.interface.mtu
+        loop = asyncio.get_running_loop()
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Listener(self), local_addr=(self._address, self.port)
+            )
+        except OSError as exc:
+            raise UsageError(_bind_advice(self._address, self.port, exc)) from exc
+        self._listener = transport
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        for active in list(self._active.values()):
+            active.transfer.abort("pxetui stopped")
+        self._active.clear()
+
+    def describe(self) -> dict[str, object]:
+        catalog = self.session.boot_files.catalog if self.session.boot_files else {}
+        return {
+            "address": self._address,
+            "port": self.port,
+            "files": len(catalog),
+            "active": len(self._active),
+            **asdict(self.stats),
+        }
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def handle_datagram(self, data: bytes, client: tuple[str, int]) -> None:
+        try:
+            packet = packets.parse(data)
+        except packets.MalformedPacket as exc:
+            self.stats.malformed += 1
+            _log.debug("dropped TFTP datagram from %s: %s", client, exc)
+            if data[:2] in (b"\0\1", b"\0\2"):
+                self._reply_error(client, packets.ERR_ILLEGAL, "malformed request")
+            return
+        if not isinstance(packet, packets.Request):
+            self.stats.ignored += 1
+            return
+        if client in self._active:
+            self.stats.ignored += 1  # the client repeated its request; the transfer answers
+            return
+        mac = self.session.registry.mac_for_ip(client[0])
+        try:
+            self._accept(packet, client, mac)
+        except Refused as refusal:
+            self.stats.refused += 1
+            self._reply_error(client, refusal.code, refusal.message)
+            self.session.emit(
+                "tftp.done",
+                mac,
+                file=packet.filename[:200],
+                client=client[0],
+                bytes=0,
+                total=None,
+                rate=0.0,
+                ok=False,
+                reason=f"refused: {refusal.message}",
+            )
+
+    def _accept(self, request: packets.Request, client: tuple[str, int], mac: str | None) -> None:
+        if request.write:
+            raise Refused(packets.ERR_ACCESS, "write refused: pxetui serves boot files read-only")
+        if request.mode not in MODES:
+            raise Refused(packets.ERR_ILLEGAL, f"mode {request.mode[:20]!r} not supported; use octet")
+        if len(self._active) >= MAX_TRANSFERS:
+            raise Refused(packets.ERR_UNDEFINED, "server busy, try again")
+        assert self.session.boot_files is not None
+        catalog = self.session.boot_files.catalog
+        name = catalog_name(request.filename, catalog)
+        try:
+            source = _open_source(str(catalog[name]), netascii=request.mode == "netascii")
+        except OSError as exc:
+            raise Refused(packets.ERR_NOT_FOUND, f"{name} cannot be read: {exc.strerror}") from exc
+        try:
+            sock = self._transfer_socket(client)
+        except OSError as exc:
+            source.close()
+            raise Refused(packets.ERR_UNDEFINED, f"server cannot open a socket: {exc.strerror}") from exc
+        negotiated = negotiate(request.options, source.size, self._mtu)
+        transfer = Transfer(sock, source, negotiated, self._on_progress, self._on_done, self.give_up)
+        active = _Active(client=client, file=name, mac=mac, transfer=transfer)
+        self._active[client] = active
+        self.session.emit(
+            "tftp.start",
+            mac,
+            file=name,
+            client=client[0],
+            total=source.size,
+            blksize=negotiated.blksize,
+            windowsize=negotiated.windowsize,
+            options=dict(request.options),
+        )
+        transfer.start()
+
+    def _transfer_socket(self, client: tuple[str, int]) -> socket.socket:
+        """A new port for this transfer (the server's TID), connected so only the client's
+        packets reach it and its ICMP errors come back as exceptions."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind((self._address, 0))
+            sock.connect(client)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _reply_error(self, client: tuple[str, int], code: int, message: str) -> None:
+        if self._listener is not None:
+            self._listener.sendto(packets.error(code, message), client)
+
+    # -- transfer events --------------------------------------------------------------------
+
+    def _active_for(self, transfer: Transfer) -> _Active | None:
+        return next((a for a in self._active.values() if a.transfer is transfer), None)
+
+    def _on_progress(self, transfer: Transfer) -> None:
+        active = self._active_for(transfer)
+        if active is None:
+            return
+        self.session.emit(
+            "tftp.progress",
+            active.mac,
+            file=active.file,
+            client=active.client[0],
+            bytes=transfer.acked_bytes,
+            total=transfer.size,
+            rate=round(transfer.rate),
+        )
+
+    def _on_done(self, transfer: Transfer, outcome: Outcome) -> None:
+        active = self._active_for(transfer)
+        if active is None:
+            return
+        del self._active[active.client]
+        if outcome.probe:
+            self.stats.probes += 1
+        elif outcome.ok:
+            self.stats.served += 1
+        else:
+            self.stats.failed += 1
+        self.stats.segmented_sends += transfer.segmented_sends
+        self.stats.unsegmented += transfer.segmentation_failed
+        fields: dict[str, Any] = {
+            "file": active.file,
+            "client": active.client[0],
+            "bytes": transfer.size if outcome.ok and not outcome.probe else transfer.acked_bytes,
+            "total": transfer.size,
+            "rate": round(transfer.rate),
+            "ok": outcome.ok,
+            "reason": outcome.reason,
+            "seconds": round((transfer.finished or transfer.started) - transfer.started, 4),
+            "blksize": transfer.blksize,
+            "windowsize": transfer.windowsize,
+            "retransmits": transfer.retransmits,
+            "segmented": transfer.segmented_sends,
+        }
+        if outcome.probe:
+            fields["probe"] = True
+        self.session.emit("tftp.done", active.mac, **fields)
+
+
+class _Listener(asyncio.DatagramProtocol):
+    def __init__(self, service: TftpService) -> None:
+        self.service = service
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.service.handle_datagram(data, (str(addr[0]), int(addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        _log.debug("TFTP listener: %s", exc)  # ICMP for an error we sent; nothing to do
+
+
+def _open_source(path: str, netascii: bool) -> Source:
+    if not netascii:
+        return FileSource(path)
+    with open(path, "rb") as fh:
+        return BytesSource(to_netascii(fh.read()))
+
+
+def _bind_advice(address: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot serve TFTP on {address}:{port}: another TFTP server is using the port"
+            " (tftpd-hpa, dnsmasq, in.tftpd?). Stop it, e.g. `sudo systemctl stop tftpd-hpa`"
+        )
+    if exc.errno == errno.EACCES:
+        return f"cannot serve TFTP on {address}:{port}: port {port} needs root; run pxetui with sudo"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot serve TFTP on {address}:{port}: the address is not on the interface any more"
+    return f"cannot serve TFTP on {address}:{port}: {exc.strerror or exc}"

@@ -1,0 +1,391 @@
+"""One read transfer: a UDP socket of its own (the TID) and an RFC 7440 window of DATA blocks.
+
+The server sends `windowsize` blocks, then waits for the ACK of the last one. An ACK inside
+the window means the client saw a gap after that block: the next window starts right after
+it. A duplicate of the previous ACK means the window's first block was lost: the window is
+sent again at once (once per window position, so a delayed duplicate cannot start the
+sorcerer's-apprentice echo). A short, RTT-based timer covers a lost last block or lost ACK,
+so a lost packet costs milliseconds instead of a classic TFTP's seconds.
+
+I/O is a plain non-blocking socket (connected to the client) read with `loop.add_reader`,
+draining every queued ACK per wake-up, and one timer per transfer whose deadline moves
+without rescheduling: per packet, that is most of what separates a Python server from C.
+A window of several blocks leaves in one send: with UDP segmentation offload (UDP_SEGMENT,
+Linux >= 4.18) the kernel cuts it into one datagram per block, so the client sees exactly
+the packets it would otherwise, and the server pays one system call per window. Where the
+kernel refuses (a route narrower than the block: EINVAL; IPsec or, on older kernels, no
+checksum offload: EIO), that transfer unsets it and sends block by block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from pxetui.services.tftp import packets
+from pxetui.services.tftp.requests import Negotiated
+
+MIN_RTO = 0.02  # seconds: the floor of the retransmit timer, well above LAN RTTs (~0.1 ms)
+QUICK_RETRIES = 5  # resends at RTT pace (20, 40, 80, 160, 320 ms) before assuming a silent client
+# Then wait longer than the clients' own timeout (atftp, firmware: ~5 s) before each resend.
+# Clients that silently drop duplicate blocks restart their timer on every packet, so a
+# server that kept resending every second would stop them from ever re-sending a lost ACK.
+SILENT_CLIENT_WAIT = 6.0
+MAX_RTO = 16.0
+GIVE_UP = 30.0  # seconds without progress: the client has gone
+PROGRESS_INTERVAL = 0.25  # seconds between tftp.progress events of one transfer
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h; Python 3.11 lacks the name
+GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS in the kernel
+GSO_MAX_BYTES = 65000  # one UDP datagram's payload, with room for the headers
+# What a segmented send fails with where it cannot work: a segment larger than the route
+# allows (EINVAL, EMSGSIZE), IPsec or no checksum offload on older kernels (EIO).
+GSO_UNSUPPORTED = frozenset({errno.EIO, errno.EINVAL, errno.EMSGSIZE, errno.ENOPROTOOPT, errno.EOPNOTSUPP})
+
+
+class Source(Protocol):
+    size: int
+
+    def read(self, offset: int, length: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class FileSource:
+    """A boot file read block by block (pread), so parallel transfers cost no memory."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.size = os.fstat(self._fd).st_size
+        except OSError:
+            os.close(self._fd)
+            raise
+
+    def read(self, offset: int, length: int) -> bytes:
+        return os.pread(self._fd, length, offset)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class BytesSource:
+    """Content already in memory (netascii conversions)."""
+
+    def __init__(self, content: bytes) -> None:
+        self._content = content
+        self.size = len(content)
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self._content[offset : offset + length]
+
+    def close(self) -> None:
+        self._content = b""
+
+
+@dataclass(slots=True)
+class Outcome:
+    ok: bool
+    reason: str
+    probe: bool = False  # the client only wanted the size (tsize) and ended with error 8
+
+
+class Transfer:
+    def __init__(
+        self,
+        sock: socket.socket,
+        source: Source,
+        negotiated: Negotiated,
+        on_progress: Callable[[Transfer], None],
+        on_done: Callable[[Transfer, Outcome], None],
+        give_up: float = GIVE_UP,
+    ) -> None:
+        self.sock = sock  # bound to the server address, connected to the client: the TID
+        self.source = source
+        self.size = source.size
+        self.blksize = negotiated.blksize
+        self.windowsize = negotiated.windowsize
+        self._oack = packets.oack(negotiated.oack) if negotiated.oack else None
+        self.blocks = self.size // self.blksize + 1  # the last block is short, maybe empty
+        self.base = 1  # first block not yet acknowledged
+        self.sent_upto = 0  # highest block sent so far
+        self.retransmits = 0
+        self.segmented_sends = 0  # windows that left in one send (UDP segmentation offload)
+        self.segmentation_failed = False  # the kernel refused it: this transfer sends block by block
+        self._segment_blocks = 0  # blocks per segmented send; 0: one send per block
+        self.started = time.monotonic()
+        self.finished: float | None = None
+        self.give_up = give_up
+        self._on_progress = on_progress
+        self._on_done = on_done
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # when the scheduled timer fires
+        self._deadline = 0.0  # when a resend is due; moves on every send, the timer follows lazily
+        self._window_sent_at = 0.0
+        self._window_resent = False  # Karn: no RTT sample from a window sent twice
+        self._dup_resent_base = 0
+        self._progress_at = self.started  # last time the client moved forward
+        self._progress_event_at = self.started
+        self._srtt: float | None = None
+        self._rto = MIN_RTO
+        self._unanswered = 0  # timer resends since the client last moved forward
+        self._outcome: Outcome | None = None
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def acked_bytes(self) -> int:
+        return min((self.base - 1) * self.blksize, self.size)
+
+    @property
+    def rate(self) -> float:
+        elapsed = (self.finished or time.monotonic()) - self.started
+        return self.acked_bytes / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def done(self) -> bool:
+        return self._outcome is not None
+
+    # -- I/O ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.sock.setblocking(False)
+        self._segment_blocks = self._enable_segmentation()
+        self._loop.add_reader(self.sock.fileno(), self._readable)
+        if self._oack is not None:
+            self._send_oack()
+        else:
+            self._send_window()
+
+    def _readable(self) -> None:
+        recv = self.sock.recv
+        while self._outcome is None:
+            try:
+                data = recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ECONNREFUSED: ICMP port unreachable from the client
+                self._client_gone(exc)
+                return
+            self._datagram(data)
+
+    def _enable_segmentation(self) -> int:
+        """Blocks per send under UDP_SEGMENT, or 0 where a window gains nothing or it is refused."""
+        per_send = min(self.windowsize, GSO_MAX_SEGMENTS, GSO_MAX_BYTES // (self.blksize + 4))
+        if per_send < 2:
+            return 0
+        try:
+            self.sock.setsockopt(socket.SOL_UDP, UDP_SEGMENT, self.blksize + 4)
+        except OSError:
+            return 0  # an old kernel: block by block
+        return per_send
+
+    def _send(self, datagram: bytes) -> None:
+        try:
+            self.sock.send(datagram)
+        except (BlockingIOError, InterruptedError):
+            pass  # socket buffer full: as good as lost, the timer resends
+        except OSError as exc:
+            self._client_gone(exc)
+
+    def _datagram(self, data: bytes) -> None:
+        block = packets.plain_ack(data)
+        if block is not None:
+            self._on_ack(block)
+            return
+        try:
+            packet = packets.parse(data)
+        except packets.MalformedPacket:
+            return  # a garbled datagram on our TID: the timer recovers if it mattered
+        if isinstance(packet, packets.Ack):
+            self._on_ack(packet.block)
+        elif isinstance(packet, packets.Error):
+            probe = self.base == 1 and self.sent_upto == 0 and packet.code == packets.ERR_OPTIONS
+            if probe:
+                self._finish(Outcome(True, "size probe ended by the client", probe=True))
+            else:
+                self._finish(Outcome(False, f"client error {packet.code}: {packet.message}"[:200]))
+
+    def _client_gone(self, exc: OSError) -> None:
+        if self.done:
+            return
+        if self.sent_upto >= self.blocks:
+            # Every block went out and the client closed its port: it had the file and its
+            # last ACK was lost on the way (tftp clients exit right after that ACK).
+            self._finish(Outcome(True, "client left before its last ACK arrived"))
+        else:
+            self._finish(Outcome(False, f"client unreachable: {exc.strerror or exc}"))
+
+    # -- protocol logic ---------------------------------------------------------------------
+
+    def _on_ack(self, wire_block: int) -> None:
+        self._unanswered = 0  # the client is there, whatever it acknowledges
+        if self.sent_upto == 0:
+            if wire_block == 0 and self._oack is not None:
+                self._note_rtt()
+                self._progress_at = time.monotonic()
+                self._send_window()
+            return
+        # Map the 16-bit wire number onto the window in flight (block numbers roll over).
+        offset = (wire_block - (self.base - 1)) & 0xFFFF
+        acked = self.base - 1 + offset
+        if offset == 0:
+            if self._dup_resent_base != self.base:
+                self._dup_resent_base = self.base
+                self.retransmits += 1
+                self._send_window(resend=True)
+            return
+        if acked > self.sent_upto:
+            return  # older than the window (a late duplicate), or nonsense
+        if acked == self.sent_upto:
+            self._note_rtt()
+        self.base = acked + 1
+        if self.base > self.blocks:
+            self._finish(Outcome(True, "complete"))
+            return
+        now = self._progress_at = time.monotonic()
+        self._rto = self._rto_from_srtt()
+        if now - self._progress_event_at >= PROGRESS_INTERVAL:
+            self._progress_event_at = now
+            self._on_progress(self)
+        self._send_window()
+
+    def _send_oack(self) -> None:
+        assert self._oack is not None
+        self._send(self._oack)
+        if self.done:
+            return  # the send found the client gone, and that ended the transfer
+        self._window_sent_at = time.monotonic()
+        self._arm_timer()
+
+    def _send_window(self, resend: bool = False) -> None:
+        end = min(self.base + self.windowsize, self.blocks + 1)
+        blksize = self.blksize
+        send = self._send
+        read = self.source.read
+        first = self._send_segmented(self.base, end) if self._segment_blocks else self.base
+        for block in range(first, end):
+            send(packets.data(block, read((block - 1) * blksize, blksize)))
+            if self._outcome is not None:
+                return  # the send found the client gone, and that ended the transfer
+        if self._outcome is not None:
+            return
+        self.sent_upto = max(self.sent_upto, end - 1)
+        self._window_sent_at = time.monotonic()
+        self._window_resent = resend
+        self._arm_timer()
+
+    def _send_segmented(self, first: int, end: int) -> int:
+        """Send blocks first..end-1 in sends of up to _segment_blocks; the first block not sent.
+
+        Every block but the file's last is exactly blksize long, so each send is a run of
+        equal segments with at most a shorter one at its end, as UDP_SEGMENT requires."""
+        blksize, read, step = self.blksize, self.source.read, self._segment_blocks
+        block = first
+        while end - block > 1:
+            upto = min(block + step, end)
+            run = b"".join([packets.data(b, read((b - 1) * blksize, blksize)) for b in range(block, upto)])
+            try:
+                self.sock.send(run)
+            except (BlockingIOError, InterruptedError):
+                pass  # socket buffer full: as good as lost, the timer resends
+            except OSError as exc:
+                if exc.errno in GSO_UNSUPPORTED:
+                    self._stop_segmentation()
+                    return block  # these go block by block, and so does the rest
+                self._client_gone(exc)
+                return end
+            else:
+                self.segmented_sends += 1
+            block = upto
+        return block
+
+    def _stop_segmentation(self) -> None:
+        self._segment_blocks = 0
+        self.segmentation_failed = True
+        # With UDP_SEGMENT set the kernel no longer fragments a single datagram that is too
+        # big for the route; it fails it (EMSGSIZE). Unset, single sends work as ever.
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(socket.SOL_UDP, UDP_SEGMENT, 0)
+
+    def _note_rtt(self) -> None:
+        if self._window_resent:
+            return
+        sample = time.monotonic() - self._window_sent_at
+        self._srtt = sample if self._srtt is None else 0.875 * self._srtt + 0.125 * sample
+        self._rto = self._rto_from_srtt()
+
+    def _rto_from_srtt(self) -> float:
+        return MIN_RTO if self._srtt is None else min(1.0, max(MIN_RTO, 4 * self._srtt))
+
+    def _arm_timer(self) -> None:
+        """Resend at now + RTO (or at the give-up time). Moving the deadline later, which is
+        what every ACK does, costs one float; the timer notices when it fires."""
+        assert self._loop is not None
+        now = time.monotonic()
+        self._deadline = min(now + self._rto, self._progress_at + self.give_up)
+        if self._timer is not None and self._timer_at <= self._deadline + 0.001:
+            return
+        self._cancel_timer()
+        self._timer_at = self._deadline
+        self._timer = self._loop.call_at(self._loop.time() + (self._deadline - now), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.done:
+            return
+        now = time.monotonic()
+        if now < self._deadline - 0.001:  # the deadline moved on since: sleep until then
+            assert self._loop is not None
+            self._timer_at = self._deadline
+            self._timer = self._loop.call_at(self._loop.time() + (self._deadline - now), self._on_timer)
+            return
+        self._on_timeout()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timeout(self) -> None:
+        if time.monotonic() - self._progress_at >= self.give_up - 0.005:
+            if self.sent_upto >= self.blocks:
+                self._finish(Outcome(True, "client went quiet after the last block (no final ACK)"))
+            else:
+                self._finish(Outcome(False, f"no answer from the client for {self.give_up:.0f}s"))
+            return
+        self.retransmits += 1
+        self._unanswered += 1
+        if self._unanswered < QUICK_RETRIES:
+            self._rto = min(1.0, self._rto * 2)
+        else:
+            self._rto = min(MAX_RTO, max(SILENT_CLIENT_WAIT, self._rto * 2))
+        if self.sent_upto == 0 and self._oack is not None:
+            self._send_oack()
+        else:
+            self._send_window(resend=True)
+
+    def _finish(self, outcome: Outcome) -> None:
+        if self._outcome is not None:
+            return
+        self._outcome = outcome
+        self.finished = time.monotonic()
+        self._cancel_timer()
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        self.source.close()
+        self._on_done(self, outcome)
+
+    def abort(self, reason: str) -> None:
+        self._finish(Outcome(False, reason))
