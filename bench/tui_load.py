@@ -25,7 +25,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from pxetui.events import Event
+from pxetui.model.events import Event
+
 from pxetui.session import Session, SessionConfig
 from pxetui.tui.app import PxetuiApp
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from lab import Client, Lab, NetnsLoop
+from pxetui.model.events import Event
 
 from pxetui.boot.bootfiles import find_boot_files
-from pxetui.events import Event
 from pxetui.services.http.server import HttpService
 from pxetui.session import Session, SessionConfig
 

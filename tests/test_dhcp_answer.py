@@ -16,7 +16,7 @@ from pxetui.boot.bootfiles import find_boot_files
 from pxetui.services.dhcp import codec
 from pxetui.services.dhcp.answer import ServerFacts, answer
 from pxetui.services.dhcp.leases import LeasePool, default_range
-from pxetui.services.dhcp.server import ErrorCounter, client_fields, expected_loader
+from pxetui.services.dhcp.server import ErrorCounter, client_fields
 
 SERVER = ipaddress.IPv4Interface("198.18.7.1/24")
 HTTP = "http://198.18.7.1:8080"
@@ -38,7 +38,7 @@ def facts_for(root: Path, mode: str = "full", snponly: bool = False) -> ServerFa
         network=SERVER.network,
         http_base=HTTP,
         loader_for_arch=files.loader_for_arch,
-        expected_loader=lambda arch: expected_loader(files, arch),
+        expected_loader=files.expected_loader,
         hostname_for=lambda mac: "lab-01" if mac == "52:54:00:00:00:01" else None,
         boot_dir=str(root),
     )

@@ -15,10 +15,10 @@ import pytest
 from conftest import need_tools
 from dhcp_client import RawClient, dhcp_packet, pxe_vendor_class, random_macs
 from lab import Lab
+from pxetui.model.events import Event
 
 from pxetui.headless import PRINT_BACKLOG, EventPrinter
 from pxetui.lab.netns import pxetui_command
-from pxetui.events import Event
 
 
 def test_a_full_pipe_drops_progress_first_and_says_how_many() -> None:

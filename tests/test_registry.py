@@ -1,6 +1,7 @@
 """The registry's stage machine: forward-only within a boot, a new boot after the menu or done."""
 
-from pxetui.events import Event
+from pxetui.model.events import Event
+
 from pxetui.model.registry import Registry, Stage
 
 MAC = "52:54:00:12:34:01"

@@ -96,8 +96,9 @@ def test_bad_plan_csv_changes_nothing(tmp_path: Path) -> None:
 
 
 def test_unplanned_machines_are_named_by_the_pattern_in_boot_order(tmp_path: Path) -> None:
+    from pxetui.model.events import Event
+
     from pxetui.boot.unattended import InstallSettings
-    from pxetui.events import Event
 
     config = SessionConfig(
         interface="unused", state_dir=tmp_path, install=InstallSettings(hostname_pattern="lab-{n:02}")

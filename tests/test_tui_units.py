@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from pxetui.model.events import Event
 
 from pxetui.boot.profiles import load_profiles
-from pxetui.events import Event
 from pxetui.model.plan import PlanEntry
 from pxetui.model.registry import Machine, Stage, Transfer
 from pxetui.tui import format as fmt

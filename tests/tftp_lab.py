@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from lab import Lab, NetnsLoop
+from pxetui.model.events import Event
 
 from pxetui.boot.bootfiles import BootFiles, find_boot_files
 from pxetui.host.netif import InterfaceInfo
-from pxetui.events import Event
 from pxetui.services.tftp.server import TftpService
 from pxetui.session import Session, SessionConfig
 

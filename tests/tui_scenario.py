@@ -11,8 +11,9 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
+from pxetui.model.events import Event
+
 from pxetui.host.netif import InterfaceInfo
-from pxetui.events import Event
 from pxetui.model.plan import PlanEntry
 from pxetui.session import Session, SessionConfig
 from pxetui.tui.app import PxetuiApp

@@ -12,14 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pxetui.boot import firmware
+from pxetui.boot.firmware import BIOS_LOADER, UEFI_LOADER, UEFI_SNP_LOADER
 from pxetui.errors import UsageError
 
 DEBIAN_IPXE_DIR = Path("/usr/lib/ipxe")
-BIOS_LOADER = "undionly.kpxe"
-UEFI_LOADER = "ipxe.efi"
-UEFI_SNP_LOADER = "snponly.efi"
-ARM64_LOADERS = ("arm64-efi/ipxe.efi", "ipxe-arm64.efi")
-IA32_LOADERS = ("i386-efi/ipxe.efi", "ipxe-ia32.efi")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,17 +30,16 @@ class BootFiles:
 
     def loader_for_arch(self, arch: int) -> str | None:
         """The file name a PXE client of option-93 `arch` should load, or None if there is none."""
-        if arch == 0:
-            candidates: tuple[str, ...] = (BIOS_LOADER,)
-        elif arch in (7, 9, 16):
-            candidates = (self.uefi_loader,)
-        elif arch in (6, 15):
-            candidates = IA32_LOADERS
-        elif arch in (11, 19):
-            candidates = ARM64_LOADERS
-        else:
-            return None
+        candidates = firmware.loader_candidates(arch, snponly=self.snponly)
         return next((c for c in candidates if c in self.catalog), None)
+
+    def expected_loader(self, arch: int) -> str:
+        """The loader file name that would serve `arch`, to name it when it is missing."""
+        return firmware.expected_loader(arch, snponly=self.snponly)
+
+    @property
+    def snponly(self) -> bool:
+        return self.uefi_loader == UEFI_SNP_LOADER
 
 
 def find_boot_files(directory: Path | None, snponly: bool = False) -> BootFiles:

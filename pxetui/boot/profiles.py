@@ -12,11 +12,10 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from pxetui.boot.firmware import FIRMWARES, PROFILE_ARCHES
 from pxetui.boot.resources import data_dir
 from pxetui.errors import UsageError
 
-ARCHES = ("x86_64", "i386", "arm64")
-FIRMWARES = ("bios", "uefi")
 TEMPLATES = ("preseed", "autoinstall", "kickstart")
 ACTIONS = ("local", "shell", "reboot")
 FILE_ROLES = ("kernel", "initrd", "iso")
@@ -190,7 +189,7 @@ def parse_profile(source: Path, doc: Any) -> Profile:
         name=name,
         title=doc["title"].strip(),
         source=source,
-        arch=_str_list(source, "arch", doc.get("arch", ["x86_64"]), ARCHES),
+        arch=_str_list(source, "arch", doc.get("arch", ["x86_64"]), PROFILE_ARCHES),
         firmware=_str_list(source, "firmware", doc.get("firmware", list(FIRMWARES)), FIRMWARES),
         description=description,
         files=files,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
+from pxetui.boot.firmware import firmware_label
 from pxetui.host.vendors import vendor_for
 from pxetui.model.events import Event
 
@@ -64,32 +65,6 @@ HTTP_KIND_STAGES = {
     "iso": Stage.ISO,
     "config": Stage.INSTALLING,
 }
-
-# DHCP option 93 (client system architecture, RFC 4578 + IANA registry).
-ARCH_NAMES = {
-    0: "x86 BIOS",
-    6: "x86 UEFI",
-    7: "x64 UEFI",
-    9: "x64 UEFI",
-    10: "ARM32 UEFI",
-    11: "ARM64 UEFI",
-    15: "x86 UEFI HTTP",
-    16: "x64 UEFI HTTP",
-    18: "ARM32 UEFI HTTP",
-    19: "ARM64 UEFI HTTP",
-}
-HTTP_BOOT_ARCHES = frozenset({15, 16, 18, 19})
-
-
-def firmware_for_arch(arch: int | None) -> str:
-    if arch is None:
-        return ""
-    if arch == 0:
-        return "BIOS"
-    if arch in HTTP_BOOT_ARCHES:
-        return "UEFI-HTTP"
-    return "UEFI"
-
 
 @dataclass(slots=True)
 class Transfer:
@@ -282,7 +257,7 @@ def _on_dhcp(machine: Machine, event: Event) -> None:
     arch = f.get("arch")
     if isinstance(arch, int):
         machine.arch = arch
-        machine.firmware = firmware_for_arch(arch)
+        machine.firmware = firmware_label(arch)
     for key in ("arch", "vendor_class", "user_class", "uuid", "client_id", "params"):
         if f.get(key) is not None:
             machine.fingerprint[key] = f[key]

@@ -8,27 +8,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
+from pxetui.boot import firmware
 from pxetui.boot.profiles import Profile
 from pxetui.model.plan import PlanEntry
-from pxetui.model.registry import ARCH_NAMES, Machine, Stage
+from pxetui.model.registry import Machine, Stage
 
 BAR_WIDTH = 6
 _BLOCKS = " ▏▎▍▌▋▊▉█"
-
-# DHCP option 93 -> the iPXE ${buildarch} values a profile lists. x86 BIOS runs undionly.kpxe,
-# which can start 32- or 64-bit kernels, so it fits both x86 arches.
-_ARCH_FITS: dict[int, tuple[str, ...]] = {
-    0: ("x86_64", "i386"),
-    6: ("i386",),
-    7: ("x86_64",),
-    9: ("x86_64",),
-    10: (),
-    11: ("arm64",),
-    15: ("i386",),
-    16: ("x86_64",),
-    18: (),
-    19: ("arm64",),
-}
 
 STAGE_STYLES = {
     Stage.WAITING: "dim",
@@ -39,13 +25,7 @@ STAGE_STYLES = {
 
 def profile_fits(profile: Profile, arch: int | None) -> bool:
     """Whether a PC announcing option-93 `arch` can boot `profile` (unknown arch: any)."""
-    if arch is None:
-        return True
-    fits = _ARCH_FITS.get(arch)
-    if fits is None:
-        return True
-    firmware = "bios" if arch == 0 else "uefi"
-    return firmware in profile.firmware and any(a in profile.arch for a in fits)
+    return firmware.fits(arch, profile.arch, profile.firmware)
 
 
 def fitting_profiles(profiles: Iterable[Profile], arches: Iterable[int | None]) -> list[Profile]:
@@ -58,9 +38,7 @@ def fitting_profiles(profiles: Iterable[Profile], arches: Iterable[int | None]) 
 
 
 def arch_label(arch: int | None) -> str:
-    if arch is None:
-        return "unknown"
-    return f"{arch} ({ARCH_NAMES.get(arch, 'unregistered')})"
+    return firmware.arch_name(arch)
 
 
 def duration(seconds: float | None) -> str:

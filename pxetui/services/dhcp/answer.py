@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pxetui.model.registry import firmware_for_arch
+from pxetui.boot.firmware import firmware_label, is_http_boot
 from pxetui.services.dhcp import codec
 from pxetui.services.dhcp.codec import Packet
 from pxetui.services.dhcp.leases import LeasePool
@@ -22,7 +22,6 @@ CLIENT_PORT = 68
 PROXY_PORT = 4011
 IPXE_SCRIPT = "/boot.ipxe"
 HTTP_LOADERS = "/loaders/"
-HTTP_BOOT_ARCHES = (16, 19)
 # PXE vendor options (option 43): PXE_DISCOVERY_CONTROL = 8 tells the firmware to take the boot
 # file from this packet instead of doing boot-server discovery; 255 ends the sub-options.
 PXE_VENDOR_OPTIONS = b"\x06\x01\x08\xff"
@@ -105,9 +104,9 @@ def boot_choice(packet: Packet, facts: ServerFacts) -> BootChoice:
         return BootChoice(
             None,
             None,
-            error=f"no boot loader for arch {arch} ({firmware_for_arch(arch)}): {missing} is missing{where}",
+            error=f"no boot loader for arch {arch} ({firmware_label(arch)}): {missing} is missing{where}",
         )
-    if http_boot or arch in HTTP_BOOT_ARCHES:
+    if http_boot or is_http_boot(arch):
         return BootChoice(facts.http_base + HTTP_LOADERS + loader, b"HTTPClient")
     return BootChoice(loader, b"PXEClient")
 

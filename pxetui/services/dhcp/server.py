@@ -17,7 +17,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-from pxetui.boot.bootfiles import ARM64_LOADERS, BIOS_LOADER, IA32_LOADERS, BootFiles
+from pxetui.boot.bootfiles import BootFiles
 from pxetui.errors import PxetuiError, UsageError
 from pxetui.model.state import StateWriter
 from pxetui.services.dhcp import codec, rawnet
@@ -220,7 +220,7 @@ class DhcpService:
             network=address.network,
             http_base=self.session.http_base,
             loader_for_arch=boot_files.loader_for_arch,
-            expected_loader=lambda arch: expected_loader(boot_files, arch),
+            expected_loader=boot_files.expected_loader,
             hostname_for=hostname_for,
             boot_dir=str(boot_files.root),
         )
@@ -400,19 +400,6 @@ def client_fields(packet: codec.Packet) -> dict[str, Any]:
     if codec.is_ipxe(packet):
         fields["ipxe"] = True
     return fields
-
-
-def expected_loader(boot_files: BootFiles, arch: int) -> str:
-    """The loader file name that would serve `arch`, to name it when it is missing."""
-    if arch == 0:
-        return BIOS_LOADER
-    if arch in (7, 9, 16):
-        return boot_files.uefi_loader
-    if arch in (6, 15):
-        return IA32_LOADERS[0]
-    if arch in (11, 19):
-        return ARM64_LOADERS[0]
-    return f"a loader for this architecture (pxetui knows none for arch {arch})"
 
 
 SO_RCVBUFFORCE = 33

@@ -27,6 +27,7 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 
 from pxetui.boot.cache import verified_path
+from pxetui.boot.firmware import ipxe_fits
 from pxetui.boot.ipxe_scripts import EXTRA_ACTIONS, ScriptRenderer, TemplateError
 from pxetui.boot.profiles import FILE_ROLES, Profile
 from pxetui.boot.unattended import MachineContext, Renderer
@@ -43,7 +44,6 @@ SCRIPT_TYPE = "text/plain"
 CLIENT_INFO = ("arch", "platform", "uuid", "serial", "manufacturer", "product", "lm")
 MAX_INFO_LEN = 128  # firmware strings are short; anything longer is cut, not trusted
 MAX_REASON_LEN = 300
-FIRMWARE_OF_PLATFORM = {"pcbios": "bios", "efi": "uefi"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -265,14 +265,8 @@ class HttpService:
         return self._scripts.boot(profile, self._session.http_base, machine, cmdline, retry)
 
     def _menu(self, machine: MachineContext, info: dict[str, str], long_mode: bool) -> str:
-        arches: set[str] | None = {info["arch"]} if info["arch"] else None
-        if arches is not None and long_mode and "i386" in arches:
-            arches.add("x86_64")  # BIOS iPXE is an i386 build; the CPU itself runs x86_64
-        firmware = FIRMWARE_OF_PLATFORM.get(info["platform"])
-
         def fits(profile: Profile) -> bool:
-            arch_ok = arches is None or bool(arches & set(profile.arch))
-            return arch_ok and (firmware is None or firmware in profile.firmware)
+            return ipxe_fits(info["arch"], info["platform"], long_mode, profile.arch, profile.firmware)
 
         profiles = [p for _, p in sorted(self._session.profiles.items()) if fits(p)]
         systems = [p for p in profiles if not p.action]
