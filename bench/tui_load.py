@@ -25,8 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from pxetui.model.events import Event
-
+from pxetui.model.events import DhcpDiscover, Event, HttpProgress, HttpRequest
 from pxetui.session import Session, SessionConfig
 from pxetui.tui.app import PxetuiApp
 
@@ -52,8 +51,9 @@ async def feed(session: Session, machines: int, rate: float, seconds: float) -> 
     """Publish `rate` progress events per machine per second, spread over 10 ms ticks."""
     macs = [f"02:00:00:00:{i // 256:02x}:{i % 256:02x}" for i in range(machines)]
     for mac in macs:
-        session.bus.publish(Event("dhcp.discover", mac, {"arch": 7, "vendor_class": "PXEClient"}))
-        session.bus.publish(Event("http.request", mac, {"kind": "kernel", "path": "linux", "total": 10**8}))
+        session.bus.publish(DhcpDiscover(mac=mac, arch=7, vendor_class="PXEClient"))
+        path = "/files/debian-12/kernel"
+        session.bus.publish(HttpRequest(mac=mac, path=path, kind="kernel", file="linux", total=10**8, client=""))
     per_tick = machines * rate * TICK_SECONDS
     sent, owed, i = 0, 0.0, 0
     loop = asyncio.get_running_loop()
@@ -67,8 +67,9 @@ async def feed(session: Session, machines: int, rate: float, seconds: float) -> 
             owed -= 1
             sent += 1
             session.bus.publish(
-                Event(
-                    "http.progress", mac, {"path": "linux", "bytes": i * 1000, "total": 10**8, "rate": 1.2e7}
+                HttpProgress(
+                    mac=mac, path="/files/debian-12/kernel", kind="kernel", file="linux", client="",
+                    bytes=i * 1000, total=10**8, rate=1.2e7,
                 )
             )
         next_tick += TICK_SECONDS

@@ -13,8 +13,9 @@ from pathlib import Path
 from pxetui import __version__
 from pxetui.errors import PxetuiError, UsageError
 from pxetui.host.limits import raise_open_file_limit
-from pxetui.model.events import Event
-from pxetui.session import MODES, Session, SessionConfig
+from pxetui.model.events import Error
+from pxetui.services.context import MODES
+from pxetui.session import Session, SessionConfig
 
 SUBCOMMANDS = ("profiles", "fetch", "import-iso", "demo")
 
@@ -180,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> SessionConfig:
-    from pxetui.boot.unattended import InstallSettings, hostname_for, read_ssh_keys
+    from pxetui.boot.unattended import InstallSettings, numbered_hostname, read_ssh_keys
     from pxetui.host import netif
 
     config = SessionConfig(interface=args.iface or "", mode=args.mode)
@@ -198,7 +199,7 @@ def config_from_args(args: argparse.Namespace) -> SessionConfig:
     config.snponly = args.snponly
     config.menu_timeout = args.menu_timeout
     config.template_dirs = list(args.templates)
-    hostname_for(args.hostname_pattern, 1)  # a bad pattern is an error now, not at the first boot
+    numbered_hostname(args.hostname_pattern, 1)  # a bad pattern is an error now, not at the first boot
     config.install = InstallSettings(
         ssh_keys=read_ssh_keys(args.ssh_key) if args.ssh_key else (),
         hostname_pattern=args.hostname_pattern,
@@ -211,7 +212,7 @@ def config_from_args(args: argparse.Namespace) -> SessionConfig:
 
 def _fail(message: str, code: int, json_lines: bool) -> int:
     if json_lines:
-        print(Event("error", fields={"reason": message, "fatal": True}).to_json(), flush=True)
+        print(Error(reason=message, fatal=True).to_json(), flush=True)
     print(f"pxetui: error: {message}", file=sys.stderr)
     return code
 

@@ -9,7 +9,7 @@ import threading
 from collections import deque
 from typing import TextIO
 
-from pxetui.model.events import Event
+from pxetui.model.events import Event, EventsDropped
 from pxetui.session import Session
 
 PRINT_BACKLOG = 10_000  # lines waiting for a slow reader before any is dropped
@@ -55,7 +55,7 @@ class EventPrinter:
                 text.append(self._lines.popleft())
             dropped = self.dropped
             if dropped != reported:
-                note = Event("events.dropped", fields={"count": dropped - reported})
+                note = EventsDropped(count=dropped - reported)
                 text.append(self._format(note))
                 reported = dropped
             if text:

@@ -1,7 +1,9 @@
 """The Session: owns the services, the registry and the plan; the one way in for operator actions.
 
 Views (TUI, headless printer, tests) subscribe to `session.bus` and call the action methods
-here; they never reach into a service.
+here; they never reach into a service. Services get a frozen ServiceContext, never the
+Session, and ask their questions about machines through the `Booter` protocol that the
+Session implements (pxetui/services/context.py; docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -14,26 +16,43 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
+from pxetui.boot import firmware
 from pxetui.boot.bootfiles import BootFiles, find_boot_files
 from pxetui.boot.cache import require_servable
 from pxetui.boot.profiles import Profile, default_cache_dir, load_profiles
-from pxetui.boot.unattended import InstallSettings, hostname_for
+from pxetui.boot.unattended import InstallSettings, numbered_hostname
 from pxetui.errors import PxetuiError, UsageError
 from pxetui.host import netif, vendors
 from pxetui.host.mac import normalize_mac
 from pxetui.host.wol import send_wake
-from pxetui.model.events import Event, EventBus
+from pxetui.model.events import (
+    DhcpDiscover,
+    Error,
+    Event,
+    EventBus,
+    PlanAdd,
+    PlanAssign,
+    PlanBootLocal,
+    PlanEvent,
+    PlanImport,
+    PlanUnassign,
+    PlanUnknownPolicy,
+    ReportExported,
+    ServiceReady,
+    WakeSent,
+)
 from pxetui.model.plan import Plan, PlanEntry, PlanError, check_hostname, parse_plan_csv
-from pxetui.model.registry import Registry
+from pxetui.model.registry import Registry, Stage
 from pxetui.model.report import write_report
 from pxetui.model.state import StateDir, StateWriter, default_state_dir
 from pxetui.services import Service, build_services
+from pxetui.services.context import BootPlan, ServiceContext, ServiceSettings
+from pxetui.services.dhcp.server import DhcpService
 
 _log = logging.getLogger(__name__)
 
-MODES = ("auto", "full", "proxy")
 REGISTRY_SAVE_DELAY = 0.2  # seconds: stage changes arrive in bursts; one write per burst
 ACTION_TIMEOUT = 10.0  # seconds an operator action waits for a busy (or stopping) session loop
 
@@ -90,11 +109,28 @@ class SessionConfig:
     template_dirs: list[Path] = field(default_factory=list)
     install: InstallSettings = field(default_factory=InstallSettings)
 
+    def service_settings(self) -> ServiceSettings:
+        """The part of the configuration services read; checked here, once."""
+        return ServiceSettings(
+            mode=self.mode,
+            force=self.force,
+            pool=self.pool,
+            http_port=self.http_port,
+            menu_timeout=self.menu_timeout,
+            cache_dir=self.cache_dir,
+            template_dirs=tuple(self.template_dirs),
+            install=self.install,
+        )
+
+
+BOOTING_STAGES = frozenset({Stage.DHCP, Stage.LOADER, Stage.MENU})
+
 
 class Session:
+    """Owns the services, the registry and the plan; implements the services' `Booter`."""
+
     def __init__(self, config: SessionConfig) -> None:
-        if config.mode not in MODES:
-            raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {config.mode!r}")
+        self.settings = config.service_settings()  # a bad --mode, port or range fails here
         self.config = config
         self.bus = EventBus()
         self.registry = Registry()
@@ -143,16 +179,31 @@ class Session:
             self._temp_address = cfg.address
             info = netif.find_interface(cfg.interface)
         self.interface = info
-        self.address = cfg.address or info.address
+        address = cfg.address or info.address
+        if address is None:
+            raise UsageError(f"{cfg.interface} has no IPv4 address: give it one with --address CIDR")
+        self.address = address
         started: list[Service] = []
         try:
             self._writer = StateWriter(self.state, self._save_failed, "pxetui-state")
             vendors.load()  # 0.1 s of parsing that would otherwise hold up the first unknown PC's answer
             self.boot_files = find_boot_files(cfg.boot_files, snponly=cfg.snponly)
-            self.services = build_services(self)
+            context = ServiceContext(
+                interface=info,
+                address=self.address,
+                boot_files=self.boot_files,
+                state=self.state,
+                profiles=self.profiles,
+                booter=self,
+                emit=self.emit,
+                settings=self.settings,
+            )
+            self.services = build_services(context)
             for service in self.services:
                 await service.start()
                 started.append(service)
+                if isinstance(service, DhcpService):
+                    self.mode = service.mode  # "auto" resolved by the probe
         except BaseException:
             for service in reversed(started):
                 await _stop_quietly(service)
@@ -160,13 +211,14 @@ class Session:
             self._drop_temp_address()
             raise
         self.emit(
-            "service.ready",
-            mode=self.mode,
-            interface=cfg.interface,
-            address=str(self.address.ip) if self.address else None,
-            http_port=cfg.http_port,
-            services={s.name: s.describe() for s in self.services},
-            state_dir=str(self.state.path),
+            ServiceReady(
+                mode=self.mode,
+                interface=cfg.interface,
+                address=str(self.address.ip) if self.address else None,
+                http_port=cfg.http_port,
+                services={s.name: s.describe() for s in self.services},
+                state_dir=str(self.state.path),
+            )
         )
 
     async def stop(self) -> None:
@@ -198,6 +250,37 @@ class Session:
         assert self.address is not None, "the session has not started"
         return f"http://{self.address.ip}:{self.config.http_port}"
 
+    def emit(self, event: Event) -> None:
+        self.bus.emit(event)
+
+    def _on_event(self, event: Event) -> None:
+        if (
+            isinstance(event, DhcpDiscover)
+            and event.netboot  # a printer's or phone's DISCOVER must not use up a slot
+            and event.mac
+            and event.mac not in self.plan.entries
+        ):
+            entry = self.plan.take_for_unknown(event.mac)
+            if entry is not None and entry.profile is not None:
+                self._plan_changed(PlanAssign(mac=entry.mac, profile=entry.profile, policy=True))
+        change = self.registry.apply(event)
+        if change is not None and change.stage_changed:
+            self._schedule_registry_save()
+
+    # -- what services may ask (the Booter protocol) ------------------------------------------
+
+    def boot_plan(self, mac: str) -> BootPlan:
+        entry = self.plan.get(mac)
+        if entry is None:
+            return BootPlan()
+        profile = self.profiles.get(entry.profile) if entry.profile else None
+        return BootPlan(profile=profile, boot_local=entry.boot_local, hostname=entry.hostname)
+
+    def menu_choice(self, mac: str) -> Profile | None:
+        machine = self.registry.get(mac)
+        name = machine.menu_choice if machine is not None else None
+        return self.profiles.get(name) if name else None
+
     def hostname_for(self, mac: str) -> str:
         """The plan's hostname, else the operator's pattern numbered in boot order (pc-01, ...)."""
         entry = self.plan.get(mac)
@@ -210,19 +293,14 @@ class Session:
             for m in self.registry.machines.values()
             if m.first_seen is not None and (m.first_seen, m.mac) < (first, mac)
         )
-        return hostname_for(self.config.install.hostname_pattern, earlier + 1)
+        return numbered_hostname(self.config.install.hostname_pattern, earlier + 1)
 
-    def emit(self, name: str, mac: str | None = None, **fields: Any) -> Event:
-        return self.bus.emit(name, mac, **fields)
+    def mac_for_ip(self, ip: str) -> str | None:
+        return self.registry.mac_for_ip(ip)
 
-    def _on_event(self, event: Event) -> None:
-        if event.name == "dhcp.discover" and event.mac and event.mac not in self.plan.entries:
-            entry = self.plan.take_for_unknown(event.mac)
-            if entry is not None:
-                self._plan_changed(entry.mac, "assign", profile=entry.profile, policy=True)
-        change = self.registry.apply(event)
-        if change is not None and change.stage_changed:
-            self._schedule_registry_save()
+    def is_booting(self, mac: str) -> bool:
+        machine = self.registry.get(mac)
+        return machine is not None and machine.stage in BOOTING_STAGES
 
     def _schedule_registry_save(self) -> None:
         if not self._opened:
@@ -248,7 +326,7 @@ class Session:
 
     def _save_failed(self, name: str, exc: OSError) -> None:
         what = "machine state" if name == "machines" else name
-        self.emit("error", reason=f"cannot save {what}: {exc}")
+        self.emit(Error(reason=f"cannot save {what}: {exc}"))
 
     # -- operator actions (the one way in) ----------------------------------------------------
 
@@ -264,20 +342,36 @@ class Session:
         mac = normalize_mac(mac)
         # A PC assigned a profile whose files are missing or unverified would fail to boot:
         # refuse now, naming the `pxetui fetch` command that fixes it.
-        require_servable(self.profile(profile), self.config.cache_dir)
+        chosen = self.profile(profile)
+        self._require_fit(mac, chosen)
+        require_servable(chosen, self.config.cache_dir)
         if hostname:
             reason = check_hostname(hostname)
             if reason:
                 raise UsageError(reason)
         entry = self.plan.assign(mac, profile, hostname)
-        self._plan_changed(mac, "assign", profile=profile, hostname=entry.hostname)
+        self._plan_changed(PlanAssign(mac=mac, profile=profile, hostname=entry.hostname))
         return entry
+
+    def _require_fit(self, mac: str, profile: Profile) -> None:
+        """A profile the PC's firmware or CPU cannot start is refused, whoever asks."""
+        machine = self.registry.get(mac)
+        arch = machine.arch if machine is not None else None
+        if firmware.fits(arch, profile.arch, profile.firmware):
+            return
+        row = firmware.client_arch(arch)
+        assert row is not None  # an unknown arch fits everything
+        raise UsageError(
+            f"{profile.name} does not fit {mac}: that PC is {row.name} (option 93 = {arch}), the"
+            f" profile boots {'/'.join(profile.arch)} on {'/'.join(profile.firmware)};"
+            " choose a profile made for it (the assign dialog lists only those)"
+        )
 
     @on_session_loop
     def unassign(self, mac: str) -> None:
         mac = normalize_mac(mac)
         self.plan.unassign(mac)
-        self._plan_changed(mac, "unassign")
+        self._plan_changed(PlanUnassign(mac=mac))
 
     @on_session_loop
     def add_machine(self, mac: str, hostname: str | None = None) -> PlanEntry:
@@ -289,14 +383,14 @@ class Session:
         entry = self.plan.add(mac)
         if hostname:
             entry.hostname = hostname
-        self._plan_changed(mac, "add", hostname=entry.hostname)
+        self._plan_changed(PlanAdd(mac=mac, hostname=entry.hostname))
         return entry
 
     @on_session_loop
     def set_boot_local(self, mac: str, boot_local: bool = True) -> None:
         mac = normalize_mac(mac)
         self.plan.set_boot_local(mac, boot_local)
-        self._plan_changed(mac, "boot_local", boot_local=boot_local)
+        self._plan_changed(PlanBootLocal(mac=mac, boot_local=boot_local))
 
     @on_session_loop
     def set_unknown_policy(self, profile: str | None, count: int = 0) -> None:
@@ -306,7 +400,7 @@ class Session:
                 raise UsageError("give the number of unknown machines that get the profile (1 or more)")
         self.plan.unknown.profile = profile
         self.plan.unknown.remaining = count if profile else 0
-        self._plan_changed(None, "unknown_policy", profile=profile, remaining=self.plan.unknown.remaining)
+        self._plan_changed(PlanUnknownPolicy(profile=profile, remaining=self.plan.unknown.remaining))
 
     @on_session_loop
     def import_plan_csv(self, path: Path) -> int:
@@ -318,15 +412,15 @@ class Session:
         count = self.plan.merge(entries)
         for entry in entries:
             self.registry.ensure(entry.mac)
-        self._plan_changed(None, "import", source=str(path), count=count)
+        self._plan_changed(PlanImport(source=str(path), count=count))
         return count
 
-    def _plan_changed(self, mac: str | None, action: str, **fields: Any) -> None:
+    def _plan_changed(self, event: PlanEvent) -> None:
         if self._opened or self.state.path.is_dir():
             self.state.save("plan", self.plan.to_document())
-        if mac is not None:
-            self.registry.ensure(mac)
-        self.emit(f"plan.{action}", mac, **fields)
+        if event.mac is not None:
+            self.registry.ensure(event.mac)
+        self.emit(event)
 
     # -- temporary address --------------------------------------------------------------------
 
@@ -350,7 +444,7 @@ class Session:
     def export_report(self, directory: Path | None = None) -> tuple[Path, Path]:
         """Write pxetui-report.csv and .json (default: in the state directory)."""
         paths = write_report(directory or self.state.path, self.registry, self.plan)
-        self.emit("report.export", csv=str(paths[0]), json=str(paths[1]))
+        self.emit(ReportExported(csv=str(paths[0]), json=str(paths[1])))
         return paths
 
     @on_session_loop
@@ -360,7 +454,7 @@ class Session:
         if self.interface is None:
             raise UsageError("wake-on-LAN needs a running session: start pxetui on an interface first")
         count = send_wake(self.interface.name, self.interface.mac, targets, self.address)
-        self.emit("wol.sent", None, macs=targets, interface=self.interface.name)
+        self.emit(WakeSent(macs=targets, interface=self.interface.name))
         return count
 
 

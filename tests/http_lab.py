@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from lab import Client, Lab, NetnsLoop
-from pxetui.model.events import Event
 
 from pxetui.boot.bootfiles import find_boot_files
+from pxetui.host.netif import InterfaceInfo
+from pxetui.model.events import Event
+from pxetui.services.context import ServiceContext
 from pxetui.services.http.server import HttpService
 from pxetui.session import Session, SessionConfig
 
@@ -58,6 +60,7 @@ class HttpLab:
     lab: Lab
     loop: NetnsLoop
     session: Session
+    context: ServiceContext
     service: HttpService
     client: Client
     tmp: Path
@@ -114,18 +117,27 @@ def start_http_lab(lab: Lab, tmp: Path, loop: NetnsLoop, **service_args: Any) ->
     session = Session(config)
     events: list[Event] = []
 
-    async def setup() -> HttpService:
-        # The parts of Session.start the HTTP service relies on, without the other services.
+    async def setup() -> tuple[ServiceContext, HttpService]:
+        # An opened (never started) Session is the Booter and the bus; the service gets its
+        # context, as Session.start builds it, without the other services.
         session.bus.bind_loop(loop.loop)
         session.bus.subscribe(events.append)
         session.open()
-        session.address = ipaddress.IPv4Interface(lab.server_cidr)
-        session.boot_files = find_boot_files(config.boot_files)
-        service = HttpService(session, **service_args)
+        context = ServiceContext(
+            interface=InterfaceInfo(name=lab.bridge, up=True, mtu=1500, speed_mbps=0, mac=""),
+            address=ipaddress.IPv4Interface(lab.server_cidr),
+            boot_files=find_boot_files(config.boot_files),
+            state=session.state,
+            profiles=session.profiles,
+            booter=session,
+            emit=session.emit,
+            settings=session.settings,
+        )
+        service = HttpService(context, **service_args)
         await service.start()
-        return service
+        return context, service
 
-    service = loop.run(setup())
+    context, service = loop.run(setup())
     prefix = lab.server_ip.rsplit(".", 1)[0]
     client = lab.add_client(mac="52:54:00:00:00:10", address=f"{prefix}.10/24")
-    return HttpLab(lab, loop, session, service, client, tmp, events)
+    return HttpLab(lab, loop, session, context, service, client, tmp, events)

@@ -39,7 +39,7 @@ def facts_for(root: Path, mode: str = "full", snponly: bool = False) -> ServerFa
         http_base=HTTP,
         loader_for_arch=files.loader_for_arch,
         expected_loader=files.expected_loader,
-        hostname_for=lambda mac: "lab-01" if mac == "52:54:00:00:00:01" else None,
+        planned_hostname=lambda mac: "lab-01" if mac == "52:54:00:00:00:01" else None,
         boot_dir=str(root),
     )
 

@@ -15,10 +15,17 @@ import pytest
 from conftest import need_tools
 from dhcp_client import RawClient, dhcp_packet, pxe_vendor_class, random_macs
 from lab import Lab
-from pxetui.model.events import Event
 
 from pxetui.headless import PRINT_BACKLOG, EventPrinter
 from pxetui.lab.netns import pxetui_command
+from pxetui.model.events import DhcpAck, HttpProgress
+
+
+def http_progress(n: int) -> HttpProgress:
+    return HttpProgress(
+        mac="52:54:00:00:00:01", path="/files/x/initrd", kind="initrd", file="initrd.gz",
+        client="198.18.0.100", bytes=n, total=10**9, rate=1e8,
+    )  # fmt: skip
 
 
 def test_a_full_pipe_drops_progress_first_and_says_how_many() -> None:
@@ -27,9 +34,9 @@ def test_a_full_pipe_drops_progress_first_and_says_how_many() -> None:
     printer = EventPrinter(True, out)
     started = time.monotonic()
     for n in range(3 * PRINT_BACKLOG):  # nobody reads: the pipe fills after a few hundred lines
-        printer(Event("http.progress", "52:54:00:00:00:01", {"bytes": n}))
+        printer(http_progress(n))
         if n % 100 == 0:
-            printer(Event("dhcp.ack", "52:54:00:00:00:01", {"n": n}))
+            printer(DhcpAck(mac="52:54:00:00:00:01", xid=n, ip="198.18.0.100"))
     assert time.monotonic() - started < 10  # the emitting side never waited for the reader
     assert printer.dropped > PRINT_BACKLOG
     lines: list[str] = []
@@ -44,7 +51,7 @@ def test_a_full_pipe_drops_progress_first_and_says_how_many() -> None:
     out.close()
     reader.join(10)
     events = [json.loads(line) for line in lines]
-    acks = [e["n"] for e in events if e["event"] == "dhcp.ack"]
+    acks = [e["xid"] for e in events if e["event"] == "dhcp.ack"]
     assert acks == list(range(0, 3 * PRINT_BACKLOG, 100))  # every step kept, in order
     dropped = sum(e["count"] for e in events if e["event"] == "events.dropped")
     progress = sum(e["event"] == "http.progress" for e in events)
@@ -57,7 +64,7 @@ def test_a_reader_that_leaves_is_not_an_error() -> None:
     out = io.TextIOWrapper(io.FileIO(write_fd, "w"), encoding="utf-8")
     printer = EventPrinter(False, out)
     for n in range(100):
-        printer(Event("dhcp.ack", "52:54:00:00:00:01", {"n": n}))
+        printer(DhcpAck(mac="52:54:00:00:00:01", xid=n, ip="198.18.0.100"))
     started = time.monotonic()
     printer.close()
     assert time.monotonic() - started < 2  # no wait for a reader that is gone

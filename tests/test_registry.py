@@ -1,14 +1,31 @@
 """The registry's stage machine: forward-only within a boot, a new boot after the menu or done."""
 
-from pxetui.model.events import Event
+import dataclasses
+from typing import Any
 
+from pxetui.model.events import Event, make_event
 from pxetui.model.registry import Registry, Stage
 
 MAC = "52:54:00:12:34:01"
+CLIENT = "198.18.0.100"
+# What the services send besides what a test is about; `make_event` refuses any other field.
+SENT_TOO: dict[str, dict[str, Any]] = {
+    "tftp.start": {"client": CLIENT, "total": None, "blksize": 1468, "windowsize": 4},
+    "tftp.progress": {"client": CLIENT, "total": None, "rate": 0.0},
+    "tftp.done": {"client": CLIENT, "total": None, "rate": 0.0, "ok": True, "reason": ""},
+    "http.request": {"client": CLIENT, "path": "/", "file": "", "total": 0},
+    "install.done": {"client": CLIENT},
+    "install.failed": {"client": CLIENT},
+}
 
 
-def feed(reg: Registry, name: str, ts: float, **fields: object) -> None:
-    reg.apply(Event(name=name, mac=MAC, fields=fields, ts=ts))
+def event(name: str, mac: str | None, ts: float, **fields: Any) -> Event:
+    built = make_event(name, mac, **{**SENT_TOO.get(name, {}), **fields})
+    return dataclasses.replace(built, ts=ts)
+
+
+def feed(reg: Registry, name: str, ts: float, **fields: Any) -> None:
+    reg.apply(event(name, MAC, ts, **fields))
 
 
 def test_uefi_boot_walks_every_stage_with_timestamps() -> None:
@@ -73,15 +90,15 @@ def test_discover_after_done_starts_a_new_boot() -> None:
 
 def test_stage_change_is_reported_but_progress_is_not() -> None:
     reg = Registry()
-    first = reg.apply(Event("dhcp.discover", MAC, {"arch": 7}, ts=1.0))
+    first = reg.apply(event("dhcp.discover", MAC, 1.0, arch=7))
     assert first is not None and first.new and first.stage_changed
-    again = reg.apply(Event("dhcp.request", MAC, {"arch": 7}, ts=1.1))
+    again = reg.apply(event("dhcp.request", MAC, 1.1, arch=7))
     assert again is not None and not again.stage_changed
-    start = reg.apply(Event("tftp.start", MAC, {"file": "ipxe.efi"}, ts=2.0))
+    start = reg.apply(event("tftp.start", MAC, 2.0, file="ipxe.efi"))
     assert start is not None and start.stage_changed
-    progress = reg.apply(Event("tftp.progress", MAC, {"file": "ipxe.efi", "bytes": 10}, ts=2.1))
+    progress = reg.apply(event("tftp.progress", MAC, 2.1, file="ipxe.efi", bytes=10))
     assert progress is not None and not progress.stage_changed
-    assert reg.apply(Event("service.ready", None, {}, ts=0.0)) is None
+    assert reg.apply(event("service.ready", None, 0.0, mode="full", interface="eth1", address=None, http_port=8080, services={}, state_dir="/x")) is None
 
 
 def test_registry_round_trips_through_its_document() -> None:

@@ -57,7 +57,7 @@ def test_write_report_files_agree(session, tmp_path: Path) -> None:  # type: ign
 
 
 def test_text_from_the_network_never_starts_a_spreadsheet_formula(session) -> None:  # type: ignore[no-untyped-def]
-    sc.publish(session, 99, "install.failed", sc.PC_UEFI, reason='=HYPERLINK("http://x","click")')
+    sc.publish(session, 99, "install.failed", sc.PC_UEFI, reason='=HYPERLINK("http://x","click")', client="198.18.0.100")
     text = report_csv(report_rows(session.registry, session.plan))
     row = next(r for r in csv.DictReader(io.StringIO(text)) if r["mac"] == sc.PC_UEFI)
     assert row["error"] == '\'=HYPERLINK("http://x","click")'

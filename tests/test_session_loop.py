@@ -18,6 +18,7 @@ from textual.widgets import DataTable, OptionList
 
 from pxetui.errors import UsageError
 from pxetui.host.mac import MacError
+from pxetui.model.events import PlanEvent
 from pxetui.session import Session
 from pxetui.session_loop import SessionLoop
 from pxetui.tui.app import PxetuiApp
@@ -87,9 +88,9 @@ def test_operator_actions_from_another_thread_run_on_the_loop_thread(
     changed_on: list[tuple[str, int]] = []
     plan_changed = session._plan_changed
 
-    def record(mac: str | None, action: str, **fields: object) -> None:
-        changed_on.append((action, threading.get_ident()))
-        plan_changed(mac, action, **fields)
+    def record(event: PlanEvent) -> None:
+        changed_on.append((event.name.removeprefix("plan."), threading.get_ident()))
+        plan_changed(event)
 
     session._plan_changed = record  # type: ignore[method-assign]
 

@@ -96,9 +96,8 @@ def test_bad_plan_csv_changes_nothing(tmp_path: Path) -> None:
 
 
 def test_unplanned_machines_are_named_by_the_pattern_in_boot_order(tmp_path: Path) -> None:
-    from pxetui.model.events import Event
-
     from pxetui.boot.unattended import InstallSettings
+    from pxetui.model.events import DhcpDiscover
 
     config = SessionConfig(
         interface="unused", state_dir=tmp_path, install=InstallSettings(hostname_pattern="lab-{n:02}")
@@ -107,7 +106,7 @@ def test_unplanned_machines_are_named_by_the_pattern_in_boot_order(tmp_path: Pat
     session.open()
     session.assign("52:54:00:00:00:09", "local-disk", "teacher")
     for i, mac in enumerate(["52:54:00:00:00:03", "52:54:00:00:00:01", "52:54:00:00:00:09"]):
-        session.bus.publish(Event("dhcp.discover", mac, {"arch": 7}, ts=100.0 + i))
+        session.bus.publish(DhcpDiscover(mac=mac, arch=7, vendor_class="PXEClient", ts=100.0 + i))
     assert session.hostname_for("52:54:00:00:00:03") == "lab-01"
     assert session.hostname_for("52:54:00:00:00:01") == "lab-02"
     assert session.hostname_for("52:54:00:00:00:09") == "teacher"

@@ -449,8 +449,23 @@ def _bound_udp(ip: str, port: int) -> socket.socket:
 
 
 def test_service_is_built_by_the_session() -> None:
+    import ipaddress
+
+    from pxetui.boot.bootfiles import BootFiles
+    from pxetui.host.netif import InterfaceInfo
     from pxetui.services import build_services
+    from pxetui.services.context import ServiceContext
     from pxetui.session import Session, SessionConfig
 
-    services = build_services(Session(SessionConfig(interface="lo")))
+    session = Session(SessionConfig(interface="lo"))
+    context = ServiceContext(
+        interface=InterfaceInfo(name="lo", up=True, mtu=65536, speed_mbps=0, mac=""),
+        address=ipaddress.IPv4Interface("127.0.0.1/8"),
+        boot_files=BootFiles(root=Path("/nonexistent"), catalog={}),
+        state=session.state,
+        profiles={},
+        booter=session,
+        emit=session.emit,
+    )
+    services = build_services(context)
     assert isinstance(services[0], TftpService) and services[0].name == "tftp"

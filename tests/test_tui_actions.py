@@ -19,6 +19,7 @@ import tui_scenario as sc
 from textual.widgets import Collapsible, DataTable, Input, OptionList
 
 from pxetui.errors import UsageError
+from pxetui.model.events import ServiceReady
 from pxetui.session import Session
 from pxetui.tui.app import PxetuiApp
 from pxetui.tui.screens.confirm import ConfirmScreen
@@ -27,6 +28,10 @@ from pxetui.tui.screens.forms import FormScreen
 from pxetui.tui.screens.help import HelpScreen
 from pxetui.tui.screens.main import MainScreen
 from pxetui.tui.screens.picker import PickerScreen
+
+# What the TFTP service sends besides the file and its size.
+TFTP_START: dict[str, Any] = {"client": "198.18.0.100", "blksize": 1468, "windowsize": 4}
+TFTP_PROGRESS: dict[str, Any] = {"client": "198.18.0.100", "total": 1_000_000}
 
 
 @pytest.fixture(autouse=True)
@@ -138,11 +143,11 @@ async def test_updates_are_coalesced_not_one_redraw_per_event(session: Session) 
         macs = [f"02:00:00:00:{i // 256:02x}:{i % 256:02x}" for i in range(300)]
         for mac in macs:
             sc.publish(session, 1, "dhcp.discover", mac, arch=7)
-            sc.publish(session, 2, "tftp.start", mac, file="ipxe.efi", total=1_000_000)
+            sc.publish(session, 2, "tftp.start", mac, file="ipxe.efi", total=1_000_000, **TFTP_START)
         for step in range(1, 21):
             for mac in macs:
                 sc.publish(
-                    session, 2 + step, "tftp.progress", mac, file="ipxe.efi", bytes=step * 40_000, rate=1e6
+                    session, 2 + step, "tftp.progress", mac, file="ipxe.efi", bytes=step * 40_000, rate=1e6, **TFTP_PROGRESS
                 )
         events = 300 * 22
         await pilot.pause(0.35)
@@ -155,7 +160,7 @@ async def test_updates_are_coalesced_not_one_redraw_per_event(session: Session) 
         # One more round for every machine: visible rows are current after one refresh,
         # off-screen rows catch up a bounded number per refresh.
         for mac in macs:
-            sc.publish(session, 30, "tftp.progress", mac, file="ipxe.efi", bytes=840_000, rate=1e6)
+            sc.publish(session, 30, "tftp.progress", mac, file="ipxe.efi", bytes=840_000, rate=1e6, **TFTP_PROGRESS)
         app.flush_updates()
         assert "84%" in row_text(app, macs[0]) and "80%" in row_text(app, macs[-1])
         assert 0 < main_screen(app).stale_rows < 300
@@ -181,11 +186,11 @@ async def test_render_caches_stay_small_while_every_row_changes(session: Session
         macs = [f"02:00:00:00:{i // 256:02x}:{i % 256:02x}" for i in range(300)]
         for mac in macs:
             sc.publish(session, 1, "dhcp.discover", mac, arch=7)
-            sc.publish(session, 2, "tftp.start", mac, file="ipxe.efi", total=1_000_000)
+            sc.publish(session, 2, "tftp.start", mac, file="ipxe.efi", total=1_000_000, **TFTP_START)
         table = main_screen(app).query_one("#machines", DataTable)
         for step in range(1, 41):
             for mac in macs:
-                sc.publish(session, 2 + step, "tftp.progress", mac, file="ipxe.efi", bytes=step * 20_000, rate=1e6)
+                sc.publish(session, 2 + step, "tftp.progress", mac, file="ipxe.efi", bytes=step * 20_000, rate=1e6, **TFTP_PROGRESS)
             await settle(pilot, app)
             table.scroll_down(animate=False)  # new rows on screen, old ones' entries go stale
         log = main_screen(app).query_one("#log", RichLog)
@@ -455,7 +460,7 @@ async def test_unknown_policy_gives_the_next_n_unknown_machines_a_profile(sessio
         await pilot.pause()
         main_screen(app)
         for i in range(3):
-            sc.publish(session, 100 + i, "dhcp.discover", f"02:00:00:00:01:0{i}", arch=7)
+            sc.publish(session, 100 + i, "dhcp.discover", f"02:00:00:00:01:0{i}", arch=7, vendor_class=sc.UEFI_VENDOR_CLASS)
         await settle(pilot, app)
         profiles = [(session.plan.get(f"02:00:00:00:01:0{i}") or sc.NO_ENTRY).profile for i in range(3)]
         assert profiles == ["debian-12-local", "debian-12-local", None]
@@ -573,7 +578,11 @@ class FakeStart:
         self.interfaces.append(self.session.config.interface)
         if self.error is not None:
             raise self.error
-        self.session.emit("service.ready", mode="full", services={"dhcp": {"port": 67}})
+        ready = ServiceReady(
+            mode="full", interface=self.session.config.interface, address="198.18.0.1", http_port=8080,
+            services={"dhcp": {"port": 67}}, state_dir=str(self.session.state.path),
+        )  # fmt: skip
+        self.session.emit(ready)
 
 
 async def test_picker_lists_interfaces_warns_on_default_route_and_starts(

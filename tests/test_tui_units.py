@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from pxetui.model.events import Event
 
 from pxetui.boot.profiles import load_profiles
+from pxetui.model.events import DhcpRival, HttpRequest, PlanImport, ServiceReady, TftpDone, TftpProgress
 from pxetui.model.plan import PlanEntry
-from pxetui.model.registry import Machine, Stage, Transfer
+from pxetui.model.registry import Machine, Stage, TransferProgress
 from pxetui.tui import format as fmt
 from pxetui.tui.updates import LOG_KEEP, PendingUpdates
 
@@ -70,13 +70,13 @@ def test_bar_and_rate() -> None:
 def test_progress_cells() -> None:
     m = Machine(mac="52:54:00:00:00:01", stage=Stage.KERNEL)
     assert fmt.progress(m) == ""
-    m.transfer = Transfer(file="linux", bytes=4_000_000, total=8_000_000, rate=10_000_000)
+    m.transfer = TransferProgress(file="linux", bytes=4_000_000, total=8_000_000, rate=10_000_000)
     assert fmt.progress(m) == "███···  50% 10.0MB/s"  # percent right-aligned: columns line up
-    m.transfer = Transfer(file="/boot/initrd.gz", bytes=0)
+    m.transfer = TransferProgress(file="/boot/initrd.gz", bytes=0)
     assert fmt.progress(m) == "initrd.gz"
-    m.transfer = Transfer(file="x.iso", bytes=2_500_000, rate=1_000_000)
+    m.transfer = TransferProgress(file="x.iso", bytes=2_500_000, rate=1_000_000)
     assert fmt.progress(m) == "2.5MB 1.0MB/s"
-    m.transfer = Transfer(file="linux", bytes=10, total=10, finished=True)
+    m.transfer = TransferProgress(file="linux", bytes=10, total=10, finished=True)
     assert fmt.progress(m) == "linux ✓"
     m.stage = Stage.DONE
     assert fmt.progress(m) == ""
@@ -106,23 +106,46 @@ def test_assigned_and_stage_text() -> None:
 
 def test_pending_updates_coalesce_events_per_machine() -> None:
     pending = PendingUpdates()
+    tftp = {"file": "ipxe.efi", "client": "198.18.0.100", "total": 1000}
     for i in range(1000):
-        pending.add(Event("tftp.progress", f"52:54:00:00:00:{i % 3:02x}", {"bytes": i}))
-    pending.add(Event("tftp.done", "52:54:00:00:00:01"))
+        pending.add(TftpProgress(mac=f"52:54:00:00:00:{i % 3:02x}", bytes=i, rate=1.0, **tftp))  # type: ignore[arg-type]
+    pending.add(TftpDone(mac="52:54:00:00:00:01", bytes=1000, rate=1.0, ok=True, reason="", **tftp))  # type: ignore[arg-type]
     macs, events, header = pending.take()
     assert macs == {"52:54:00:00:00:00", "52:54:00:00:00:01", "52:54:00:00:00:02"}
     assert [e.name for e in events] == ["tftp.done"] and header  # progress: table only, not the log
     assert pending.events_seen == 1001
     assert pending.take() == (set(), [], False)
-    pending.add(Event("plan.import", None, {"count": 3}))
+    pending.add(PlanImport(source="lab.csv", count=3))
     macs, _, header = pending.take()
     assert macs is None and header  # every row may have changed
     for _ in range(LOG_KEEP + 10):
-        pending.add(Event("http.request", "52:54:00:00:00:01"))
+        pending.add(HttpRequest(mac="52:54:00:00:00:01", path="/boot.ipxe", kind="script", file="boot.ipxe",
+                                total=100, client="198.18.0.100"))  # fmt: skip
     assert len(pending.take()[1]) == LOG_KEEP
-    pending.add(Event("dhcp.rival", None, {"server": "198.18.0.254"}))
-    pending.add(Event("service.ready", None, {"services": {"dhcp": {"port": 67}}}))
-    assert pending.rival == "198.18.0.254" and pending.services == {"dhcp": {"port": 67}}
+    rival = DhcpRival(mode="full", server_id="198.18.0.254", server_mac="00:16:3e:5e:00:fe", message="offer",
+                      offers_address=True)  # fmt: skip
+    pending.add(rival)
+    ready = ServiceReady(mode="full", interface="eth1", address="198.18.0.1", http_port=8080,
+                         services={"dhcp": {"port": 67}}, state_dir="/tmp/x")  # fmt: skip
+    pending.add(ready)
+    assert pending.rival == "198.18.0.254 (00:16:3e:5e:00:fe)" and pending.services == {"dhcp": {"port": 67}}
+
+
+def test_rival_bar_names_the_server_the_dhcp_service_reports() -> None:
+    """The rival bar reads the fields the service really sends (it read `server`/`ip`/`address`,
+    which no service sends, so a real rival showed as "unknown")."""
+    from pxetui.services.dhcp.probe import rival_from_reply
+
+    offer = bytearray(300)
+    offer[0:3] = bytes([2, 1, 6])  # BOOTREPLY, Ethernet, 6-byte MAC
+    offer[236:240] = b"\x63\x82\x53\x63"
+    offer[16:20] = bytes([198, 18, 0, 50])  # yiaddr
+    offer[240:] = bytes([53, 1, 2, 54, 4, 198, 18, 0, 254, 255]) + bytes(50)
+    found = rival_from_reply(bytes(offer), bytes.fromhex("00163e5e00fe"), bytes([198, 18, 0, 1]))
+    assert found is not None
+    pending = PendingUpdates()
+    pending.add(found.event("full"))
+    assert pending.rival == "198.18.0.254 (00:16:3e:5e:00:fe)"
 
 
 def test_only_the_tui_imports_textual() -> None:

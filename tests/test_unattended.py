@@ -10,7 +10,7 @@ import yaml
 from conftest import need_tools
 
 from pxetui.boot.profiles import parse_profile
-from pxetui.boot.unattended import InstallSettings, MachineContext, Renderer, hostname_for, read_ssh_keys
+from pxetui.boot.unattended import InstallSettings, MachineContext, Renderer, numbered_hostname, read_ssh_keys
 from pxetui.errors import UsageError
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHh0ZXN0a2V5Zm9ycHh0dWl0ZXN0c29ubHkxMjM0NTY3 op@laptop"
@@ -128,9 +128,9 @@ def test_template_errors_are_usage_errors(tmp_path: Path) -> None:
 
 
 def test_hostname_pattern_and_ssh_keys(tmp_path: Path) -> None:
-    assert hostname_for("lab-{n:02}", 7) == "lab-07"
+    assert numbered_hostname("lab-{n:02}", 7) == "lab-07"
     with pytest.raises(UsageError, match="hostname pattern"):
-        hostname_for("lab-{m}", 1)
+        numbered_hostname("lab-{m}", 1)
     keys = tmp_path / "id.pub"
     keys.write_text(f"# mine\n{KEY}\n")
     assert read_ssh_keys(keys) == (KEY,)

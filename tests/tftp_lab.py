@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from lab import Lab, NetnsLoop
-from pxetui.model.events import Event
 
 from pxetui.boot.bootfiles import BootFiles, find_boot_files
 from pxetui.host.netif import InterfaceInfo
+from pxetui.model.events import Event
+from pxetui.services.context import ServiceContext
 from pxetui.services.tftp.server import TftpService
 from pxetui.session import Session, SessionConfig
 
@@ -84,13 +85,22 @@ def start_tftp(
     port: int = 69,
     give_up: float = 30.0,
 ) -> TftpServer:
+    # An opened (never started) Session is the service's Booter and event bus; the service
+    # itself gets only its context, as in Session.start.
     session = Session(SessionConfig(interface=lab.bridge, state_dir=state))
     session.open()
-    session.interface = InterfaceInfo(name=lab.bridge, up=True, mtu=mtu, speed_mbps=0, mac="")
-    session.address = ipaddress.IPv4Interface(lab.server_cidr)
     boot: BootFiles = find_boot_files(boot_dir)
-    session.boot_files = boot
-    service = TftpService(session, port=port, give_up=give_up)
+    context = ServiceContext(
+        interface=InterfaceInfo(name=lab.bridge, up=True, mtu=mtu, speed_mbps=0, mac=""),
+        address=ipaddress.IPv4Interface(lab.server_cidr),
+        boot_files=boot,
+        state=session.state,
+        profiles=session.profiles,
+        booter=session,
+        emit=session.emit,
+        settings=session.settings,
+    )
+    service = TftpService(context, port=port, give_up=give_up)
     server = TftpServer(lab=lab, session=session, service=service, loop=nl)
 
     def collect(event: Event) -> None:

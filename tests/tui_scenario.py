@@ -7,13 +7,28 @@ for the picker. That is what makes the SVGs in screens/ byte-for-byte reproducib
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from pathlib import Path
 from typing import Any
 
-from pxetui.model.events import Event
-
 from pxetui.host.netif import InterfaceInfo
+from pxetui.model.events import (
+    DhcpAck,
+    DhcpDiscover,
+    DhcpRival,
+    Event,
+    HttpDone,
+    HttpProgress,
+    HttpRequest,
+    InstallDone,
+    InstallFailed,
+    ServiceReady,
+    TftpDone,
+    TftpProgress,
+    TftpStart,
+    make_event,
+)
 from pxetui.model.plan import PlanEntry
 from pxetui.session import Session, SessionConfig
 from pxetui.tui.app import PxetuiApp
@@ -82,73 +97,110 @@ def plan_lab(session: Session) -> None:
     session.assign(PC_FAILED, "debian-12-local")
 
 
-def publish(session: Session, offset: float, name: str, mac: str | None = None, **fields: Any) -> None:
-    session.bus.publish(Event(name=name, mac=mac, fields=fields, ts=BASE_TS + offset))
+def publish(session: Session, offset: float, event: Event | str, mac: str | None = None, **fields: Any) -> None:
+    """Hand the session an event built by the services' own constructor, at BASE_TS + offset.
+
+    `event` is the event, or its name with its fields (built by `make_event`, so a field the
+    service does not send is an error here too).
+    """
+    built = make_event(event, mac, **fields) if isinstance(event, str) else event
+    session.bus.publish(dataclasses.replace(built, ts=BASE_TS + offset))
+
+
+def _http(mac: str, ip: str, kind: str, file: str, total: int) -> HttpRequest:
+    return HttpRequest(mac=mac, path=f"/files/debian-12-local/{kind}", kind=kind, file=file, total=total, client=ip)
+
+
+def _http_done(mac: str, ip: str, kind: str, file: str, total: int, rate: float) -> HttpDone:
+    path = f"/files/debian-12-local/{kind}"
+    return HttpDone(mac=mac, path=path, kind=kind, file=file, client=ip, bytes=total, total=total, rate=rate, ok=True)
+
+
+def _script(mac: str, ip: str, answer: str) -> HttpRequest:
+    return HttpRequest(mac=mac, path="/boot.ipxe", kind="script", file="boot.ipxe", total=412, client=ip, answer=answer)
 
 
 def boot_events(session: Session, *, rival: bool = False) -> None:
     """A morning in the lab: five PCs at different stages of the boot chain."""
     mode = "proxy" if rival else "full"
     session.mode = mode
-    services = {"dhcp": {"port": 67}, "tftp": {"port": 69}, "http": {"port": 8080}}
-    publish(session, 0, "service.ready", mode=mode, address="198.18.0.1", http_port=8080, services=services)
+    services: dict[str, dict[str, object]] = {"dhcp": {"port": 67}, "tftp": {"port": 69}, "http": {"port": 8080}}
+    ready = ServiceReady(
+        mode=mode,
+        interface="enx00e04c680001",
+        address="198.18.0.1",
+        http_port=8080,
+        services=services,
+        state_dir=str(session.state.path),
+    )
+    publish(session, 0, ready)
     if rival:
-        publish(session, 1, "dhcp.rival", server="198.18.0.254")
+        publish(
+            session,
+            1,
+            DhcpRival(
+                mode=mode,
+                server_id="198.18.0.254",
+                server_mac="00:16:3e:5e:00:fe",
+                message="offer",
+                offers_address=True,
+                subnet="255.255.255.0",
+                router="198.18.0.254",
+            ),
+        )
     # A BIOS PC that went all the way.
-    publish(session, 2, "dhcp.discover", PC_BIOS, arch=0, vendor_class="PXEClient:Arch:00000:UNDI:002001")
-    publish(session, 2.1, "dhcp.ack", PC_BIOS, ip="198.18.0.101", arch=0)
-    publish(session, 3, "http.request", PC_BIOS, kind="script", path="/boot.ipxe")
-    publish(session, 4, "http.request", PC_BIOS, kind="kernel", path="linux", total=6_600_000)
-    publish(session, 5, "http.done", PC_BIOS, path="linux", bytes=6_600_000, total=6_600_000)
-    publish(session, 5.5, "http.request", PC_BIOS, kind="initrd", path="initrd.gz", total=30_000_000)
-    publish(session, 8, "http.done", PC_BIOS, path="initrd.gz", bytes=30_000_000, total=30_000_000)
-    publish(session, 9, "http.request", PC_BIOS, kind="config", path="/preseed.cfg")
-    publish(session, 9.1, "http.done", PC_BIOS, path="/preseed.cfg", bytes=2_048, total=2_048)
-    publish(session, 60, "install.done", PC_BIOS)
+    bios = {"arch": 0, "vendor_class": "PXEClient:Arch:00000:UNDI:002001", "xid": 0x2A0B10}
+    publish(session, 2, DhcpDiscover(mac=PC_BIOS, **bios))  # type: ignore[arg-type]
+    publish(session, 2.1, DhcpAck(mac=PC_BIOS, ip="198.18.0.101", file="undionly.kpxe", **bios))  # type: ignore[arg-type]
+    publish(session, 3, _script(PC_BIOS, "198.18.0.101", "debian-12-local"))
+    publish(session, 4, _http(PC_BIOS, "198.18.0.101", "kernel", "linux", 6_600_000))
+    publish(session, 5, _http_done(PC_BIOS, "198.18.0.101", "kernel", "linux", 6_600_000, 6_600_000.0))
+    publish(session, 5.5, _http(PC_BIOS, "198.18.0.101", "initrd", "initrd.gz", 30_000_000))
+    publish(session, 8, _http_done(PC_BIOS, "198.18.0.101", "initrd", "initrd.gz", 30_000_000, 12_000_000.0))
+    config = HttpRequest(
+        mac=PC_BIOS, path=f"/config/{PC_BIOS}/preseed.cfg", kind="config", file="preseed.cfg", total=2_048,
+        client="198.18.0.101", profile="debian-12-local",
+    )  # fmt: skip
+    publish(session, 9, config)
+    publish(session, 60, InstallDone(mac=PC_BIOS, client="198.18.0.101"))
     # A UEFI PC downloading its kernel.
-    publish(
-        session,
-        30,
-        "dhcp.discover",
-        PC_UEFI,
-        arch=7,
-        vendor_class=UEFI_VENDOR_CLASS,
-        uuid="00000000-0000-0000-0000-000000000000",
-        params=[1, 3, 6, 43, 60, 66, 67, 93, 97],
-    )
-    publish(session, 30.2, "dhcp.ack", PC_UEFI, ip="198.18.0.100", arch=7)
-    publish(session, 31, "tftp.start", PC_UEFI, file="ipxe.efi", total=1_048_576)
-    publish(session, 33, "tftp.done", PC_UEFI, file="ipxe.efi", bytes=1_048_576, total=1_048_576)
-    publish(session, 36, "dhcp.discover", PC_UEFI, arch=7, user_class="iPXE", ipxe=True)
-    publish(session, 36.1, "dhcp.ack", PC_UEFI, ip="198.18.0.100", arch=7)
-    publish(session, 37, "http.request", PC_UEFI, kind="script", path="/boot.ipxe")
-    publish(session, 38, "http.request", PC_UEFI, kind="kernel", path="linux", total=8_000_000)
-    publish(
-        session, 39, "http.progress", PC_UEFI, path="linux", bytes=3_600_000, total=8_000_000, rate=12_300_000
-    )
+    uefi = {"arch": 7, "vendor_class": UEFI_VENDOR_CLASS, "xid": 0x5C11, "uuid": "00000000-0000-0000-0000-000000000000"}
+    params = [1, 3, 6, 43, 60, 66, 67, 93, 97]
+    publish(session, 30, DhcpDiscover(mac=PC_UEFI, params=params, **uefi))  # type: ignore[arg-type]
+    publish(session, 30.2, DhcpAck(mac=PC_UEFI, ip="198.18.0.100", file="ipxe.efi", params=params, **uefi))  # type: ignore[arg-type]
+    tftp = {"file": "ipxe.efi", "client": "198.18.0.100", "total": 1_048_576}
+    publish(session, 31, TftpStart(mac=PC_UEFI, blksize=1468, windowsize=4, **tftp))  # type: ignore[arg-type]
+    publish(session, 33, TftpDone(mac=PC_UEFI, bytes=1_048_576, rate=524_288, ok=True, reason="", **tftp))  # type: ignore[arg-type]
+    ipxe = {"arch": 7, "user_class": "iPXE", "ipxe": True, "xid": 0x77}
+    publish(session, 36, DhcpDiscover(mac=PC_UEFI, **ipxe))  # type: ignore[arg-type]
+    publish(session, 36.1, DhcpAck(mac=PC_UEFI, ip="198.18.0.100", file="http://198.18.0.1:8080/boot.ipxe", **ipxe))  # type: ignore[arg-type]
+    publish(session, 37, _script(PC_UEFI, "198.18.0.100", "debian-12-local"))
+    publish(session, 38, _http(PC_UEFI, "198.18.0.100", "kernel", "linux", 8_000_000))
+    progress = HttpProgress(
+        mac=PC_UEFI, path="/files/debian-12-local/kernel", kind="kernel", file="linux", client="198.18.0.100",
+        bytes=3_600_000, total=8_000_000, rate=12_300_000,
+    )  # fmt: skip
+    publish(session, 39, progress)
     # A UEFI HTTP Boot PC nobody planned: it just got an address.
-    publish(
-        session, 70, "dhcp.discover", PC_HTTPBOOT, arch=16, vendor_class="HTTPClient:Arch:00016:UNDI:003001"
-    )
+    http_boot = DhcpDiscover(mac=PC_HTTPBOOT, arch=16, vendor_class="HTTPClient:Arch:00016:UNDI:003001", xid=0x16)
+    publish(session, 70, http_boot)
     # A PC whose installer failed.
-    publish(session, 10, "dhcp.discover", PC_FAILED, arch=7, vendor_class=UEFI_VENDOR_CLASS)
-    publish(session, 10.3, "dhcp.ack", PC_FAILED, ip="198.18.0.105", arch=7)
-    publish(session, 20, "http.request", PC_FAILED, kind="config", path="/preseed.cfg")
-    publish(session, 50, "install.failed", PC_FAILED, reason="no disk found")
+    failed = {"arch": 7, "vendor_class": UEFI_VENDOR_CLASS, "xid": 0x105}
+    publish(session, 10, DhcpDiscover(mac=PC_FAILED, **failed))  # type: ignore[arg-type]
+    publish(session, 10.3, DhcpAck(mac=PC_FAILED, ip="198.18.0.105", file="ipxe.efi", **failed))  # type: ignore[arg-type]
+    failed_config = HttpRequest(
+        mac=PC_FAILED, path=f"/config/{PC_FAILED}/preseed.cfg", kind="config", file="preseed.cfg", total=2_048,
+        client="198.18.0.105", profile="debian-12-local",
+    )  # fmt: skip
+    publish(session, 20, failed_config)
+    publish(session, 50, InstallFailed(mac=PC_FAILED, reason="no disk found", client="198.18.0.105"))
     # A PC fetching iPXE over TFTP.
-    publish(session, 80, "dhcp.discover", PC_LOADER, arch=9, vendor_class="PXEClient:Arch:00009:UNDI:003016")
-    publish(session, 80.2, "dhcp.ack", PC_LOADER, ip="198.18.0.106", arch=9)
-    publish(session, 81, "tftp.start", PC_LOADER, file="ipxe.efi", total=1_048_576)
-    publish(
-        session,
-        82,
-        "tftp.progress",
-        PC_LOADER,
-        file="ipxe.efi",
-        bytes=419_430,
-        total=1_048_576,
-        rate=2_100_000,
-    )
+    loader = {"arch": 9, "vendor_class": "PXEClient:Arch:00009:UNDI:003016", "xid": 0x106}
+    publish(session, 80, DhcpDiscover(mac=PC_LOADER, **loader))  # type: ignore[arg-type]
+    publish(session, 80.2, DhcpAck(mac=PC_LOADER, ip="198.18.0.106", file="ipxe.efi", **loader))  # type: ignore[arg-type]
+    tftp = {"file": "ipxe.efi", "client": "198.18.0.106", "total": 1_048_576}
+    publish(session, 81, TftpStart(mac=PC_LOADER, blksize=1468, windowsize=4, **tftp))  # type: ignore[arg-type]
+    publish(session, 82, TftpProgress(mac=PC_LOADER, bytes=419_430, rate=2_100_000, **tftp))  # type: ignore[arg-type]
 
 
 def make_app(session: Session, **kwargs: Any) -> PxetuiApp:

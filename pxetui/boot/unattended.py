@@ -80,7 +80,7 @@ def read_ssh_keys(path: Path) -> tuple[str, ...]:
     return keys
 
 
-def hostname_for(pattern: str, n: int) -> str:
+def numbered_hostname(pattern: str, n: int) -> str:
     try:
         return pattern.format(n=n)
     except (KeyError, IndexError, ValueError) as exc:

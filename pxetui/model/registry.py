@@ -8,14 +8,30 @@ finished) means it rebooted, and starts a new boot cycle with a new timeline.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
 from pxetui.boot.firmware import firmware_label
 from pxetui.host.vendors import vendor_for
-from pxetui.model.events import Event
+from pxetui.model.events import (
+    DhcpAck,
+    DhcpClientEvent,
+    DhcpDiscover,
+    DhcpReply,
+    DhcpRequest,
+    Error,
+    Event,
+    HttpDone,
+    HttpProgress,
+    HttpRequest,
+    InstallDone,
+    InstallFailed,
+    MenuSelect,
+    TftpDone,
+    TftpProgress,
+    TftpStart,
+)
 
 
 class Stage(StrEnum):
@@ -67,7 +83,7 @@ HTTP_KIND_STAGES = {
 }
 
 @dataclass(slots=True)
-class Transfer:
+class TransferProgress:
     file: str
     bytes: int = 0
     total: int | None = None
@@ -82,7 +98,7 @@ class Transfer:
         return min(100.0, 100.0 * self.bytes / self.total)
 
 
-_TRANSFER_FIELDS = tuple(f.name for f in fields(Transfer))
+_TRANSFER_FIELDS = tuple(f.name for f in fields(TransferProgress))
 
 
 @dataclass(slots=True)
@@ -98,7 +114,7 @@ class Machine:
     boots: int = 0
     stage_times: dict[str, float] = field(default_factory=dict)
     timeline: list[tuple[float, str, str]] = field(default_factory=list)
-    transfer: Transfer | None = None
+    transfer: TransferProgress | None = None
     fingerprint: dict[str, Any] = field(default_factory=dict)
     menu_choice: str | None = None
     last_error: str | None = None
@@ -134,7 +150,7 @@ class Machine:
         doc["stage"] = Stage(doc.get("stage", "waiting"))
         doc["timeline"] = [tuple(t) for t in doc.get("timeline", [])]
         transfer = doc.get("transfer")
-        doc["transfer"] = Transfer(**transfer) if transfer else None
+        doc["transfer"] = TransferProgress(**transfer) if transfer else None
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in doc.items() if k in known})
 
@@ -199,9 +215,7 @@ class Registry:
         machine.last_seen = event.ts
         if machine.first_seen is None:
             machine.first_seen = event.ts
-        handler = _HANDLERS.get(event.name.split(".", 1)[0])
-        if handler is not None:
-            handler(machine, event)
+        _fold(machine, event)
         machine_changed_stage = machine.stage is not before
         return Change(machine=machine, stage_changed=machine_changed_stage or new, new=new)
 
@@ -235,109 +249,104 @@ def _new_boot(machine: Machine, ts: float) -> None:
     machine.timeline.append((ts, "boot", f"boot #{machine.boots}"))
 
 
-def _on_dhcp(machine: Machine, event: Event) -> None:
-    f = event.fields
-    kind = event.name.split(".", 1)[1]
-    if kind == "rival":
-        return
+def _on_dhcp(machine: Machine, event: DhcpClientEvent) -> None:
+    ack = isinstance(event, DhcpAck)
     # Only a network-boot client (firmware PXE / HTTP boot, or iPXE) starts a new boot: the
     # installer's own DHCP (udhcpc, dhclient) during the install must not reset the stage.
     if (
-        kind == "discover"
-        and is_netboot_client(f)
+        isinstance(event, DhcpDiscover)
+        and event.netboot
         and (machine.stage.terminal or machine.stage.order >= Stage.MENU.order)
     ):
         _new_boot(machine, event.ts)
-    if not is_netboot_client(f) and machine.stage.order > Stage.DHCP.order:
-        if kind == "ack" and f.get("ip"):
-            machine.ip = str(f["ip"])
+    ip = event.ip if isinstance(event, DhcpReply) else None
+    if not event.netboot and machine.stage.order > Stage.DHCP.order:
+        if ack and ip:
+            machine.ip = ip
         return
     if machine.stage is Stage.WAITING and machine.boots == 0:
         machine.boots = 1
-    arch = f.get("arch")
-    if isinstance(arch, int):
-        machine.arch = arch
-        machine.firmware = firmware_label(arch)
-    for key in ("arch", "vendor_class", "user_class", "uuid", "client_id", "params"):
-        if f.get(key) is not None:
-            machine.fingerprint[key] = f[key]
-    if kind == "ack" and f.get("ip"):
-        machine.ip = str(f["ip"])
-    elif kind == "request" and f.get("requested") and machine.ip is None:
+    if event.arch is not None:
+        machine.arch = event.arch
+        machine.firmware = firmware_label(event.arch)
+    for key in FINGERPRINT_FIELDS:
+        value = getattr(event, key)
+        if value is not None:
+            machine.fingerprint[key] = value
+    if ack and ip:
+        machine.ip = ip
+    elif isinstance(event, DhcpRequest) and event.requested and machine.ip is None:
         # In proxy mode the rival server's ACK is not ours to see; the PC's REQUEST names the address.
-        machine.ip = str(f["requested"])
-    _advance(machine, Stage.DHCP, event.ts, kind)
+        machine.ip = event.requested
+    _advance(machine, Stage.DHCP, event.ts, event.name.split(".", 1)[1])
 
 
-def is_netboot_client(fields: Mapping[str, Any]) -> bool:
-    vendor = str(fields.get("vendor_class") or "")
-    return bool(fields.get("ipxe")) or vendor.startswith(("PXEClient", "HTTPClient"))
+FINGERPRINT_FIELDS = ("arch", "vendor_class", "user_class", "uuid", "client_id", "params")
 
 
-def _on_transfer(machine: Machine, event: Event, stage: Stage | None) -> None:
-    f = event.fields
-    kind = event.name.split(".", 1)[1]
-    file = str(f.get("file") or f.get("path") or "")
-    if kind in ("start", "request"):
-        if stage is not None:
-            _advance(machine, stage, event.ts, file)
-        machine.transfer = Transfer(file=file, total=_int_or_none(f.get("total")), started=event.ts)
-        return
+def _transfer_begins(machine: Machine, ts: float, stage: Stage | None, file: str, total: int | None) -> None:
+    if stage is not None:
+        _advance(machine, stage, ts, file)
+    machine.transfer = TransferProgress(file=file, total=total, started=ts)
+
+
+def _transfer_moves(
+    machine: Machine, ts: float, file: str, sent: int, total: int | None, rate: float
+) -> TransferProgress:
     transfer = machine.transfer
     if transfer is None or (file and transfer.file != file):
-        transfer = machine.transfer = Transfer(file=file, started=event.ts)
-    transfer.bytes = int(f.get("bytes", transfer.bytes) or 0)
-    total = _int_or_none(f.get("total"))
+        transfer = machine.transfer = TransferProgress(file=file, started=ts)
+    transfer.bytes = sent
     if total is not None:
         transfer.total = total
-    transfer.rate = float(f.get("rate", transfer.rate) or 0.0)
-    if kind == "done":
-        transfer.finished = True
-        if f.get("ok") is False and f.get("reason"):
-            machine.last_error = str(f["reason"])
+    transfer.rate = rate
+    return transfer
 
 
-def _on_tftp(machine: Machine, event: Event) -> None:
-    _on_transfer(machine, event, Stage.LOADER)
+def _transfer_ends(machine: Machine, transfer: TransferProgress, ok: bool, reason: str | None) -> None:
+    transfer.finished = True
+    if not ok and reason:
+        machine.last_error = reason
 
 
-def _on_http(machine: Machine, event: Event) -> None:
-    stage = HTTP_KIND_STAGES.get(str(event.fields.get("kind", "")))
-    if event.name == "http.request" and stage is None:
+def _on_http_request(machine: Machine, event: HttpRequest) -> None:
+    stage = HTTP_KIND_STAGES.get(event.kind)
+    if stage is None:
         return  # other requests (status reports, assets) do not move the boot on
-    _on_transfer(machine, event, stage)
+    _transfer_begins(machine, event.ts, stage, event.file or event.path, event.total)
 
 
-def _on_menu(machine: Machine, event: Event) -> None:
-    choice = event.fields.get("choice")
-    machine.menu_choice = str(choice) if choice is not None else None
-    machine.timeline.append((event.ts, "menu.select", machine.menu_choice or ""))
+def _on_install_failed(machine: Machine, event: InstallFailed) -> None:
+    machine.last_error = event.reason or "installer reported failure"
+    _advance(machine, Stage.FAILED, event.ts, machine.last_error)
 
 
-def _on_install(machine: Machine, event: Event) -> None:
-    if event.name == "install.done":
-        _advance(machine, Stage.DONE, event.ts)
-    elif event.name == "install.failed":
-        machine.last_error = str(event.fields.get("reason") or "installer reported failure")
-        _advance(machine, Stage.FAILED, event.ts, machine.last_error)
-
-
-def _on_error(machine: Machine, event: Event) -> None:
-    machine.last_error = str(event.fields.get("reason") or event.fields.get("message") or "")
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-_HANDLERS = {
-    "dhcp": _on_dhcp,
-    "tftp": _on_tftp,
-    "http": _on_http,
-    "menu": _on_menu,
-    "install": _on_install,
-    "error": _on_error,
-}
+def _fold(machine: Machine, event: Event) -> None:
+    """Move `machine` on by what `event` says, matched on the event's type."""
+    match event:
+        case DhcpClientEvent():
+            _on_dhcp(machine, event)
+        case TftpStart():
+            _transfer_begins(machine, event.ts, Stage.LOADER, event.file, event.total)
+        case TftpProgress():
+            _transfer_moves(machine, event.ts, event.file, event.bytes, event.total, event.rate)
+        case TftpDone():
+            moved = _transfer_moves(machine, event.ts, event.file, event.bytes, event.total, event.rate)
+            _transfer_ends(machine, moved, event.ok, event.reason)
+        case HttpRequest():
+            _on_http_request(machine, event)
+        case HttpProgress():
+            _transfer_moves(machine, event.ts, event.file or event.path, event.bytes, event.total, event.rate)
+        case HttpDone():
+            file = event.file or event.path
+            moved = _transfer_moves(machine, event.ts, file, event.bytes, event.total, event.rate)
+            _transfer_ends(machine, moved, event.ok, event.reason)
+        case MenuSelect():
+            machine.menu_choice = event.choice
+            machine.timeline.append((event.ts, "menu.select", event.choice))
+        case InstallDone():
+            _advance(machine, Stage.DONE, event.ts)
+        case InstallFailed():
+            _on_install_failed(machine, event)
+        case Error():
+            machine.last_error = event.reason

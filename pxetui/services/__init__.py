@@ -1,21 +1,20 @@
-"""Network services (DHCP, TFTP, HTTP). Each is an object with async start()/stop().
+"""Network services (DHCP, TFTP, HTTP, IPv6 router adverts): one folder each, server and pure parts.
 
-Services get what they need from the Session at construction (interface, address, registry
-lookups, an `emit` callable) and report only through events. They never import textual.
+A service is built from a frozen ServiceContext (services/context.py) and reports only
+through typed events (model/events.py); it never sees the Session. The import contract in
+pyproject.toml keeps it so. See docs/architecture.md.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from pxetui.boot.unattended import Renderer
+from pxetui.services.context import ServiceContext
 from pxetui.services.dhcp.server import DhcpService
 from pxetui.services.http.server import HttpService
 from pxetui.services.ra.server import RouterAdvertService
 from pxetui.services.tftp.server import TftpService
-
-if TYPE_CHECKING:
-    from pxetui.session import Session
 
 
 class Service(Protocol):
@@ -31,19 +30,17 @@ class Service(Protocol):
         """JSON-safe facts for service.ready: port, state, ..."""
 
 
-def build_services(session: Session) -> list[Service]:
-    """The services a session runs, in start order. Each boot-chain service adds itself here."""
-    cfg = session.config
-    templates = tuple(cfg.template_dirs)
+def build_services(context: ServiceContext) -> list[Service]:
+    """The services a session runs, in start order. Each is checked as it is built."""
+    settings = context.settings
     return [
-        TftpService(session),
+        TftpService(context),
         HttpService(
-            session,
-            template_dirs=templates,
-            unattended=Renderer(template_dirs=list(templates), settings=cfg.install),
+            context,
+            unattended=Renderer(template_dirs=list(settings.template_dirs), settings=settings.install),
         ),
         # Before DHCP: its solicitation at start finds any IPv6 router before a PC asks.
-        RouterAdvertService(session),
+        RouterAdvertService(context),
         # DHCP last: it sends PCs to TFTP/HTTP, so those must already listen when it answers.
-        DhcpService(session),
+        DhcpService(context),
     ]

@@ -16,7 +16,18 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from pxetui.model.events import Event
+from pxetui.model.events import (
+    DhcpClientEvent,
+    DhcpRival,
+    Error,
+    Event,
+    HttpProgress,
+    InstallDone,
+    InstallFailed,
+    PlanEvent,
+    ServiceReady,
+    TftpProgress,
+)
 
 LOG_KEEP = 1000  # event log lines kept in memory (and in the log pane)
 
@@ -39,24 +50,22 @@ class PendingUpdates:
 
     def _add(self, event: Event) -> None:
         self.events_seen += 1
-        if not event.name.endswith(".progress"):
+        if not isinstance(event, (TftpProgress, HttpProgress)):
             # Progress is the flood (10 a second per transfer) and the table shows it; the
             # log keeps the steps, which would otherwise be pushed out of it within seconds.
             self.events.append(event)
         if event.mac is not None:
             self.macs.add(event.mac)
-        elif event.name.startswith("plan."):
+        elif isinstance(event, PlanEvent):
             self.all_rows = True  # an import or policy change may touch many rows
-        if event.name == "service.ready":
-            services = event.fields.get("services")
-            self.services = dict(services) if isinstance(services, dict) else {}
+        if isinstance(event, ServiceReady):
+            self.services = dict(event.services)
             self.ready = True
             self.header = True
-        elif event.name == "dhcp.rival":
-            fields = event.fields
-            self.rival = str(fields.get("server") or fields.get("ip") or fields.get("address") or "unknown")
+        elif isinstance(event, DhcpRival):
+            self.rival = f"{event.server_id} ({event.server_mac})"
             self.header = True
-        elif event.name.startswith(("plan.", "dhcp.", "install.")) or event.name == "error":
+        elif isinstance(event, (PlanEvent, DhcpClientEvent, InstallDone, InstallFailed, Error)):
             self.header = True  # counters and the policy line change with these
 
     def take(self) -> tuple[set[str] | None, list[Event], bool]:

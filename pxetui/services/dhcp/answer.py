@@ -37,7 +37,7 @@ class ServerFacts:
     http_base: str
     loader_for_arch: Callable[[int], str | None]
     expected_loader: Callable[[int], str]  # the file that would serve `arch`, to name it in errors
-    hostname_for: Callable[[str], str | None] = lambda mac: None
+    planned_hostname: Callable[[str], str | None] = lambda mac: None
     boot_dir: str = ""
 
     # Derived once: the hot path builds thousands of replies a second from these.
@@ -206,7 +206,7 @@ def _reply(
     ]
     if pool is not None:
         options += _lease_options(pool.lease_seconds, facts.netmask_packed)
-        hostname = facts.hostname_for(packet.mac)
+        hostname = facts.planned_hostname(packet.mac)
         if hostname:
             options.append((codec.OPT_HOSTNAME, hostname.encode("ascii", "replace")))
     file_field = b""

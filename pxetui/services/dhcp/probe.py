@@ -12,8 +12,9 @@ import contextlib
 import ipaddress
 import os
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
+from pxetui.model.events import DhcpRival
 from pxetui.services.dhcp import codec, rawnet
 
 PROBE_VENDOR_CLASS = b"PXEClient:Arch:00000:UNDI:002001"  # so proxyDHCP servers answer too
@@ -30,8 +31,19 @@ class Rival:
     next_server: str | None
     boot_file: str | None
 
-    def fields(self) -> dict[str, object]:
-        return asdict(self)
+    def event(self, mode: str) -> DhcpRival:
+        """The `dhcp.rival` event for this server, seen while pxetui is in `mode`."""
+        return DhcpRival(
+            mode=mode,
+            server_id=self.server_id,
+            server_mac=self.server_mac,
+            message=self.message,
+            offers_address=self.offers_address,
+            subnet=self.subnet,
+            router=self.router,
+            next_server=self.next_server,
+            boot_file=self.boot_file,
+        )
 
 
 def rival_from_reply(payload: bytes, source_mac: bytes, ours: bytes | None) -> Rival | None:

@@ -15,18 +15,26 @@ import errno
 import ipaddress
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pxetui.boot.bootfiles import BootFiles
 from pxetui.errors import PxetuiError, UsageError
+from pxetui.model.events import (
+    DhcpAck,
+    DhcpDiscover,
+    DhcpLeasesRestored,
+    DhcpNak,
+    DhcpOffer,
+    DhcpReply,
+    DhcpRequest,
+    Error,
+)
 from pxetui.model.state import StateWriter
+from pxetui.services.context import ServiceContext
 from pxetui.services.dhcp import codec, rawnet
 from pxetui.services.dhcp.answer import NOT_PXE, PROXY_PORT, SERVER_PORT, Answer, ServerFacts, answer
 from pxetui.services.dhcp.leases import LeasePool, default_range
 from pxetui.services.dhcp.probe import Rival, probe, rival_from_reply
-
-if TYPE_CHECKING:
-    from pxetui.session import Session
 
 PROBE_SECONDS = 2.0
 LEASE_SAVE_DELAY = 0.5  # seconds: leases change in bursts when a room powers on; one write per burst
@@ -63,10 +71,21 @@ class ErrorCounter:
 class DhcpService:
     name = "dhcp"
 
-    def __init__(self, session: Session, probe_seconds: float = PROBE_SECONDS) -> None:
-        self.session = session
+    def __init__(self, context: ServiceContext, probe_seconds: float = PROBE_SECONDS) -> None:
+        self.context = context
         self.probe_seconds = probe_seconds
-        self.mode = "full"
+        self.mode = context.settings.mode if context.settings.mode != "auto" else "full"
+        # The pool's range is checked now; a default that does not fit the subnet is an
+        # error only if full mode is chosen (next to another server, proxy mode needs none).
+        self._range: tuple[ipaddress.IPv4Address, ipaddress.IPv4Address] | None = None
+        self._range_error: UsageError | None = None
+        if context.settings.mode != "proxy":
+            try:
+                self._range = _pool_range(context)
+            except UsageError as exc:
+                if context.settings.pool is not None:
+                    raise
+                self._range_error = exc
         self.pool: LeasePool | None = None
         self.facts: ServerFacts | None = None
         self.errors = ErrorCounter()
@@ -86,14 +105,12 @@ class DhcpService:
     # -- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        session = self.session
-        interface, address, boot_files = session.interface, session.address, session.boot_files
-        if interface is None or address is None or boot_files is None:
-            raise PxetuiError("the DHCP service needs a started session (interface, address, boot files)")
+        context = self.context
+        interface, address, boot_files = context.interface, context.address, context.boot_files
         self._ifname = interface.name
         self._ours = address.ip.packed
         loop = asyncio.get_running_loop()
-        self._writer = StateWriter(session.state, self._save_failed, "dhcp-leases")
+        self._writer = StateWriter(context.state, self._save_failed, "dhcp-leases")
         try:
             self._sender = rawnet.frame_sender(self._ifname)
             _grow_buffers(self._sender)
@@ -114,7 +131,6 @@ class DhcpService:
         except BaseException:
             self._close()
             raise
-        session.mode = self.mode
         loop.add_reader(self._server.fileno(), self._drain, self._server, SERVER_PORT)
         if self._proxy is not None:
             loop.add_reader(self._proxy.fileno(), self._drain, self._proxy, PROXY_PORT)
@@ -160,7 +176,7 @@ class DhcpService:
     # -- mode and pool ------------------------------------------------------------------------
 
     async def _resolve_mode(self, mac_text: str) -> str:
-        requested = self.session.config.mode
+        requested = self.context.settings.mode
         self.mode = requested  # what dhcp.rival events from the probe report
         if requested == "proxy":
             return "proxy"  # the operator knows there is a server; the watch still reports it
@@ -173,7 +189,7 @@ class DhcpService:
             return "full"
         if requested == "auto":
             return "proxy"
-        if self.session.config.force:
+        if self.context.settings.force:
             return "full"
         names = ", ".join(f"{r.server_id} ({r.server_mac})" for r in found)
         raise UsageError(
@@ -184,44 +200,33 @@ class DhcpService:
         )
 
     def _make_pool(self, address: ipaddress.IPv4Interface) -> LeasePool:
-        config = self.session.config
+        if self._range_error is not None:
+            raise self._range_error
+        assert self._range is not None
+        first, last = self._range
         network = address.network
-        if config.pool is not None:
-            first, last = config.pool
-            if first not in network or last not in network:
-                base = network.network_address
-                raise UsageError(
-                    f"--range {first}-{last} is not inside {network} (the subnet of {self._ifname});"
-                    f" give a range on it, e.g. {base + 100}-{base + 199}"
-                )
-        else:
-            try:
-                first, last = default_range(network, address.ip)
-            except ValueError as exc:
-                raise UsageError(f"{exc}: give {self._ifname} a /24 with --address") from exc
         pool = LeasePool(
             first, last, exclude=(address.ip, network.network_address, network.broadcast_address)
         )
-        kept = pool.load_document(self.session.state.load("leases"))
+        kept = pool.load_document(self.context.state.load("leases"))
         if kept:
-            self.session.emit("dhcp.leases", restored=kept)
+            self.context.emit(DhcpLeasesRestored(restored=kept))
         return pool
 
     def _make_facts(self, address: ipaddress.IPv4Interface, boot_files: BootFiles) -> ServerFacts:
-        plan = self.session.plan
+        booter = self.context.booter
 
-        def hostname_for(mac: str) -> str | None:
-            entry = plan.get(mac)
-            return entry.hostname if entry is not None else None
+        def planned_hostname(mac: str) -> str | None:
+            return booter.boot_plan(mac).hostname
 
         return ServerFacts(
             mode=self.mode,
             server_ip=address.ip,
             network=address.network,
-            http_base=self.session.http_base,
+            http_base=self.context.http_base,
             loader_for_arch=boot_files.loader_for_arch,
             expected_loader=boot_files.expected_loader,
-            hostname_for=hostname_for,
+            planned_hostname=planned_hostname,
             boot_dir=str(boot_files.root),
         )
 
@@ -264,7 +269,7 @@ class DhcpService:
             return
         facts = client_fields(packet)
         kind = codec.MESSAGE_NAMES[mtype]
-        emit = self.session.emit
+        emit = self.context.emit
         if kind in ("discover", "request"):
             extra: dict[str, Any] = {}
             if kind == "request":
@@ -276,24 +281,21 @@ class DhcpService:
                     extra["server_id"] = codec.ip_text(server_id)
             if port == PROXY_PORT:
                 extra["port"] = PROXY_PORT
-            emit(f"dhcp.{kind}", packet.mac, **facts, **extra)
+            request_type = DhcpDiscover if kind == "discover" else DhcpRequest
+            emit(request_type(mac=packet.mac, **facts, **extra))
         if result.error is not None:
             self._drop(result.error, packet.mac)
         if result.kind is None or result.delivery is None:
             return
         self._send(result, sock, source)
         self.answered += 1
-        reply_fields = dict(facts)
-        if result.ip is not None:
-            reply_fields["ip"] = result.ip
-        elif packet.ciaddr != codec.ZERO_IP:
+        ip = result.ip
+        if ip is None and packet.ciaddr != codec.ZERO_IP:
             # proxyDHCP: the address came from the other server; the PC told us which it is.
-            reply_fields["ip"] = codec.ip_text(packet.ciaddr)
-        if result.file is not None:
-            reply_fields["file"] = result.file
-        if result.kind == "nak":
-            reply_fields["reason"] = result.note
-        emit(f"dhcp.{result.kind}", packet.mac, **reply_fields)
+            ip = codec.ip_text(packet.ciaddr)
+        reason = result.note if result.kind == "nak" else None
+        reply_type = _REPLY_TYPES[result.kind]
+        emit(reply_type(mac=packet.mac, **facts, ip=ip, file=result.file, reason=reason))
 
     def _send(self, result: Answer, sock: socket.socket, source: tuple[str, int]) -> None:
         delivery = result.delivery
@@ -316,13 +318,14 @@ class DhcpService:
     def _drop(self, reason: str, mac: str | None) -> None:
         unreported = self.errors.count(reason, mac)
         if unreported is not None:
-            self.session.emit(
-                "error",
-                mac,
-                service="dhcp",
-                reason=reason,
-                count=self.errors.counts[reason],
-                since_last=unreported,
+            self.context.emit(
+                Error(
+                    mac=mac,
+                    service="dhcp",
+                    reason=reason,
+                    count=self.errors.counts[reason],
+                    since_last=unreported,
+                )
             )
 
     # -- leases -------------------------------------------------------------------------------
@@ -343,7 +346,7 @@ class DhcpService:
             self._writer.save("leases", document)
 
     def _save_failed(self, name: str, exc: OSError) -> None:
-        self.session.emit("error", None, service="dhcp", reason=f"cannot save {name}: {exc}")
+        self.context.emit(Error(service="dhcp", reason=f"cannot save {name}: {exc}"))
 
     def _save_leases(self) -> None:
         if self._writer is not None:
@@ -352,7 +355,7 @@ class DhcpService:
         if self.pool is None or not self.pool.changed:
             return
         self.pool.changed = False
-        self.session.state.save("leases", self.pool.to_document())
+        self.context.state.save("leases", self.pool.to_document())
 
     # -- rival watch --------------------------------------------------------------------------
 
@@ -381,11 +384,33 @@ class DhcpService:
         if last is not None and now - last < RIVAL_REPEAT_SECONDS:
             return
         self._rival_reported[rival.server_id] = now
-        self.session.emit("dhcp.rival", None, mode=self.mode, **rival.fields())
+        self.context.emit(rival.event(self.mode))
+
+
+_REPLY_TYPES: dict[str, type[DhcpReply]] = {"offer": DhcpOffer, "ack": DhcpAck, "nak": DhcpNak}
+
+
+def _pool_range(context: ServiceContext) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+    """The addresses full mode hands out: --range, checked against the subnet, or the default."""
+    address, ifname = context.address, context.interface.name
+    network = address.network
+    if context.settings.pool is not None:
+        first, last = context.settings.pool
+        if first not in network or last not in network:
+            base = network.network_address
+            raise UsageError(
+                f"--range {first}-{last} is not inside {network} (the subnet of {ifname});"
+                f" give a range on it, e.g. {base + 100}-{base + 199}"
+            )
+        return first, last
+    try:
+        return default_range(network, address.ip)
+    except ValueError as exc:
+        raise UsageError(f"{exc}: give {ifname} a /24 with --address") from exc
 
 
 def client_fields(packet: codec.Packet) -> dict[str, Any]:
-    """What a request says about the client, as event fields."""
+    """What a request says about the client: the fields of every DHCP event about it."""
     fields: dict[str, Any] = {
         "xid": packet.xid,
         "arch": codec.client_arch(packet),
@@ -397,8 +422,7 @@ def client_fields(packet: codec.Packet) -> dict[str, Any]:
         ),
         "params": list(packet.options.get(codec.OPT_PARAMS, b"")),
     }
-    if codec.is_ipxe(packet):
-        fields["ipxe"] = True
+    fields["ipxe"] = True if codec.is_ipxe(packet) else None
     return fields
 
 

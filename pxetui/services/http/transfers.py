@@ -16,9 +16,11 @@ import contextlib
 import socket
 import struct
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from pxetui.model.events import HttpProgress
+from pxetui.services.context import Emit
 
 # struct tcp_info (linux/tcp.h): tcpi_bytes_acked is the u64 at byte 120 (Linux >= 4.1).
 _TCP_INFO_LEN = 128
@@ -38,7 +40,7 @@ def bytes_acked(sock: Any) -> int | None:
 
 
 @dataclass(slots=True, eq=False)  # identity: each one is a distinct live transfer
-class Transfer:
+class BodyTransfer:
     """One response body on its way to a client."""
 
     mac: str | None
@@ -65,9 +67,6 @@ class Transfer:
         return self.sent / elapsed if elapsed > 0 else 0.0
 
 
-Emit = Callable[..., object]
-
-
 class TransferMonitor:
     """Samples active transfers every `interval` s: http.progress events and stall cut-off."""
 
@@ -75,7 +74,7 @@ class TransferMonitor:
         self._emit = emit
         self.interval = interval
         self.stall_timeout = stall_timeout
-        self.active: set[Transfer] = set()
+        self.active: set[BodyTransfer] = set()
         self.stalled_total = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -90,12 +89,12 @@ class TransferMonitor:
             self._task = None
         self.active.clear()
 
-    def begin(self, transfer: Transfer) -> None:
+    def begin(self, transfer: BodyTransfer) -> None:
         acked = bytes_acked(transfer.sock)
         transfer.baseline = transfer.last_acked = acked or 0
         self.active.add(transfer)
 
-    def end(self, transfer: Transfer) -> None:
+    def end(self, transfer: BodyTransfer) -> None:
         self.active.discard(transfer)
         acked = bytes_acked(transfer.sock)
         if acked is not None:
@@ -121,18 +120,19 @@ class TransferMonitor:
             if transfer.sent != transfer.reported:
                 transfer.reported = transfer.sent
                 self._emit(
-                    "http.progress",
-                    transfer.mac,
-                    path=transfer.path,
-                    kind=transfer.kind,
-                    file=transfer.file,
-                    client=transfer.client,
-                    bytes=transfer.sent,
-                    total=transfer.total,
-                    rate=round(transfer.rate(now), 1),
+                    HttpProgress(
+                        mac=transfer.mac,
+                        path=transfer.path,
+                        kind=transfer.kind,
+                        file=transfer.file,
+                        client=transfer.client,
+                        bytes=transfer.sent,
+                        total=transfer.total,
+                        rate=round(transfer.rate(now), 1),
+                    )
                 )
 
-    def _cut(self, transfer: Transfer) -> None:
+    def _cut(self, transfer: BodyTransfer) -> None:
         # Shutting the socket down wakes a sendfile waiting for room in the socket buffer
         # (it fails with EPIPE); the handler then ends the transfer and frees its file.
         transfer.stalled = True

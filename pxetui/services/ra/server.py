@@ -24,12 +24,9 @@ import ipaddress
 import socket
 import struct
 import time
-from typing import TYPE_CHECKING
 
-from pxetui.model.registry import Stage
-
-if TYPE_CHECKING:
-    from pxetui.session import Session
+from pxetui.model.events import Error, RouterAdvertSent, RouterSeen
+from pxetui.services.context import ServiceContext
 
 ROUTER_SOLICITATION = 133
 ROUTER_ADVERTISEMENT = 134
@@ -40,7 +37,6 @@ ICMP6_FILTER = 1  # <netinet/icmp6.h>, IPPROTO_ICMPV6 level
 # flags, router lifetime 0 (not a default router), reachable time 0, retrans timer 0.
 ADVERTISEMENT = struct.pack("!BBHBBHII", ROUTER_ADVERTISEMENT, 0, 0, 0, 0, 0, 0, 0)
 SOLICITATION = struct.pack("!BBHI", ROUTER_SOLICITATION, 0, 0, 0)
-BOOTING_STAGES = frozenset({Stage.DHCP, Stage.LOADER, Stage.MENU})
 PER_PC_INTERVAL = 1.0  # seconds: at most one answer a second to one PC
 BATCH = 64
 
@@ -48,8 +44,8 @@ BATCH = 64
 class RouterAdvertService:
     name = "ra"
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, context: ServiceContext) -> None:
+        self.context = context
         self._sock: socket.socket | None = None
         self.state = "off"
         self.answered = 0
@@ -58,10 +54,7 @@ class RouterAdvertService:
         self._last_answer: dict[str, float] = {}
 
     async def start(self) -> None:
-        interface = self.session.interface
-        if interface is None:
-            self.state = "off: no interface"
-            return
+        interface = self.context.interface
         try:
             self._sock = _open_socket(interface.name)
         except OSError as exc:
@@ -114,19 +107,17 @@ class RouterAdvertService:
             if self.router is None:
                 self.router = source.split("%")[0]
                 self.state = f"quiet: router {self.router} advertises here"
-                self.session.emit("ra.router", None, router=self.router)
+                self.context.emit(RouterSeen(router=self.router))
             return
         if data[0] != ROUTER_SOLICITATION:
             return
         mac = solicitation_mac(data, source)
-        machine = self.session.registry.get(mac) if mac else None
         address = source.split("%")[0]
         if (
             self.router is not None
             or mac is None
             or address == "::"
-            or machine is None
-            or machine.stage not in BOOTING_STAGES
+            or not self.context.booter.is_booting(mac)
         ):
             self.ignored += 1
             return
@@ -139,11 +130,11 @@ class RouterAdvertService:
         try:
             sock.sendto(ADVERTISEMENT, (address, 0, 0, scope))
         except OSError as exc:
-            self.session.emit("error", mac, service="ra", reason=f"cannot answer {address}: {exc.strerror}")
+            self.context.emit(Error(mac=mac, service="ra", reason=f"cannot answer {address}: {exc.strerror}"))
             return
         self._last_answer[mac] = now
         self.answered += 1
-        self.session.emit("ra.answer", mac, to=address)
+        self.context.emit(RouterAdvertSent(mac=mac, to=address))
 
 
 def solicitation_mac(data: bytes, source: str) -> str | None:

@@ -13,15 +13,14 @@ import errno
 import logging
 import socket
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pxetui.errors import PxetuiError, UsageError
+from pxetui.errors import UsageError
+from pxetui.model.events import TftpDone, TftpProgress, TftpStart
+from pxetui.services.context import ServiceContext
 from pxetui.services.tftp import packets
 from pxetui.services.tftp.requests import MODES, Refused, catalog_name, negotiate, to_netascii
 from pxetui.services.tftp.transfer import GIVE_UP, BytesSource, FileSource, Outcome, Source, Transfer
-
-if TYPE_CHECKING:
-    from pxetui.session import Session
 
 _log = logging.getLogger(__name__)
 
@@ -52,26 +51,21 @@ class _Active:
 class TftpService:
     name = "tftp"
 
-    def __init__(self, session: Session, port: int = TFTP_PORT, give_up: float = GIVE_UP) -> None:
-        self.session = session
+    def __init__(self, context: ServiceContext, port: int = TFTP_PORT, give_up: float = GIVE_UP) -> None:
+        if not 0 < port < 65536:
+            raise UsageError(f"TFTP port {port} is not a port: give 1-65535")
+        self.context = context
         self.port = port
         self.give_up = give_up  # seconds a transfer waits for a silent client
         self.stats = TftpStats()
         self._listener: asyncio.DatagramTransport | None = None
         self._active: dict[tuple[str, int], _Active] = {}
-        self._address = ""
-        self._mtu = 1500
+        self._address = str(context.address.ip)
+        self._mtu = context.interface.mtu
 
     # -- Service protocol -------------------------------------------------------------------
 
     async def start(self) -> None:
-        session = self.session
-        if session.address is None or session.interface is None or session.boot_files is None:
-            raise PxetuiError(
-                f"TFTP needs an IPv4 address on {session.config.interface}: give one with --address CIDR"
-            )
-        self._address = str(session.address.ip)
-        self._mtu = session.interface.mtu
         loop = asyncio.get_running_loop()
         try:
             transport, _ = await loop.create_datagram_endpoint(
@@ -90,7 +84,7 @@ class TftpService:
         self._active.clear()
 
     def describe(self) -> dict[str, object]:
-        catalog = self.session.boot_files.catalog if self.session.boot_files else {}
+        catalog = self.context.boot_files.catalog
         return {
             "address": self._address,
             "port": self.port,
@@ -116,22 +110,23 @@ class TftpService:
         if client in self._active:
             self.stats.ignored += 1  # the client repeated its request; the transfer answers
             return
-        mac = self.session.registry.mac_for_ip(client[0])
+        mac = self.context.booter.mac_for_ip(client[0])
         try:
             self._accept(packet, client, mac)
         except Refused as refusal:
             self.stats.refused += 1
             self._reply_error(client, refusal.code, refusal.message)
-            self.session.emit(
-                "tftp.done",
-                mac,
-                file=packet.filename[:200],
-                client=client[0],
-                bytes=0,
-                total=None,
-                rate=0.0,
-                ok=False,
-                reason=f"refused: {refusal.message}",
+            self.context.emit(
+                TftpDone(
+                    mac=mac,
+                    file=packet.filename[:200],
+                    client=client[0],
+                    bytes=0,
+                    total=None,
+                    rate=0.0,
+                    ok=False,
+                    reason=f"refused: {refusal.message}",
+                )
             )
 
     def _accept(self, request: packets.Request, client: tuple[str, int], mac: str | None) -> None:
@@ -141,8 +136,7 @@ class TftpService:
             raise Refused(packets.ERR_ILLEGAL, f"mode {request.mode[:20]!r} not supported; use octet")
         if len(self._active) >= MAX_TRANSFERS:
             raise Refused(packets.ERR_UNDEFINED, "server busy, try again")
-        assert self.session.boot_files is not None
-        catalog = self.session.boot_files.catalog
+        catalog = self.context.boot_files.catalog
         name = catalog_name(request.filename, catalog)
         try:
             source = _open_source(str(catalog[name]), netascii=request.mode == "netascii")
@@ -157,15 +151,16 @@ class TftpService:
         transfer = Transfer(sock, source, negotiated, self._on_progress, self._on_done, self.give_up)
         active = _Active(client=client, file=name, mac=mac, transfer=transfer)
         self._active[client] = active
-        self.session.emit(
-            "tftp.start",
-            mac,
-            file=name,
-            client=client[0],
-            total=source.size,
-            blksize=negotiated.blksize,
-            windowsize=negotiated.windowsize,
-            options=dict(request.options),
+        self.context.emit(
+            TftpStart(
+                mac=mac,
+                file=name,
+                client=client[0],
+                total=source.size,
+                blksize=negotiated.blksize,
+                windowsize=negotiated.windowsize,
+                options=dict(request.options),
+            )
         )
         transfer.start()
 
@@ -194,14 +189,15 @@ class TftpService:
         active = self._active_for(transfer)
         if active is None:
             return
-        self.session.emit(
-            "tftp.progress",
-            active.mac,
-            file=active.file,
-            client=active.client[0],
-            bytes=transfer.acked_bytes,
-            total=transfer.size,
-            rate=round(transfer.rate),
+        self.context.emit(
+            TftpProgress(
+                mac=active.mac,
+                file=active.file,
+                client=active.client[0],
+                bytes=transfer.acked_bytes,
+                total=transfer.size,
+                rate=round(transfer.rate),
+            )
         )
 
     def _on_done(self, transfer: Transfer, outcome: Outcome) -> None:
@@ -217,23 +213,24 @@ class TftpService:
             self.stats.failed += 1
         self.stats.segmented_sends += transfer.segmented_sends
         self.stats.unsegmented += transfer.segmentation_failed
-        fields: dict[str, Any] = {
-            "file": active.file,
-            "client": active.client[0],
-            "bytes": transfer.size if outcome.ok and not outcome.probe else transfer.acked_bytes,
-            "total": transfer.size,
-            "rate": round(transfer.rate),
-            "ok": outcome.ok,
-            "reason": outcome.reason,
-            "seconds": round((transfer.finished or transfer.started) - transfer.started, 4),
-            "blksize": transfer.blksize,
-            "windowsize": transfer.windowsize,
-            "retransmits": transfer.retransmits,
-            "segmented": transfer.segmented_sends,
-        }
-        if outcome.probe:
-            fields["probe"] = True
-        self.session.emit("tftp.done", active.mac, **fields)
+        self.context.emit(
+            TftpDone(
+                mac=active.mac,
+                file=active.file,
+                client=active.client[0],
+                bytes=transfer.size if outcome.ok and not outcome.probe else transfer.acked_bytes,
+                total=transfer.size,
+                rate=round(transfer.rate),
+                ok=outcome.ok,
+                reason=outcome.reason,
+                seconds=round((transfer.finished or transfer.started) - transfer.started, 4),
+                blksize=transfer.blksize,
+                windowsize=transfer.windowsize,
+                retransmits=transfer.retransmits,
+                segmented=transfer.segmented_sends,
+                probe=True if outcome.probe else None,
+            )
+        )
 
 
 class _Listener(asyncio.DatagramProtocol):

@@ -16,7 +16,7 @@ from textual.widgets import Collapsible, DataTable, Footer, RichLog, Static
 
 from pxetui.errors import PxetuiError
 from pxetui.host.mac import MacError, normalize_mac
-from pxetui.model.events import Event
+from pxetui.model.events import DhcpNak, DhcpRival, Error, Event, InstallDone, InstallFailed, PlanEvent
 from pxetui.model.plan import PlanError, check_hostname
 from pxetui.model.registry import Machine, Stage
 from pxetui.tui import format as fmt
@@ -555,11 +555,11 @@ def _log_line(event: Event) -> str:
 
 
 def _log_style(event: Event) -> str:
-    if event.name in ("error", "install.failed", "dhcp.rival", "dhcp.nak"):
+    if isinstance(event, (Error, InstallFailed, DhcpRival, DhcpNak)):
         return "red"
-    if event.name == "install.done":
+    if isinstance(event, InstallDone):
         return "green"
-    if event.name.startswith("plan."):
+    if isinstance(event, PlanEvent):
         return "cyan"
     return ""
 
