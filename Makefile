@@ -21,11 +21,13 @@ run: deps-run venv
 test: deps-test venv
 	$(BIN)/ruff check pxetui tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	PXETUI_TEST_STRICT=$${PXETUI_TEST_STRICT-1} $(BIN)/pytest -ra $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check pxetui tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 deps-run:
 	@missing=$$(for p in $(RUN_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
