@@ -136,10 +136,6 @@ def profile_status(profile: Profile, cache_dir: Path) -> list[CachedFile]:
     return [file_status(profile, role, cache_dir) for role in profile.files]
 
 
-def unservable_roles(profile: Profile, cache_dir: Path) -> list[str]:
-    return [role for role in profile.files if verified_path(profile, role, cache_dir) is None]
-
-
 def fetch_command(profile: Profile, cache_dir: Path) -> str:
     return f"pxetui fetch {profile.name} --cache {cache_dir}"
 

@@ -2,7 +2,7 @@
 
 UEFI PCs run OVMF with the firmware's own PXE client (`romfile=` empty, like a real PC's NIC
 without an option ROM); BIOS PCs run SeaBIOS, whose NIC option ROM is iPXE itself. KVM fails
-with OVMF on these machines, so guests use TCG (see LAB-NOTES.md).
+with OVMF on these machines, so guests use TCG (docs/architecture.md, "The lab harness").
 """
 
 from __future__ import annotations

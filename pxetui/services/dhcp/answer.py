@@ -25,7 +25,6 @@ HTTP_LOADERS = "/loaders/"
 # PXE vendor options (option 43): PXE_DISCOVERY_CONTROL = 8 tells the firmware to take the boot
 # file from this packet instead of doing boot-server discovery; 255 ends the sub-options.
 PXE_VENDOR_OPTIONS = b"\x06\x01\x08\xff"
-BROADCAST_IP = b"\xff\xff\xff\xff"
 NOT_PXE = "not a PXE client"
 
 

@@ -14,6 +14,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from pxetui.host.mac import mac_from_bytes
 from pxetui.model.events import DhcpRival
 from pxetui.services.dhcp import codec, rawnet
 
@@ -72,7 +73,7 @@ def rival_from_reply(payload: bytes, source_mac: bytes, ours: bytes | None) -> R
         boot_file = codec.text(packet.file.split(b"\x00", 1)[0])
     return Rival(
         server_id=codec.ip_text(server_id),
-        server_mac=":".join(f"{b:02x}" for b in source_mac[:6]),
+        server_mac=mac_from_bytes(source_mac),
         message=codec.MESSAGE_NAMES[packet.message_type],
         offers_address=packet.yiaddr != codec.ZERO_IP,
         subnet=subnet,

@@ -35,12 +35,12 @@ from pxetui.services.dhcp import codec, rawnet
 from pxetui.services.dhcp.answer import NOT_PXE, PROXY_PORT, SERVER_PORT, Answer, ServerFacts, answer
 from pxetui.services.dhcp.leases import LeasePool, default_range
 from pxetui.services.dhcp.probe import Rival, probe, rival_from_reply
+from pxetui.services.receive import waiting_datagrams
 
 PROBE_SECONDS = 2.0
 LEASE_SAVE_DELAY = 0.5  # seconds: leases change in bursts when a room powers on; one write per burst
 ERROR_EVENT_INTERVAL = 1.0  # at most one `error` event per reason and second; the rest are counted
 RIVAL_REPEAT_SECONDS = 30.0
-BATCH = 64  # packets handled per wake-up before yielding to the loop
 
 
 class ErrorCounter:
@@ -233,13 +233,7 @@ class DhcpService:
     # -- the hot path -------------------------------------------------------------------------
 
     def _drain(self, sock: socket.socket, port: int) -> None:
-        for _ in range(BATCH):
-            try:
-                data, source = sock.recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                return
+        for data, source in waiting_datagrams(sock, 65535):
             try:
                 self._handle(data, source, sock, port)
             except Exception as exc:  # one bad packet must never stop the server
@@ -363,13 +357,7 @@ class DhcpService:
         tap = self._tap
         if tap is None:
             return
-        for _ in range(BATCH):
-            try:
-                data, address = tap.recvfrom(4096)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
+        for data, address in waiting_datagrams(tap, 4096):
             parts = rawnet.udp_payload(data)
             if parts is None or parts[0] == self._ours:
                 continue

@@ -27,6 +27,7 @@ import time
 
 from pxetui.model.events import Error, RouterAdvertSent, RouterSeen
 from pxetui.services.context import ServiceContext
+from pxetui.services.receive import waiting_datagrams
 
 ROUTER_SOLICITATION = 133
 ROUTER_ADVERTISEMENT = 134
@@ -38,7 +39,6 @@ ICMP6_FILTER = 1  # <netinet/icmp6.h>, IPPROTO_ICMPV6 level
 ADVERTISEMENT = struct.pack("!BBHBBHII", ROUTER_ADVERTISEMENT, 0, 0, 0, 0, 0, 0, 0)
 SOLICITATION = struct.pack("!BBHI", ROUTER_SOLICITATION, 0, 0, 0)
 PER_PC_INTERVAL = 1.0  # seconds: at most one answer a second to one PC
-BATCH = 64
 
 
 class RouterAdvertService:
@@ -90,13 +90,7 @@ class RouterAdvertService:
         sock = self._sock
         if sock is None:
             return
-        for _ in range(BATCH):
-            try:
-                data, address = sock.recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
+        for data, address in waiting_datagrams(sock, 2048):
             self._on_message(data, address[0], address[3])
 
     def _on_message(self, data: bytes, source: str, scope: int) -> None:

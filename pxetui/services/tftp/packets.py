@@ -133,9 +133,3 @@ def error(code: int, message: str) -> bytes:
     packet.errorcode = code
     packet.errmsgs = {code: message.encode("ascii", "replace")[:200]}
     return bytes(packet.encode().buffer)
-
-
-def block_of(datagram: bytes) -> tuple[int, int]:
-    """(opcode, block) of a DATA or ACK datagram, for clients that must be fast."""
-    opcode, block = struct.unpack_from("!HH", datagram)
-    return int(opcode), int(block)

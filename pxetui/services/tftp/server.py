@@ -1,7 +1,7 @@
 """The TFTP service: serves the boot-files catalog read-only on the interface's address, port 69.
 
 Requests arrive on one listening socket; each accepted read gets its own socket and an
-asyncio Transfer (transfer.py beside it) with blksize, tsize and windowsize negotiated.
+asyncio TftpTransfer (transfer.py beside it) with blksize, tsize and windowsize negotiated.
 Bad datagrams are dropped and counted; refused requests get a TFTP error and a tftp.done
 event with ok=false, so the operator sees a PC asking for a file that is not there.
 """
@@ -20,7 +20,7 @@ from pxetui.model.events import TftpDone, TftpProgress, TftpStart
 from pxetui.services.context import ServiceContext
 from pxetui.services.tftp import packets
 from pxetui.services.tftp.requests import MODES, Refused, catalog_name, negotiate, to_netascii
-from pxetui.services.tftp.transfer import GIVE_UP, BytesSource, FileSource, Outcome, Source, Transfer
+from pxetui.services.tftp.transfer import GIVE_UP, BytesSource, FileSource, Outcome, Source, TftpTransfer
 
 _log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class _Active:
     client: tuple[str, int]
     file: str
     mac: str | None
-    transfer: Transfer
+    transfer: TftpTransfer
 
 
 class TftpService:
@@ -148,7 +148,7 @@ class TftpService:
             source.close()
             raise Refused(packets.ERR_UNDEFINED, f"server cannot open a socket: {exc.strerror}") from exc
         negotiated = negotiate(request.options, source.size, self._mtu)
-        transfer = Transfer(sock, source, negotiated, self._on_progress, self._on_done, self.give_up)
+        transfer = TftpTransfer(sock, source, negotiated, self._on_progress, self._on_done, self.give_up)
         active = _Active(client=client, file=name, mac=mac, transfer=transfer)
         self._active[client] = active
         self.context.emit(
@@ -182,10 +182,10 @@ class TftpService:
 
     # -- transfer events --------------------------------------------------------------------
 
-    def _active_for(self, transfer: Transfer) -> _Active | None:
+    def _active_for(self, transfer: TftpTransfer) -> _Active | None:
         return next((a for a in self._active.values() if a.transfer is transfer), None)
 
-    def _on_progress(self, transfer: Transfer) -> None:
+    def _on_progress(self, transfer: TftpTransfer) -> None:
         active = self._active_for(transfer)
         if active is None:
             return
@@ -200,7 +200,7 @@ class TftpService:
             )
         )
 
-    def _on_done(self, transfer: Transfer, outcome: Outcome) -> None:
+    def _on_done(self, transfer: TftpTransfer, outcome: Outcome) -> None:
         active = self._active_for(transfer)
         if active is None:
             return

@@ -98,14 +98,14 @@ class Outcome:
     probe: bool = False  # the client only wanted the size (tsize) and ended with error 8
 
 
-class Transfer:
+class TftpTransfer:
     def __init__(
         self,
         sock: socket.socket,
         source: Source,
         negotiated: Negotiated,
-        on_progress: Callable[[Transfer], None],
-        on_done: Callable[[Transfer, Outcome], None],
+        on_progress: Callable[[TftpTransfer], None],
+        on_done: Callable[[TftpTransfer, Outcome], None],
         give_up: float = GIVE_UP,
     ) -> None:
         self.sock = sock  # bound to the server address, connected to the client: the TID
