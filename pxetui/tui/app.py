@@ -1,7 +1,9 @@
 """The pxetui Textual application: interface picker, then the live machine table.
 
 The app is a view: it subscribes to `session.bus`, folds events into PendingUpdates and
-redraws a few times a second; every operator action is a Session method call.
+redraws a few times a second; every operator action is a Session method call. The screens
+get what they show, and callbacks for what they ask of the app, in their constructors: the app
+imports them, never the other way round.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from pxetui.host import netif
 from pxetui.model.events import Event
 from pxetui.session import Session
 from pxetui.session_loop import SessionLoop
+from pxetui.tui.contracts import Clock, InterfaceLister
+from pxetui.tui.screens.confirm import ConfirmScreen
+from pxetui.tui.screens.main import MainScreen
+from pxetui.tui.screens.picker import PickerScreen
 from pxetui.tui.updates import PendingUpdates
 
 REFRESH_SECONDS = 0.25  # at most 4 table refreshes a second, whatever the event rate
 ELAPSED_TICK_SECONDS = 1.0
-
-InterfaceLister = Callable[[], list[netif.InterfaceInfo]]
-Clock = Callable[[], float]
 T = TypeVar("T")
 
 
@@ -71,37 +74,35 @@ class PxetuiApp(App[int]):
     # -- life cycle ---------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        from pxetui.tui.screens.main import MainScreen
-        from pxetui.tui.screens.picker import PickerScreen
-
         self._unsubscribe = self.session.bus.subscribe(self.on_session_event)
         self.set_interval(self.refresh_seconds, self.flush_updates, name="coalesced refresh")
         if self.start_session:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.request_shutdown)
         if self.session.config.interface:
-            self.push_screen(MainScreen())
+            self.push_screen(self.main_screen())
             if self.start_session:
                 # After the first refresh: the main screen is composed before any outcome lands.
                 self.call_after_refresh(
                     self.run_worker, self.start_services(from_picker=False), name="start", exclusive=True
                 )
         else:
-            self.push_screen(PickerScreen())
+            self.push_screen(PickerScreen(self.list_interfaces, self.choose_interface))
 
     def on_unmount(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
 
+    def main_screen(self) -> MainScreen:
+        return MainScreen(self.session, self.pending, self, self.clock)
+
     def choose_interface(self, name: str) -> None:
         """The operator picked `name`: open the main screen and start the services on it."""
-        from pxetui.tui.screens.main import MainScreen
-
         if self.starting:
             return
         self.session.config.interface = name
-        self.push_screen(MainScreen())
+        self.push_screen(self.main_screen())
         self.run_worker(self.start_services(from_picker=True), name="start", exclusive=True)
 
     async def on_services(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -141,8 +142,6 @@ class PxetuiApp(App[int]):
         )
 
     async def action_quit(self) -> None:
-        from pxetui.tui.screens.confirm import ConfirmScreen
-
         running = self.transfers_running()
         if running:
             question = (
@@ -182,8 +181,6 @@ class PxetuiApp(App[int]):
         self.pending.add(event)
 
     def flush_updates(self) -> None:
-        from pxetui.tui.screens.main import MainScreen
-
         now = self.clock()
         tick = now - self._last_tick >= ELAPSED_TICK_SECONDS
         if tick:
@@ -199,16 +196,12 @@ class PxetuiApp(App[int]):
                 self.refreshes += 1
 
     def _stale_rows(self) -> int:
-        from pxetui.tui.screens.main import MainScreen
-
         return sum(s.stale_rows for s in self.screen_stack if isinstance(s, MainScreen) and s.ready)
 
     # -- command palette -----------------------------------------------------------------------
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        from pxetui.tui.screens.main import MainScreen
-
         if isinstance(screen, MainScreen):
             for binding in screen.palette_bindings():
                 yield SystemCommand(

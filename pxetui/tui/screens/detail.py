@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,10 +12,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from pxetui.model.registry import Machine
+from pxetui.session import Session
 from pxetui.tui import format as fmt
-
-if TYPE_CHECKING:
-    from pxetui.tui.app import PxetuiApp
+from pxetui.tui.contracts import Clock
 
 REFRESH_SECONDS = 0.5
 
@@ -35,17 +34,12 @@ class DetailScreen(Screen[None]):
         Binding("escape,q", "app.pop_screen", "Back"),
     ]
 
-    def __init__(self, mac: str) -> None:
+    def __init__(self, session: Session, mac: str, clock: Clock) -> None:
         super().__init__(id="detail")
+        self.session = session
         self.mac = mac
+        self.clock = clock
         self._shown: tuple[object, ...] = ()
-
-    @property
-    def pxetui(self) -> PxetuiApp:
-        from pxetui.tui.app import PxetuiApp
-
-        assert isinstance(self.app, PxetuiApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-title")
@@ -68,10 +62,10 @@ class DetailScreen(Screen[None]):
         timeline.focus()
 
     def refresh_details(self) -> None:
-        session = self.pxetui.session
+        session = self.session
         machine = session.registry.get(self.mac) or Machine(mac=self.mac)
         entry = session.plan.get(self.mac)
-        now = self.pxetui.clock()
+        now = self.clock()
         info = [
             ("Vendor", machine.vendor or "unknown"),
             ("Hostname", (entry.hostname if entry else None) or "—"),

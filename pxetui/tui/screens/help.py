@@ -1,7 +1,11 @@
-"""The help screen: every key of the main screen, and what the stages mean."""
+"""The help screen: every key of the main screen, and what the stages mean.
+
+The main screen passes its bindings in: its keys are listed from the one place that defines them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar
 
 from rich.table import Table
@@ -34,14 +38,13 @@ EXTRA_KEYS = (
 class HelpScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "app.pop_screen", "Back")]
 
-    def __init__(self) -> None:
+    def __init__(self, bindings: Iterable[BindingType]) -> None:
         super().__init__(id="help")
+        self.bindings = list(bindings)
 
     def compose(self) -> ComposeResult:
-        from pxetui.tui.screens.main import MainScreen
-
         keys = Table(title="Keys", title_justify="left", show_header=False, box=None, padding=(0, 2))
-        for binding in MainScreen.BINDINGS:
+        for binding in self.bindings:
             if isinstance(binding, Binding):
                 keys.add_row(binding.key_display or binding.key, binding.tooltip or binding.description)
         for key, text in EXTRA_KEYS:

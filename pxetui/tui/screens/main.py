@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -19,12 +19,13 @@ from pxetui.host.mac import MacError, normalize_mac
 from pxetui.model.events import DhcpNak, DhcpRival, Error, Event, InstallDone, InstallFailed, PlanEvent
 from pxetui.model.plan import PlanError, check_hostname
 from pxetui.model.registry import Machine, Stage
+from pxetui.session import Session
 from pxetui.tui import format as fmt
+from pxetui.tui.contracts import Clock, MainHost
+from pxetui.tui.screens.detail import DetailScreen
 from pxetui.tui.screens.forms import Field, FormScreen
-from pxetui.tui.updates import LOG_KEEP
-
-if TYPE_CHECKING:
-    from pxetui.tui.app import PxetuiApp
+from pxetui.tui.screens.help import HelpScreen
+from pxetui.tui.updates import LOG_KEEP, PendingUpdates
 
 # (key, label, width). The table has no cell padding: every cell starts with one space
 # instead, so 9 columns fit 120 terminal columns (padding would cost 18).
@@ -71,20 +72,17 @@ class MainScreen(Screen[None]):
         Binding("q", "app.quit", "Quit", tooltip="stop the services, save the state and quit"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, session: Session, pending: PendingUpdates, host: MainHost, clock: Clock) -> None:
         super().__init__(id="main")
+        self.session = session
+        self.pending = pending  # the header's services and rival state, folded by the app
+        self.host = host
+        self.clock = clock
         self.marked: set[str] = set()
         self._rows: dict[str, Row] = {}
         self._stale: set[str] = set()
         self.log_lines: list[str] = []
         self.ready = False  # composed and not yet torn down: safe to refresh
-
-    @property
-    def pxetui(self) -> PxetuiApp:
-        from pxetui.tui.app import PxetuiApp
-
-        assert isinstance(self.app, PxetuiApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         with Vertical(id="top"):
@@ -148,12 +146,12 @@ class MainScreen(Screen[None]):
         them all would hold the loop (and the services' packets) for tens of ms. Rows on screen
         are always current; rows off screen catch up OFFSCREEN_ROWS_PER_REFRESH at a time.
         """
-        session = self.pxetui.session
+        session = self.session
         self._stale.update(session.registry.macs() if macs is None else macs)
         if not self._stale:
             return
         table = self.query_one("#machines", DataTable)
-        now = self.pxetui.clock()
+        now = self.clock()
         if any(mac not in self._rows for mac in self._stale):
             for mac in session.registry.macs():  # registry order: planned first, then as seen
                 if mac not in self._rows:
@@ -171,7 +169,7 @@ class MainScreen(Screen[None]):
 
     def _update_row(self, table: DataTable[Text], mac: str, now: float) -> None:
         self._stale.discard(mac)
-        machine = self.pxetui.session.registry.get(mac)
+        machine = self.session.registry.get(mac)
         if machine is None:
             return
         row = self._row(machine, now)
@@ -185,7 +183,7 @@ class MainScreen(Screen[None]):
         self._rows[mac] = row
 
     def _row(self, machine: Machine, now: float) -> Row:
-        entry = self.pxetui.session.plan.get(machine.mac)
+        entry = self.session.plan.get(machine.mac)
         stage_style = fmt.STAGE_STYLES.get(machine.stage, "")
         mark = MARK if machine.mac in self.marked else " "
         return (
@@ -201,19 +199,18 @@ class MainScreen(Screen[None]):
         )
 
     def _refresh_header(self) -> None:
-        app = self.pxetui
-        session = app.session
+        session = self.session
         cfg = session.config
         address = session.address or cfg.address
         where = f"[b]{cfg.interface}[/b] {address}" if address else f"[b]{cfg.interface}[/b]"
-        services = app.pending.services
-        if app.pending.ready:
+        services = self.pending.services
+        if self.pending.ready:
             parts = []
             for name, desc in services.items():
                 port = desc.get("port") if isinstance(desc, dict) else None
                 parts.append(f"{name.upper()} [green]●[/]" + (f" :{port}" if port else ""))
             state = "  ".join(parts) if parts else "[yellow]no boot services in this build[/]"
-        elif app.starting:
+        elif self.host.starting:
             state = "[yellow]starting services…[/]"
         else:
             state = "[dim]services not running[/]"
@@ -237,9 +234,9 @@ class MainScreen(Screen[None]):
             f"  [red]failed {counts[Stage.FAILED]}[/]   {unknown}{marked}"
         )
         rival = self.query_one("#rival", Static)
-        if app.pending.rival:
+        if self.pending.rival:
             rival.update(
-                f"⚠  ANOTHER DHCP SERVER answers on {cfg.interface}: {app.pending.rival}."
+                f"⚠  ANOTHER DHCP SERVER answers on {cfg.interface}: {self.pending.rival}."
                 f" pxetui runs in {session.mode} mode; PCs may get addresses from it."
             )
             rival.add_class("shown")
@@ -258,7 +255,7 @@ class MainScreen(Screen[None]):
     def selected(self) -> list[str]:
         """The marked machines in table order, else the one under the cursor."""
         if self.marked:
-            return [mac for mac in self.pxetui.session.registry.macs() if mac in self.marked]
+            return [mac for mac in self.session.registry.macs() if mac in self.marked]
         mac = self.cursor_mac()
         return [mac] if mac else []
 
@@ -276,7 +273,7 @@ class MainScreen(Screen[None]):
         table.move_cursor(row=table.cursor_row + 1)
 
     def action_mark_all(self) -> None:
-        everything = set(self.pxetui.session.registry.macs())
+        everything = set(self.session.registry.macs())
         changed = everything | self.marked
         self.marked = set() if self.marked else everything
         self._refresh_marks(changed)
@@ -290,7 +287,7 @@ class MainScreen(Screen[None]):
 
     def _done(self, message: str) -> None:
         self.notify(message, timeout=4)
-        self.pxetui.flush_updates()
+        self.host.flush_updates()
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -298,7 +295,7 @@ class MainScreen(Screen[None]):
         macs = self._need_selection()
         if macs is None:
             return
-        session = self.pxetui.session
+        session = self.session
         arches = [m.arch for m in (session.registry.get(mac) for mac in macs) if m is not None]
         fitting = fmt.fitting_profiles(session.profiles.values(), arches)
         single = len(macs) == 1
@@ -347,11 +344,11 @@ class MainScreen(Screen[None]):
         if macs is None:
             return
         for mac in macs:
-            self.pxetui.session.unassign(mac)
+            self.session.unassign(mac)
         self._done(f"unassigned {len(macs)} machine(s): they get the menu next boot")
 
     def action_add_machine(self) -> None:
-        session = self.pxetui.session
+        session = self.session
 
         def apply(values: dict[str, str]) -> str | None:
             try:
@@ -392,7 +389,7 @@ class MainScreen(Screen[None]):
         )
 
     def action_import_plan(self) -> None:
-        session = self.pxetui.session
+        session = self.session
 
         def apply(values: dict[str, str]) -> str | None:
             if not values["path"]:
@@ -422,7 +419,7 @@ class MainScreen(Screen[None]):
         )
 
     def action_export_report(self) -> None:
-        session = self.pxetui.session
+        session = self.session
 
         def apply(values: dict[str, str]) -> str | None:
             directory = Path(os.path.expanduser(values["directory"] or str(session.state.path)))
@@ -446,7 +443,7 @@ class MainScreen(Screen[None]):
         macs = self._need_selection()
         if macs is None:
             return
-        session = self.pxetui.session
+        session = self.session
         entries = [session.plan.get(mac) for mac in macs]
         turn_on = not all(e is not None and e.boot_local for e in entries)
         for mac in macs:
@@ -455,7 +452,7 @@ class MainScreen(Screen[None]):
         self._done(f"{len(macs)} machine(s) will {state} next time")
 
     def action_unknown_policy(self) -> None:
-        session = self.pxetui.session
+        session = self.session
         policy = session.plan.unknown
 
         def apply(values: dict[str, str]) -> str | None:
@@ -498,18 +495,16 @@ class MainScreen(Screen[None]):
         if macs is None:
             return
         try:
-            count = self.pxetui.session.wake(macs)
+            count = self.session.wake(macs)
         except PxetuiError as exc:
             self.notify(str(exc), title="Wake-on-LAN", severity="error", timeout=8)
             return
         self._done(f"wake-on-LAN sent to {count} machine(s)")
 
     def action_details(self) -> None:
-        from pxetui.tui.screens.detail import DetailScreen
-
         mac = self.cursor_mac()
         if mac is not None:
-            self.app.push_screen(DetailScreen(mac))
+            self.app.push_screen(DetailScreen(self.session, mac, self.clock))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
@@ -520,9 +515,7 @@ class MainScreen(Screen[None]):
         pane.collapsed = not pane.collapsed
 
     def action_help(self) -> None:
-        from pxetui.tui.screens.help import HelpScreen
-
-        self.app.push_screen(HelpScreen())
+        self.app.push_screen(HelpScreen(self.BINDINGS))
 
     def palette_bindings(self) -> list[Binding]:
         return [b for b in self.BINDINGS if isinstance(b, Binding) and not b.action.startswith("app.")]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -11,9 +11,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from pxetui.host.netif import InterfaceInfo
-
-if TYPE_CHECKING:
-    from pxetui.tui.app import PxetuiApp
+from pxetui.tui.contracts import ChooseInterface, InterfaceLister
+from pxetui.tui.screens.confirm import ConfirmScreen
 
 INTRO = (
     "[b]pxetui[/b]: pick the interface plugged into the lab switch. pxetui serves DHCP, TFTP and"
@@ -39,16 +38,11 @@ class PickerScreen(Screen[None]):
         Binding("q", "app.quit", "Quit"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, list_interfaces: InterfaceLister, choose: ChooseInterface) -> None:
         super().__init__(id="picker")
+        self.list_interfaces = list_interfaces
+        self.choose = choose  # the app opens the main screen and starts the services on it
         self.interfaces: dict[str, InterfaceInfo] = {}
-
-    @property
-    def pxetui(self) -> PxetuiApp:
-        from pxetui.tui.app import PxetuiApp
-
-        assert isinstance(self.app, PxetuiApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Static(INTRO, id="picker-intro")
@@ -73,7 +67,7 @@ class PickerScreen(Screen[None]):
     def action_reload(self) -> None:
         table = self.query_one("#interfaces", DataTable)
         table.clear()
-        self.interfaces = {i.name: i for i in self.pxetui.list_interfaces() if i.name != "lo"}
+        self.interfaces = {i.name: i for i in self.list_interfaces() if i.name != "lo"}
         # The likely lab NICs first: up, not the uplink.
         ordered = sorted(self.interfaces.values(), key=lambda i: (i.default_route, not i.up, i.name))
         for info in ordered:
@@ -101,8 +95,6 @@ class PickerScreen(Screen[None]):
         return self.interfaces.get(str(key))
 
     def action_choose(self) -> None:
-        from pxetui.tui.screens.confirm import ConfirmScreen
-
         info = self.chosen()
         if info is None:
             return
@@ -113,10 +105,10 @@ class PickerScreen(Screen[None]):
             )
             self.app.push_screen(
                 ConfirmScreen(question, yes="Serve", no="Back"),
-                lambda yes: self.pxetui.choose_interface(info.name) if yes else None,
+                lambda yes: self.choose(info.name) if yes else None,
             )
             return
-        self.pxetui.choose_interface(info.name)
+        self.choose(info.name)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
