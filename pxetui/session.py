@@ -32,11 +32,13 @@ from pxetui.model.events import (
     Error,
     Event,
     EventBus,
+    InstallDone,
     PlanAdd,
     PlanAssign,
     PlanBootLocal,
     PlanEvent,
     PlanImport,
+    PlanRemove,
     PlanUnassign,
     PlanUnknownPolicy,
     ReportExported,
@@ -154,7 +156,7 @@ class Session:
         """Load state, profiles and the plan CSV. Touches no network; safe to call twice."""
         if self._opened:
             return
-        self.state.open()
+        self.state.open(owner=self.config.interface or "no interface yet")
         self.profiles = load_profiles(self.config.profile_dirs)
         self.plan.load_document(self.state.load("plan"))
         self.registry.load_document(self.state.load("machines"))
@@ -228,6 +230,7 @@ class Session:
         self._close_writer()
         self.flush()
         self._drop_temp_address()
+        self.state.unlock()
 
     def _close_writer(self) -> None:
         if self._writer is not None:
@@ -263,6 +266,10 @@ class Session:
             entry = self.plan.take_for_unknown(event.mac)
             if entry is not None and entry.profile is not None:
                 self._plan_changed(PlanAssign(mac=entry.mac, profile=entry.profile, policy=True))
+        elif isinstance(event, InstallDone) and event.mac:
+            # Never a second install: the next network boot goes to the disk until re-armed.
+            self.plan.mark_installed(event.mac, event.ts)
+            self._plan_changed(PlanBootLocal(mac=event.mac, boot_local=True, reason="installed"))
         change = self.registry.apply(event)
         if change is not None and change.stage_changed:
             self._schedule_registry_save()
@@ -301,6 +308,9 @@ class Session:
     def is_booting(self, mac: str) -> bool:
         machine = self.registry.get(mac)
         return machine is not None and machine.stage in BOOTING_STAGES
+
+    def knows(self, mac: str) -> bool:
+        return mac in self.registry.machines or mac in self.plan.entries
 
     def _schedule_registry_save(self) -> None:
         if not self._opened:
@@ -387,7 +397,20 @@ class Session:
         return entry
 
     @on_session_loop
+    def remove_machine(self, mac: str) -> None:
+        """Take `mac` out of the plan; a machine that never booted leaves the table too."""
+        mac = normalize_mac(mac)
+        if self.plan.get(mac) is None:
+            raise UsageError(f"{mac} is not in the plan")
+        self.plan.remove(mac)
+        machine = self.registry.get(mac)
+        if machine is not None and machine.boots == 0:
+            del self.registry.machines[mac]
+        self._plan_changed(PlanRemove(mac=mac))
+
+    @on_session_loop
     def set_boot_local(self, mac: str, boot_local: bool = True) -> None:
+        """Boot the local disk next time, or (False) re-arm: install again on the next boot."""
         mac = normalize_mac(mac)
         self.plan.set_boot_local(mac, boot_local)
         self._plan_changed(PlanBootLocal(mac=mac, boot_local=boot_local))
@@ -409,26 +432,65 @@ class Session:
         except (OSError, UnicodeDecodeError) as exc:
             raise PlanError([f"{path}: cannot read: {exc}"]) from exc
         entries = parse_plan_csv(text, source=str(path), known_profiles=self.profiles)
+        self._require_servable_rows(entries, str(path))
         count = self.plan.merge(entries)
         for entry in entries:
-            self.registry.ensure(entry.mac)
+            if entry.remove:
+                machine = self.registry.get(entry.mac)
+                if machine is not None and machine.boots == 0:
+                    del self.registry.machines[entry.mac]
+            else:
+                self.registry.ensure(entry.mac)
         self._plan_changed(PlanImport(source=str(path), count=count))
         return count
+
+    def _require_servable_rows(self, entries: list[PlanEntry], source: str) -> None:
+        """A plan row whose profile cannot boot yet is refused, as the assign form refuses it."""
+        problems: list[str] = []
+        checked: dict[str, str | None] = {}
+        for entry in entries:
+            name = entry.profile
+            if entry.remove or name is None:
+                continue
+            if name not in checked:
+                try:
+                    require_servable(self.profile(name), self.config.cache_dir)
+                    checked[name] = None
+                except UsageError as exc:
+                    checked[name] = str(exc)
+            reason = checked[name]
+            if reason is not None:
+                problems.append(f"{source}: {entry.mac}: {reason}")
+        if problems:
+            raise PlanError(problems)
 
     def _plan_changed(self, event: PlanEvent) -> None:
         if self._opened or self.state.path.is_dir():
             self.state.save("plan", self.plan.to_document())
-        if event.mac is not None:
+        if event.mac is not None and not isinstance(event, PlanRemove):
             self.registry.ensure(event.mac)
         self.emit(event)
 
     # -- temporary address --------------------------------------------------------------------
 
     def _remove_leftover_address(self) -> None:
+        """Remove the temporary address a crashed session on this interface left behind.
+
+        Only on the interface being served: the record is a file anyone with the state
+        directory can write, and it must never take an address off another interface.
+        """
         record = self.state.load("address")
         if not record:
             return
-        netif.remove_address(record["interface"], ipaddress.IPv4Interface(record["address"]))
+        try:
+            interface = str(record["interface"])
+            address = ipaddress.IPv4Interface(str(record["address"]))
+        except (TypeError, KeyError, ValueError):
+            self.state.file("address").unlink(missing_ok=True)  # not ours to act on
+            return
+        if interface != self.config.interface:
+            return  # kept for a later session on that interface, which removes it
+        netif.remove_address(interface, address)
         self.state.file("address").unlink(missing_ok=True)
 
     def _drop_temp_address(self) -> None:

@@ -14,7 +14,7 @@ from lab import Client, Lab, NetnsLoop
 
 from pxetui.boot.bootfiles import find_boot_files
 from pxetui.host.netif import InterfaceInfo
-from pxetui.model.events import Event
+from pxetui.model.events import DhcpAck, DhcpDiscover, Event
 from pxetui.services.context import ServiceContext
 from pxetui.services.http.server import HttpService
 from pxetui.session import Session, SessionConfig
@@ -65,23 +65,49 @@ class HttpLab:
     client: Client
     tmp: Path
     events: list[Event] = field(default_factory=list)
+    addresses: dict[str, str] = field(default_factory=dict)  # client namespace -> its address
 
     @property
     def client_ip(self) -> str:
         return self.lab.server_ip.rsplit(".", 1)[0] + ".10"
 
+    def add_client(self, host: int) -> Client:
+        """Another client namespace on the bridge, at .`host` of the lab subnet (a static address)."""
+        ip = f"{self.lab.server_ip.rsplit('.', 1)[0]}.{host}"
+        client = self.lab.add_client(address=f"{ip}/24")
+        self.addresses[client.netns] = ip
+        return client
+
+    def ip_of(self, client: Client | None) -> str:
+        return self.client_ip if client is None or client is self.client else self.addresses[client.netns]
+
+    def lease(self, mac: str, via: Client | None = None) -> None:
+        """The registry learns that `mac` holds `via`'s address, as pxetui's DHCP ACK tells it."""
+        ip = self.ip_of(via)
+        self.loop.call(lambda: self.session.emit(DhcpAck(mac=mac, ip=ip, vendor_class="PXEClient")))
+
+    def seen(self, mac: str) -> None:
+        """`mac` network-booted through pxetui (its DISCOVER), with no address known yet."""
+        self.loop.call(lambda: self.session.emit(DhcpDiscover(mac=mac, vendor_class="PXEClient")))
+
     @property
     def base(self) -> str:
         return f"http://{self.lab.server_ip}:{PORT}"
 
-    def curl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return self.client.run("curl", "-sS", "--max-time", str(int(timeout)), *args, timeout=timeout + 5)
+    def curl(
+        self, *args: str, timeout: float = 60, via: Client | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        client = via or self.client
+        return client.run("curl", "-sS", "--max-time", str(int(timeout)), *args, timeout=timeout + 5)
 
-    def get(self, path: str, *args: str) -> tuple[int, str]:
-        """(status, body) of GET base+path, with curl's --path-as-is so `..` reaches the server."""
+    def get(self, path: str, *args: str, via: Client | None = None) -> tuple[int, str]:
+        """(status, body) of GET base+path from `via` (default: the first client), with curl's
+        --path-as-is so `..` reaches the server."""
         out = self.tmp / "body.out"
         out.unlink(missing_ok=True)
-        done = self.curl("--path-as-is", "-o", str(out), "-w", "%{http_code}", *args, self.base + path)
+        done = self.curl(
+            "--path-as-is", "-o", str(out), "-w", "%{http_code}", *args, self.base + path, via=via
+        )
         body = out.read_text(errors="replace") if out.exists() else ""
         return int(done.stdout or 0), body
 

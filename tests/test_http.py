@@ -60,6 +60,7 @@ def kernel_bytes(http: HttpLab) -> bytes:
 def test_probe_then_assigned_unassigned_and_local_machines(http: HttpLab) -> None:
     http.assign(ASSIGNED, "tiny", "pc1")
     http.set_boot_local(LOCAL)
+    http.seen(UNASSIGNED)  # it network-booted through pxetui: known, though in no plan
 
     code, probe = http.get("/boot.ipxe")
     assert code == 200 and probe.startswith("#!ipxe")
@@ -102,6 +103,7 @@ def test_probe_then_assigned_unassigned_and_local_machines(http: HttpLab) -> Non
 
 
 def test_menu_select_reports_the_choice_and_returns_its_script(http: HttpLab) -> None:
+    http.lease(UNASSIGNED)  # the client's address is this PC's (its install files go only there)
     code, script = http.get(f"/select?mac={UNASSIGNED}&profile=tiny")
     assert code == 200 and "kernel --name kernel" in script
     event = http.wait_event("menu.select")
@@ -119,6 +121,7 @@ def test_menu_select_reports_the_choice_and_returns_its_script(http: HttpLab) ->
 
 
 def test_head_range_and_resumed_download(http: HttpLab) -> None:
+    http.seen(ASSIGNED)  # transfers are credited only to a MAC pxetui knows
     data = kernel_bytes(http)
     url = f"{http.base}/files/tiny/kernel?mac={ASSIGNED}"
     head = http.curl("-I", url).stdout
@@ -221,13 +224,19 @@ def test_tokens_guard_done_and_failed(http: HttpLab) -> None:
     other = "52:54:00:00:00:04"
     http.assign(ASSIGNED, "tiny", "pc1")
     http.assign(other, "tiny", "pc4")
+    # Each PC at its own address: install files and reports are answered only there.
+    other_pc = http.add_client(11)
+    http.lease(ASSIGNED)
+    http.lease(other, other_pc)
     _, preseed = http.get(f"/config/{ASSIGNED}/preseed.cfg")
     token = re.search(r"token=([\w-]+)", preseed)
     assert token, preseed
-    _, other_preseed = http.get(f"/config/{other}/preseed.cfg")
+    _, other_preseed = http.get(f"/config/{other}/preseed.cfg", via=other_pc)
     other_token = re.search(r"token=([\w-]+)", other_preseed)
     assert other_token and other_token.group(1) != token.group(1)
     assert token.group(1) not in http.get(f"/boot.ipxe?mac={other}&arch=x86_64")[1]
+    code, other_script = http.get(f"/boot.ipxe?mac={other}&arch=x86_64", via=other_pc)
+    assert code == 200 and token.group(1) not in other_script
 
     for query in (
         f"mac={ASSIGNED}&token=wrong",
@@ -248,7 +257,9 @@ def test_tokens_guard_done_and_failed(http: HttpLab) -> None:
 
     code, _ = http.get(f"/failed?mac={other}&token={token.group(1)}&reason=disk")
     assert code == 403 and not http.named("install.failed")
-    code, _ = http.get(f"/failed?mac={other}&token={other_token.group(1)}&reason=no%20disk")
+    code, _ = http.get(f"/failed?mac={other}&token={token.group(1)}&reason=disk", via=other_pc)
+    assert code == 403 and not http.named("install.failed")
+    code, _ = http.get(f"/failed?mac={other}&token={other_token.group(1)}&reason=no%20disk", via=other_pc)
     assert code == 200
     failed = http.wait_event("install.failed")
     assert failed.mac == other and failed.fields["reason"] == "no disk"
@@ -276,6 +287,7 @@ def _tasks(http: HttpLab) -> int:
 
 
 def test_progress_events_and_no_leak_when_client_vanishes(http: HttpLab) -> None:
+    http.seen(ASSIGNED)  # transfers are credited only to a MAC pxetui knows
     http.curl("-o", "/dev/null", f"{http.base}/loaders/ipxe.efi")  # warm up executor threads
     time.sleep(0.3)
     fds, tasks = _open_fds(), _tasks(http)

@@ -146,3 +146,34 @@ def test_default_route_is_read_from_the_route_table(tmp_path: Path) -> None:
         "Iface\tDestination\tGateway\tFlags\neth0\t00000000\t0100A8C0\t0003\neth1\t0012C6\t00000000\t0001\n"
     )
     assert default_route_interfaces(table) == {"eth0"}
+
+
+def test_a_second_pxetui_on_the_same_state_directory_is_refused_naming_the_first(
+    lab: Lab, run_pxetui: Any, tmp_path: Path
+) -> None:
+    spare_interface(lab, "lab0", up=True)
+    cidr = str(lab.subnet.network_address + 200) + "/24"
+    first = run_pxetui("--address", cidr, iface="lab0")
+    first.wait_event("service.ready")
+    second = pxetui(lab, "lab0", "--headless", "--state", str(tmp_path / "state"), "--address", cidr)
+    one_line_error(second, "another pxetui (pid", "on lab0", "--state DIR")
+    assert inet(lab, "lab0") == [cidr], "the second one must not take the first one's address away"
+    assert first.stop(signal.SIGINT) == 0
+    assert inet(lab, "lab0") == []
+    # Once the first has stopped, the directory is free again.
+    again = run_pxetui("--address", cidr, iface="lab0")
+    again.wait_event("service.ready")
+    assert again.stop(signal.SIGINT) == 0
+
+
+def test_a_recorded_address_on_another_interface_is_left_alone(lab: Lab, tmp_path: Path) -> None:
+    spare_interface(lab, "lab0", up=True)
+    spare_interface(lab, "lab1", up=True)
+    other = str(lab.subnet.network_address + 201) + "/24"
+    lab.exec(lab.server_ns, "ip", "addr", "add", other, "dev", "lab1")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "address.json").write_text(json.dumps({"interface": "lab1", "address": other}))
+    done = pxetui(lab, "lab0", "--headless", "--state", str(state))
+    one_line_error(done, "lab0 has no IPv4 address")
+    assert inet(lab, "lab1") == [other], "a crafted address.json must not remove another interface's address"

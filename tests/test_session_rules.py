@@ -66,3 +66,55 @@ def test_views_see_the_discover_before_the_assignment_it_caused(session: Session
     seen.clear()
     session.bus.publish(DhcpDiscover(mac=PCS[0], arch=7, vendor_class=PXE_UEFI))
     assert [(type(e), e.mac) for e in seen] == [(DhcpDiscover, PCS[0]), (PlanAssign, PCS[0])]
+
+
+def test_after_done_the_next_boot_is_the_disk_until_re_armed(session: Session) -> None:
+    from pxetui.model.events import InstallDone
+
+    pc = PCS[0]
+    session.assign(pc, "debian-12-local")
+    assert session.boot_plan(pc).profile is not None and not session.boot_plan(pc).boot_local
+    session.bus.publish(InstallDone(mac=pc, client="198.18.0.100"))
+    plan = session.boot_plan(pc)
+    assert plan.boot_local, "a finished PC must not reinstall on its next network boot"
+    entry = session.plan.get(pc)
+    assert entry is not None and entry.state == "done -> local" and entry.profile == "debian-12-local"
+    # Saved at once: a restart keeps it.
+    again = Session(session.config)
+    again.open()
+    assert again.boot_plan(pc).boot_local
+    # The operator re-arms it: the next boot installs again.
+    session.set_boot_local(pc, False)
+    assert not session.boot_plan(pc).boot_local and session.plan.get(pc).installed is None  # type: ignore[union-attr]
+    assert session.boot_plan(pc).profile is not None
+
+
+def test_a_pc_installed_from_the_menu_also_boots_its_disk_next(session: Session) -> None:
+    from pxetui.model.events import InstallDone
+
+    session.bus.publish(InstallDone(mac=PCS[1], client="198.18.0.101"))
+    assert session.boot_plan(PCS[1]).boot_local
+
+
+def test_plan_import_refuses_a_profile_that_cannot_boot_and_applies_nothing(session: Session, tmp_path: Path) -> None:
+    from pxetui.model.plan import PlanError
+
+    csv = tmp_path / "lab.csv"
+    csv.write_text("mac,profile,hostname\n52:54:00:99:00:21,debian-12-local,a\n52:54:00:99:00:22,debian-12,b\n")
+    with pytest.raises(PlanError, match=r"52:54:00:99:00:22: .*pxetui fetch debian-12"):
+        session.import_plan_csv(csv)
+    assert session.plan.get("52:54:00:99:00:21") is None, "nothing of a refused file is applied"
+
+
+def test_a_machine_is_removed_from_the_plan_by_call_or_by_csv(session: Session, tmp_path: Path) -> None:
+    session.assign("52:54:00:99:00:31", "debian-12-local")
+    session.assign("52:54:00:99:00:32", "debian-12-local")
+    session.remove_machine("52:54:00:99:00:31")
+    assert session.plan.get("52:54:00:99:00:31") is None
+    assert session.registry.get("52:54:00:99:00:31") is None, "it never booted: it leaves the table"
+    csv = tmp_path / "remove.csv"
+    csv.write_text("mac,profile,hostname,action\n52:54:00:99:00:32,,,remove\n")
+    assert session.import_plan_csv(csv) == 1
+    assert session.plan.get("52:54:00:99:00:32") is None
+    with pytest.raises(UsageError, match="not in the plan"):
+        session.remove_machine("52:54:00:99:00:31")

@@ -60,8 +60,8 @@ def test_tftp_hpa_binary_fetch_through_symlink_with_mac_events(
 ) -> None:
     need_tools("tftp")
     client = lab.add_client(mac="52:54:00:aa:00:01", address=f"{lab.subnet.network_address + 20}/24")
-    machine = server.loop.call(lambda: server.session.registry.ensure(client.mac))
-    machine.ip = str(lab.subnet.network_address + 20)  # what dhcp.ack would have recorded
+    ip = str(lab.subnet.network_address + 20)
+    server.loop.call(lambda: server.session.registry.set_ip(client.mac, ip))  # what dhcp.ack would record
     out = tmp_path / "ipxe.efi"
     done = client.run("tftp", "-v", "-m", "binary", server.ip, "-c", "get", "ipxe.efi", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -195,7 +195,8 @@ def test_ovmf_size_probe_then_fetch_is_not_a_failure(
 ) -> None:
     client = lab.add_client(mac="52:54:00:aa:00:02", address=f"{lab.subnet.network_address + 25}/24")
     machine = server.loop.call(lambda: server.session.registry.ensure(client.mac))
-    machine.ip = str(lab.subnet.network_address + 25)
+    ip = str(lab.subnet.network_address + 25)
+    server.loop.call(lambda: server.session.registry.set_ip(client.mac, ip))
     (result,) = windowsize_client(
         client,
         server.ip,

@@ -312,6 +312,40 @@ async def test_assign_to_marked_machines_from_the_list(session: Session) -> None
         assert main_screen(app).marked == set()
 
 
+async def test_a_finished_pc_shows_disk_next_and_l_re_arms_it(session: Session) -> None:
+    app = make(session)
+    async with app.run_test(size=sc.SIZE) as pilot:
+        sc.boot_events(session)
+        await settle(pilot, app)
+        entry = session.plan.get(sc.PC_BIOS)  # its installer reported done in the scenario
+        assert entry is not None and entry.boot_local and entry.installed is not None
+        assert "→ disk: debian-12-local" in row_text(app, sc.PC_BIOS)
+        await put_cursor_on(app, sc.PC_BIOS)
+        await pilot.press("l")  # install again
+        assert not entry.boot_local and entry.installed is None
+        await settle(pilot, app)
+        assert "→ disk" not in row_text(app, sc.PC_BIOS) and "debian-12-local" in row_text(app, sc.PC_BIOS)
+
+
+async def test_d_removes_a_machine_from_the_plan_after_asking(session: Session) -> None:
+    app = make(session)
+    async with app.run_test(size=sc.SIZE) as pilot:
+        await settle(pilot, app)
+        await put_cursor_on(app, sc.PC_WAITING)
+        await pilot.press("d")
+        await pilot.pause()
+        await pilot.press("n")  # kept
+        await pilot.pause()
+        assert session.plan.get(sc.PC_WAITING) is not None
+        await pilot.press("d")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(pilot, app)
+        assert session.plan.get(sc.PC_WAITING) is None
+        assert sc.PC_WAITING not in session.registry.machines  # it never booted
+        assert sc.PC_WAITING not in json.loads((session.state.path / "plan.json").read_text())["machines"].__repr__()
+
+
 async def test_unassign_and_boot_local(session: Session) -> None:
     app = make(session)
     async with app.run_test(size=sc.SIZE) as pilot:
@@ -346,7 +380,8 @@ async def test_actions_on_an_empty_table_say_so(tmp_path: Path) -> None:
 
 async def test_import_plan_csv(session: Session, tmp_path: Path) -> None:
     good = tmp_path / "lab.csv"
-    good.write_text("mac,profile,hostname\n52-54-00-AA-00-01,debian-12,room-1\n5254.00aa.0002,,room-2\n")
+    # debian-12-local boots from Debian's installer package; a profile still to fetch is refused.
+    good.write_text("mac,profile,hostname\n52-54-00-AA-00-01,debian-12-local,room-1\n5254.00aa.0002,,room-2\n")
     app = make(session)
     async with app.run_test(size=sc.SIZE) as pilot:
         await pilot.press("i")
@@ -355,7 +390,7 @@ async def test_import_plan_csv(session: Session, tmp_path: Path) -> None:
         await pilot.pause()
         main_screen(app)
         first = session.plan.get("52:54:00:aa:00:01")
-        assert first is not None and first.profile == "debian-12" and first.hostname == "room-1"
+        assert first is not None and first.profile == "debian-12-local" and first.hostname == "room-1"
         assert session.plan.get("52:54:00:aa:00:02") is not None
         await settle(pilot, app)
         assert "room-2" in row_text(app, "52:54:00:aa:00:02")

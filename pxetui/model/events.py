@@ -206,24 +206,42 @@ class DhcpNak(DhcpReply):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DhcpRival(Event):
-    """Another DHCP server answered on the segment."""
+    """Another DHCP server answered on the segment, or listens on UDP 67 on this machine."""
 
     name: ClassVar[str] = "dhcp.rival"
+    optional: ClassVar[frozenset[str]] = _optional("process", "switched_to", "reason")
     mode: str  # pxetui's mode when it was seen
-    server_id: str
-    server_mac: str
-    message: str  # "offer" / "ack"
+    server_id: str  # a local listener: the address it is bound to ("0.0.0.0": all)
+    server_mac: str  # a local listener: the served interface's own MAC
+    message: str  # "offer" / "ack"; "listening": a socket on UDP 67 here, no reply seen
     offers_address: bool
     subnet: str | None = None
     router: str | None = None
     next_server: str | None = None
     boot_file: str | None = None
+    process: str | None = None  # a server on this machine: "dnsmasq (pid 1234), bound to br0"
+    switched_to: str | None = None  # "proxy": pxetui stopped handing out addresses because of it
+    reason: str | None = None  # why pxetui switched (or, with --force, why it did not)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DhcpLeasesRestored(Event):
     name: ClassVar[str] = "dhcp.leases"
     restored: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DhcpDecline(Event):
+    """A client said an address is in use (DHCPDECLINE); `accepted` if it left the pool.
+
+    Not a DhcpClientEvent: a decline says nothing about a boot, and a forged one must not
+    move a machine on.
+    """
+
+    name: ClassVar[str] = "dhcp.decline"
+    ip: str | None  # the declined address (option 50); None if the packet named none
+    accepted: bool  # only the client the address is bound to can take it out of the pool
+    reason: str
 
 
 # -- TFTP ---------------------------------------------------------------------------------
@@ -387,7 +405,14 @@ class PlanAdd(PlanEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlanBootLocal(PlanEvent):
     name: ClassVar[str] = "plan.boot_local"
+    optional: ClassVar[frozenset[str]] = _optional("reason")
     boot_local: bool
+    reason: str | None = None  # "installed": the installer reported done
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanRemove(PlanEvent):
+    name: ClassVar[str] = "plan.remove"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -409,10 +434,11 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         ServiceReady, Error, EventsDropped, ReportExported, WakeSent,
         DhcpDiscover, DhcpRequest, DhcpOffer, DhcpAck, DhcpNak, DhcpRival, DhcpLeasesRestored,
+        DhcpDecline,
         TftpStart, TftpProgress, TftpDone,
         HttpRequest, HttpProgress, HttpDone, MenuSelect, InstallDone, InstallFailed,
         RouterAdvertSent, RouterSeen,
-        PlanAssign, PlanUnassign, PlanAdd, PlanBootLocal, PlanUnknownPolicy, PlanImport,
+        PlanAssign, PlanUnassign, PlanAdd, PlanBootLocal, PlanRemove, PlanUnknownPolicy, PlanImport,
     )
 }  # fmt: skip
 

@@ -18,6 +18,9 @@ from pxetui.errors import UsageError
 from pxetui.host.mac import MacError, normalize_mac
 
 CSV_COLUMNS = ("mac", "profile", "hostname")
+# An import may carry a fourth column: `action` = `remove` takes the machine out of the plan.
+CSV_ACTION = "action"
+CSV_REMOVE = "remove"
 _HOSTNAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$", re.I)
 
 
@@ -36,6 +39,19 @@ class PlanEntry:
     hostname: str | None = None
     boot_local: bool = False
     vars: dict[str, str] = field(default_factory=dict)
+    # When the installer reported done; the machine then boots its disk until re-armed, so a
+    # PC that boots the network first (the usual set-up with wake-on-LAN) never reinstalls.
+    installed: float | None = None
+    remove: bool = False  # an imported row that takes the machine out of the plan (never stored)
+
+    @property
+    def state(self) -> str:
+        """`assigned`, `done -> local`, `local`, `menu`: what the plan says of this machine."""
+        if self.installed is not None and self.boot_local:
+            return "done -> local"
+        if self.boot_local:
+            return "local"
+        return "assigned" if self.profile else "menu"
 
 
 @dataclass(slots=True)
@@ -77,6 +93,7 @@ class Plan:
         entry = self._entry(mac)
         entry.profile = profile
         entry.boot_local = False
+        entry.installed = None
         if hostname is not None:
             entry.hostname = hostname or None
         return entry
@@ -86,6 +103,7 @@ class Plan:
         if entry is not None:
             entry.profile = None
             entry.boot_local = False
+            entry.installed = None
 
     def remove(self, mac: str) -> None:
         self.entries.pop(mac, None)
@@ -93,6 +111,16 @@ class Plan:
     def set_boot_local(self, mac: str, boot_local: bool) -> PlanEntry:
         entry = self._entry(mac)
         entry.boot_local = boot_local
+        # Re-armed (False): the next boot installs again. Sent to the disk by the operator
+        # (True): that is the operator's choice now, not the installer's report.
+        entry.installed = None
+        return entry
+
+    def mark_installed(self, mac: str, when: float) -> PlanEntry:
+        """The installer reported done: from now on this machine boots its local disk."""
+        entry = self._entry(mac)
+        entry.installed = when
+        entry.boot_local = True
         return entry
 
     def take_for_unknown(self, mac: str) -> PlanEntry | None:
@@ -108,6 +136,10 @@ class Plan:
     def merge(self, entries: Iterable[PlanEntry]) -> int:
         count = 0
         for new in entries:
+            if new.remove:
+                if self.entries.pop(new.mac, None) is not None:
+                    count += 1
+                continue
             entry = self._entry(new.mac)
             entry.profile = new.profile
             if new.hostname:
@@ -118,7 +150,7 @@ class Plan:
     def to_document(self) -> dict[str, Any]:
         return {
             "version": 1,
-            "machines": [asdict(e) for e in sorted(self.entries.values(), key=lambda e: e.mac)],
+            "machines": [_stored(e) for e in sorted(self.entries.values(), key=lambda e: e.mac)],
             "unknown": asdict(self.unknown),
         }
 
@@ -126,7 +158,7 @@ class Plan:
         if not doc:
             return
         for item in doc.get("machines", []):
-            entry = PlanEntry(**item)
+            entry = PlanEntry(**{k: v for k, v in item.items() if k != "remove"})
             self.entries[entry.mac] = entry
         unknown = doc.get("unknown")
         if unknown:
@@ -156,12 +188,13 @@ def parse_plan_csv(
             continue
         if header is None:
             header = [cell.strip().lower() for cell in row]
-            unknown = [c for c in header if c not in CSV_COLUMNS]
+            unknown = [c for c in header if c not in (*CSV_COLUMNS, CSV_ACTION)]
             if "mac" not in header or unknown:
                 raise PlanError(
                     [
                         f"{source}:{line}: the header must be 'mac,profile,hostname'"
                         + (f" (unknown column {unknown[0]!r})" if unknown else " (no 'mac' column)")
+                        + "; an 'action' column may follow, 'remove' takes a machine out"
                     ]
                 )
             continue
@@ -176,6 +209,10 @@ def parse_plan_csv(
             continue
         profile = cells.get("profile") or None
         hostname = cells.get("hostname") or None
+        action = cells.get(CSV_ACTION, "").lower()
+        if action not in ("", CSV_REMOVE):
+            problems.append(f"{source}:{line}: action {action[:20]!r} is not known; use 'remove' or nothing")
+            continue
         if profile and known_profiles is not None and profile not in known_profiles:
             choices = ", ".join(sorted(known_profiles)) or "none are loaded"
             problems.append(f"{source}:{line}: unknown profile {profile!r} (known: {choices})")
@@ -189,9 +226,18 @@ def parse_plan_csv(
             problems.append(f"{source}:{line}: {mac} is already on line {seen[mac]}")
             continue
         seen[mac] = line
+        if action == CSV_REMOVE:
+            entries.append(PlanEntry(mac=mac, remove=True))
+            continue
         entries.append(PlanEntry(mac=mac, profile=profile, hostname=hostname))
     if header is None:
         problems.append(f"{source}: empty; expected the header 'mac,profile,hostname'")
     if problems:
         raise PlanError(problems)
     return entries
+
+
+def _stored(entry: PlanEntry) -> dict[str, Any]:
+    document = asdict(entry)
+    del document["remove"]
+    return document

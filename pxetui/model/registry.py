@@ -3,6 +3,12 @@
 The registry is fed events (packets -> service -> event -> registry) and nothing else. A boot
 moves forward through the stages; a fresh DHCP DISCOVER after the PC got past the menu (or
 finished) means it rebooted, and starts a new boot cycle with a new timeline.
+
+An address has one holder: the machine DHCP last saw take it. When a lease expires and the
+address goes to another PC (or a router in proxy mode reuses it), the new holder gets it at
+once and the old one loses it, so HTTP serves that address the new holder's files and TFTP
+and HTTP credit its transfers to the new holder. DHCP, TFTP and HTTP ask `mac_for_ip` per
+request: it is a dict lookup in an index kept in step with `Machine.ip`.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from pxetui.model.events import (
     DhcpAck,
     DhcpClientEvent,
     DhcpDiscover,
-    DhcpReply,
+    DhcpNak,
     DhcpRequest,
     Error,
     Event,
@@ -28,6 +34,8 @@ from pxetui.model.events import (
     InstallDone,
     InstallFailed,
     MenuSelect,
+    PlanEvent,
+    PlanRemove,
     TftpDone,
     TftpProgress,
     TftpStart,
@@ -176,6 +184,10 @@ class Registry:
 
     def __init__(self) -> None:
         self.machines: dict[str, Machine] = {}
+        # ip -> MAC of its holder. Every change of a Machine.ip goes through `_moved` (from
+        # `apply`, `set_ip` and `load_document`); `mac_for_ip` checks each answer against the
+        # machine, so one removed from `machines` is never named.
+        self._holders: dict[str, str] = {}
 
     def get(self, mac: str) -> Machine | None:
         return self.machines.get(mac)
@@ -200,22 +212,62 @@ class Registry:
         return machine
 
     def mac_for_ip(self, ip: str) -> str | None:
-        for machine in self.machines.values():
-            if machine.ip == ip:
-                return machine.mac
-        return None
+        """The machine that holds `ip` now (the newest holder), or None."""
+        mac = self._holders.get(ip)
+        if mac is None:
+            return None
+        machine = self.machines.get(mac)
+        if machine is None or machine.ip != ip:
+            del self._holders[ip]  # the machine left the registry, or its address was changed in place
+            return None
+        return mac
+
+    def set_ip(self, mac: str, ip: str | None) -> None:
+        """Record that `mac` holds `ip` now (None: no address); a previous holder loses it."""
+        machine = self.ensure(mac)
+        held, machine.ip = machine.ip, ip
+        self._moved(machine, held)
+
+    def _moved(self, machine: Machine, held: str | None, *, weak: bool = False) -> None:
+        """`machine.ip` changed from `held`: the index follows and the address's old holder loses it.
+
+        A `weak` claim (a REQUEST asking back an old address, which the server may NAK) never
+        takes an address another machine holds: it is undone instead.
+        """
+        if held is not None and self._holders.get(held) == machine.mac:
+            del self._holders[held]
+        ip = machine.ip
+        if ip is None:
+            return
+        holder = self.mac_for_ip(ip)
+        if holder is not None and holder != machine.mac:
+            if weak:
+                machine.ip = held
+                if held is not None:
+                    self._holders[held] = machine.mac
+                return
+            self.machines[holder].ip = None
+        self._holders[ip] = machine.mac
 
     def apply(self, event: Event) -> Change | None:
         """Fold one event into the machine it names; None for events about no machine."""
-        if event.mac is None:
+        if event.mac is None or isinstance(event, PlanRemove):
             return None
+        if isinstance(event, PlanEvent):
+            # The operator's plan is not a sign of life: the machine is listed, but its first
+            # and last seen (and so its place in boot order, its auto hostname) wait for a packet.
+            new = event.mac not in self.machines
+            return Change(machine=self.ensure(event.mac), stage_changed=new, new=new)
         new = event.mac not in self.machines
         machine = self.ensure(event.mac)
         before = machine.stage
         machine.last_seen = event.ts
         if machine.first_seen is None:
             machine.first_seen = event.ts
+        held = machine.ip
         _fold(machine, event)
+        if machine.ip != held:
+            self._moved(machine, held, weak=_weak_claim(event))
         machine_changed_stage = machine.stage is not before
         return Change(machine=machine, stage_changed=machine_changed_stage or new, new=new)
 
@@ -228,6 +280,17 @@ class Registry:
         for item in doc.get("machines", []):
             machine = Machine.from_dict(item)
             self.machines[machine.mac] = machine
+        self._index_addresses()
+
+    def _index_addresses(self) -> None:
+        """Rebuild the address index; of machines saved with the same address, the last seen keeps it.
+
+        (State written before addresses had one holder can name one address on several machines.)
+        """
+        self._holders.clear()
+        with_address = [m for m in self.machines.values() if m.ip is not None]
+        for machine in sorted(with_address, key=lambda m: m.last_seen or 0.0):
+            self._moved(machine, None)
 
 
 def _advance(machine: Machine, stage: Stage, ts: float, detail: str = "") -> None:
@@ -250,7 +313,6 @@ def _new_boot(machine: Machine, ts: float) -> None:
 
 
 def _on_dhcp(machine: Machine, event: DhcpClientEvent) -> None:
-    ack = isinstance(event, DhcpAck)
     # Only a network-boot client (firmware PXE / HTTP boot, or iPXE) starts a new boot: the
     # installer's own DHCP (udhcpc, dhclient) during the install must not reset the stage.
     if (
@@ -259,10 +321,10 @@ def _on_dhcp(machine: Machine, event: DhcpClientEvent) -> None:
         and (machine.stage.terminal or machine.stage.order >= Stage.MENU.order)
     ):
         _new_boot(machine, event.ts)
-    ip = event.ip if isinstance(event, DhcpReply) else None
+    address = _address_taken(machine, event)
+    if address is not None:
+        machine.ip = address or None
     if not event.netboot and machine.stage.order > Stage.DHCP.order:
-        if ack and ip:
-            machine.ip = ip
         return
     if machine.stage is Stage.WAITING and machine.boots == 0:
         machine.boots = 1
@@ -273,12 +335,30 @@ def _on_dhcp(machine: Machine, event: DhcpClientEvent) -> None:
         value = getattr(event, key)
         if value is not None:
             machine.fingerprint[key] = value
-    if ack and ip:
-        machine.ip = ip
-    elif isinstance(event, DhcpRequest) and event.requested and machine.ip is None:
-        # In proxy mode the rival server's ACK is not ours to see; the PC's REQUEST names the address.
-        machine.ip = event.requested
     _advance(machine, Stage.DHCP, event.ts, event.name.split(".", 1)[1])
+
+
+def _address_taken(machine: Machine, event: DhcpClientEvent) -> str | None:
+    """The address `event` says the machine holds now; "" for none (NAKed); None: it says nothing.
+
+    Also for the installer's own DHCP: in proxy mode its lease can differ from the firmware's
+    (another client id), and its requests for install files come from the new address.
+    """
+    if isinstance(event, DhcpAck):
+        return event.ip or None
+    if isinstance(event, DhcpNak):
+        return ""  # the client has no address now; it starts over with a DISCOVER
+    # In proxy mode the rival server's ACK is not ours to see; the PC's REQUEST names the
+    # address. With a server id (SELECTING) it takes a server's offer; without one
+    # (INIT-REBOOT) it asks back an old address, which is believed only as a first guess.
+    if isinstance(event, DhcpRequest) and event.requested and (event.server_id or machine.ip is None):
+        return event.requested
+    return None
+
+
+def _weak_claim(event: Event) -> bool:
+    """A REQUEST asking back an old address (no server id): it must not take one another holds."""
+    return isinstance(event, DhcpRequest) and not event.server_id
 
 
 FINGERPRINT_FIELDS = ("arch", "vendor_class", "user_class", "uuid", "client_id", "params")

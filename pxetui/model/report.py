@@ -64,7 +64,9 @@ def report_rows(registry: Registry, plan: Plan) -> list[dict[str, Any]]:
         row: dict[str, Any] = dict.fromkeys(REPORT_COLUMNS)
         row["mac"] = mac
         row["hostname"] = entry.hostname if entry else None
-        row["profile"] = ("local disk" if entry.boot_local else entry.profile) if entry else None
+        # An installed machine keeps its profile in the report; only the next boot is the disk's.
+        local = entry is not None and entry.boot_local and entry.installed is None
+        row["profile"] = ("local disk" if local else entry.profile) if entry else None
         if machine is None:
             row["stage"], row["result"], row["boots"] = Stage.WAITING.value, result_of(Stage.WAITING), 0
         else:

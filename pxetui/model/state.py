@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,8 +54,10 @@ class StateDir:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock_fd: int | None = None
 
-    def open(self) -> None:
+    def open(self, owner: str | None = None) -> None:
+        """Create the directory; with `owner` (the interface served), hold its lock first."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -65,11 +69,44 @@ class StateDir:
             raise UsageError(
                 f"the state directory {self.path} is not writable; choose another with --state DIR"
             )
+        if owner is not None:
+            self.lock(owner)  # before the clean-up: another pxetui's half-written file is not ours
         for leftover in self.path.glob(_TMP_PREFIX + "*"):
             leftover.unlink(missing_ok=True)
 
     def file(self, name: str) -> Path:
         return self.path / f"{name}.json"
+
+    def lock(self, interface: str) -> None:
+        """Hold the directory for this process: a second pxetui on it is refused, naming this one.
+
+        flock(2) on `lock`: released by the kernel when the process ends, however it ends, so a
+        pxetui killed with -9 never leaves a stale lock behind.
+        """
+        if self._lock_fd is not None:
+            return
+        path = self.path / "lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder, pid = _lock_holder(fd)
+            os.close(fd)
+            if pid == os.getpid():
+                return  # this process holds it already (the Session opened it once before)
+            raise UsageError(
+                f"another pxetui ({holder}) uses the state directory {self.path}: stop it first,"
+                " or give this one its own directory with --state DIR"
+            ) from None
+        os.ftruncate(fd, 0)
+        note = {"pid": os.getpid(), "interface": interface, "started": round(time.time(), 3)}
+        os.write(fd, json.dumps(note).encode() + b"\n")
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     def save(self, name: str, document: Any) -> None:
         # No indent: json's C encoder handles only compact output, and the Python one took
@@ -97,6 +134,17 @@ class StateDir:
                 f"{path} is not valid JSON ({exc}); it was moved to {aside}. Start again to"
                 " begin with an empty one, or repair it and move it back."
             ) from exc
+
+
+def _lock_holder(fd: int) -> tuple[str, int | None]:
+    """(`pid 1234 on eth1, since 08:01:02`, 1234) from what the holder wrote into the lock file."""
+    try:
+        note = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        pid = int(note["pid"])
+        when = time.strftime("%H:%M:%S", time.localtime(float(note["started"])))
+        return f"pid {pid} on {note['interface']}, since {when}", pid
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its pid is not recorded", None
 
 
 class StateWriter:

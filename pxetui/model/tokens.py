@@ -4,22 +4,34 @@ A token appears only in the files rendered for that one machine (its preseed, it
 command line when the profile asks for it), so a host that knows another's MAC still cannot
 mark that machine done. Tokens survive a restart (saved in the state directory), because an
 install started before a restart reports after it.
+
+A token is made only for a MAC pxetui knows (`known`: it booted through pxetui or is in the
+plan), and the table has a cap: requests naming random MACs must not grow the state file
+(5000 of them once did) or slow every later save.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 
 from pxetui.model.state import StateDir
 
 STATE_NAME = "tokens"
 TOKEN_BYTES = 16
+MAX_TOKENS = 10_000  # far above a room of PCs; a flood of made-up MACs stops here
+
+
+class TokenRefused(Exception):
+    """No token for this MAC: pxetui does not know it, or the table is full."""
 
 
 class Tokens:
-    def __init__(self, state: StateDir) -> None:
+    def __init__(self, state: StateDir, known: Callable[[str], bool] | None = None) -> None:
+        """`known(mac)`: whether a token may be made for `mac` (None: for every MAC)."""
         self._state = state
+        self._known = known
         self._tokens: dict[str, str] = {}
         self._loaded = False
 
@@ -32,10 +44,17 @@ class Tokens:
         self._loaded = True
 
     def for_mac(self, mac: str) -> str:
-        """The token of `mac`, made (and saved) the first time it is asked for."""
+        """The token of `mac`, made (and saved) the first time it is asked for.
+
+        Raises TokenRefused for a MAC that is not `known`, or when MAX_TOKENS are made.
+        """
+        if self._known is not None and not self._known(mac):
+            raise TokenRefused(f"{mac} did not boot through pxetui and is not in the plan: no token for it")
         self._load()
         token = self._tokens.get(mac)
         if token is None:
+            if len(self._tokens) >= MAX_TOKENS:
+                raise TokenRefused(f"{MAX_TOKENS} tokens made already: no token for {mac}")
             token = secrets.token_urlsafe(TOKEN_BYTES)
             self._tokens[mac] = token
             self._state.save(STATE_NAME, {"version": 1, "tokens": self._tokens})

@@ -60,6 +60,14 @@ class Booter(Protocol):
         """Whether `mac` is between DHCP and its menu in a boot pxetui is serving."""
         ...
 
+    def knows(self, mac: str) -> bool:
+        """Whether `mac` booted through pxetui (the registry has it) or is in the plan.
+
+        HTTP answers a request naming any other MAC without an event about it, so made-up
+        MACs create no machine and no token.
+        """
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ServiceSettings:

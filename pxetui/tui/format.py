@@ -107,7 +107,9 @@ def elapsed(machine: Machine, now: float) -> str:
 
 
 def assigned(entry: PlanEntry | None, machine: Machine | None = None) -> str:
-    """What the PC boots next: its profile, `local disk`, or `menu`."""
+    """What the PC boots next: its profile, `local disk`, `→ disk: PROFILE` once installed, or `menu`."""
+    if entry is not None and entry.boot_local and entry.installed is not None and entry.profile:
+        return f"→ disk: {entry.profile}"  # the next boot first: a narrow column cuts the end
     if entry is not None and entry.boot_local:
         return "local disk"
     if entry is not None and entry.profile:

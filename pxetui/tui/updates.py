@@ -40,6 +40,7 @@ class PendingUpdates:
     events: deque[Event] = field(default_factory=lambda: deque(maxlen=LOG_KEEP))
     services: dict[str, Any] = field(default_factory=dict)
     rival: str | None = None
+    rival_mode: str | None = None  # the mode DHCP switched to because of the rival ("proxy")
     ready: bool = False  # service.ready seen: the services dict is what runs (maybe nothing)
     events_seen: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -63,7 +64,9 @@ class PendingUpdates:
             self.ready = True
             self.header = True
         elif isinstance(event, DhcpRival):
-            self.rival = f"{event.server_id} ({event.server_mac})"
+            where = f"{event.server_id} ({event.server_mac})"
+            self.rival = f"{event.process} on this machine" if event.process else where
+            self.rival_mode = event.switched_to or self.rival_mode
             self.header = True
         elif isinstance(event, (PlanEvent, DhcpClientEvent, InstallDone, InstallFailed, Error)):
             self.header = True  # counters and the policy line change with these

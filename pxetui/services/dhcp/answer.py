@@ -26,6 +26,9 @@ HTTP_LOADERS = "/loaders/"
 # file from this packet instead of doing boot-server discovery; 255 ends the sub-options.
 PXE_VENDOR_OPTIONS = b"\x06\x01\x08\xff"
 NOT_PXE = "not a PXE client"
+# A relay (giaddr set) forwards from another subnet: the pool, mask and boot addresses here are
+# for this segment only, so such a request gets no answer at all (dropped and counted).
+RELAYED = "relayed request (giaddr set): pxetui serves only the segment of its own interface"
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,13 @@ class Delivery:
     ether: bytes | None
 
 
+@dataclass(frozen=True, slots=True)
+class Decline:
+    ip: str | None  # the address the client declined (option 50)
+    accepted: bool  # taken out of the pool for this session
+    reason: str  # what pxetui did, or why it ignored the decline
+
+
 @dataclass(slots=True)
 class Answer:
     kind: str | None = None  # "offer" / "ack" / "nak"; None: say nothing
@@ -79,6 +89,7 @@ class Answer:
     file: str | None = None
     error: str | None = None  # reported as an `error` event (with the client's MAC)
     note: str | None = None  # why nothing was sent, for the request's event
+    decline: Decline | None = None  # what became of a DHCPDECLINE (a `dhcp.decline` event)
 
 
 def boot_choice(packet: Packet, facts: ServerFacts) -> BootChoice:
@@ -113,6 +124,8 @@ def boot_choice(packet: Packet, facts: ServerFacts) -> BootChoice:
 def answer(packet: Packet, port: int, facts: ServerFacts, pool: LeasePool | None) -> Answer:
     """Decide the reply to `packet`, which arrived on UDP `port` (67, or 4011 in proxy mode)."""
     mtype = packet.message_type
+    if packet.giaddr != codec.ZERO_IP:
+        return Answer(error=RELAYED, note="relayed")
     if facts.mode == "proxy":
         return _answer_proxy(packet, port, mtype, facts)
     assert pool is not None, "full mode needs a lease pool"
@@ -124,15 +137,31 @@ def answer(packet: Packet, port: int, facts: ServerFacts, pool: LeasePool | None
         pool.release(packet.mac, int.from_bytes(packet.ciaddr, "big"))
         return Answer(note="release")
     if mtype == codec.DECLINE:
-        declined = _requested(packet)
-        if declined is not None:
-            pool.decline(packet.mac, int.from_bytes(declined, "big"))
-        return Answer(note="decline")
+        return _answer_decline(packet, facts, pool)
     return Answer(note="ignored message type")
 
 
 def _requested(packet: Packet) -> bytes | None:
     return packet.ip_option(codec.OPT_REQUESTED_IP)
+
+
+def _answer_decline(packet: Packet, facts: ServerFacts, pool: LeasePool) -> Answer:
+    """RFC 2131 4.3.3: the client found `requested` in use; take it out of the pool, if it may.
+
+    Like Kea and dnsmasq, only a decline naming this server (when it names one) for the
+    address bound to that client counts; the pool says which.
+    """
+    declined = _requested(packet)
+    if declined is None:
+        return Answer(note="decline", decline=Decline(None, False, "DECLINE names no address"))
+    ip = codec.ip_text(declined)
+    server_id = packet.ip_option(codec.OPT_SERVER_ID)
+    if server_id is not None and server_id != facts.server_packed:
+        return Answer(note="decline", decline=Decline(ip, False, "for another server"))
+    refused = pool.decline(packet.mac, int.from_bytes(declined, "big"))
+    if refused is not None:
+        return Answer(note="decline", decline=Decline(ip, False, refused))
+    return Answer(note="decline", decline=Decline(ip, True, "address in use: not offered again"))
 
 
 def _answer_discover(packet: Packet, facts: ServerFacts, pool: LeasePool) -> Answer:

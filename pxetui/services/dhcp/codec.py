@@ -211,10 +211,21 @@ def client_arch(packet: Packet) -> int | None:
     return None
 
 
+# C0, DEL and C1 controls: a client's option 60 of "\x1b]0;owned\x07\x1b[2J" retitled and cleared
+# the operator's terminal in headless text mode. NUL is padding some firmware adds: dropped.
+_CONTROLS = {code: "\ufffd" for code in (*range(0x20), *range(0x7F, 0xA0))} | {0: None}
+
+
 def text(raw: bytes | None) -> str | None:
+    """A client's text option as shown to the operator: ASCII, every control character replaced.
+
+    Each control becomes U+FFFD (as non-ASCII bytes already do), so the field stays readable
+    and one bad byte does not hide the rest of it.
+    """
     if raw is None:
         return None
-    return raw.decode("ascii", "replace").replace("\x00", "")
+    decoded = raw.decode("ascii", "replace")
+    return decoded if decoded.isprintable() else decoded.translate(_CONTROLS)
 
 
 def client_uuid(packet: Packet) -> str | None:

@@ -4,6 +4,17 @@ Addresses are keyed by chaddr only, never by option 97 UUID or client-id: cloned
 share UUIDs (QEMU sends all zeros), and merging on them is what makes a room of identical PCs
 fight over one address. An OFFER reserves its address for that MAC for `offer_seconds`, so
 DISCOVERs that arrive together get distinct addresses.
+
+A DISCOVER costs nothing to forge, though: 155 a minute from random MACs held every address of
+the default pool against everyone. So past its first `offer_hold_seconds` an offer is a
+reservation only while addresses remain. When the pool runs dry, a new client takes, in this
+order, a never-used address, the longest-expired lease, then the oldest offer that was never
+REQUESTed and is older than the hold. A flood can only push out its own offers: a real client
+REQUESTs within milliseconds (PXE firmware within its 4 s of collecting offers) of its OFFER,
+long before its offer becomes the oldest, and the hold keeps a fast flood from taking an offer
+between the two. A bound lease is never taken. A DECLINE likewise counts only from the client
+the address is bound to: anyone else's would let a forged packet take an address out of the
+pool for the whole session.
 """
 
 from __future__ import annotations
@@ -16,6 +27,9 @@ from typing import Any
 
 OFFERED = "offered"
 BOUND = "bound"
+# An offer nobody else can take, even from a full pool: longer than PXE firmware takes to
+# collect offers (EDK II waits 4 s) before it REQUESTs.
+OFFER_HOLD_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -44,6 +58,7 @@ class LeasePool:
         exclude: Iterable[ipaddress.IPv4Address] = (),
         lease_seconds: int = 3600,
         offer_seconds: int = 60,
+        offer_hold_seconds: float = OFFER_HOLD_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if last < first:
@@ -52,6 +67,7 @@ class LeasePool:
         self.last = int(last)
         self.lease_seconds = lease_seconds
         self.offer_seconds = offer_seconds
+        self.offer_hold_seconds = min(offer_hold_seconds, offer_seconds)
         self.clock = clock
         self.excluded = {int(a) for a in exclude}
         self.by_mac: dict[str, Lease] = {}
@@ -117,14 +133,21 @@ class LeasePool:
         self.changed = True
         return True
 
-    def decline(self, mac: str, ip: int) -> bool:
-        """DHCPDECLINE: another host answers on `ip`; never hand it out again this session."""
+    def decline(self, mac: str, ip: int) -> str | None:
+        """DHCPDECLINE: another host answers on `ip`; never hand it out again this session.
+
+        Only the client `ip` is bound to (ACKed, lease running) can decline it: an offer is not
+        enough, since anyone can get one with a forged DISCOVER. Returns None when the decline
+        was taken, else why it was ignored.
+        """
         lease = self.by_mac.get(mac)
         if lease is None or lease.ip != ip:
-            return False
+            return "not this client's address"
+        if lease.state != BOUND or lease.expires < self.clock():
+            return "address not bound to this client"
         self._drop(lease)
         self.excluded.add(ip)
-        return True
+        return None
 
     def forget_offer(self, mac: str) -> None:
         """The client chose another server: free the address we only offered it."""
@@ -142,9 +165,15 @@ class LeasePool:
                 self._cursor = ip + 1 if ip < self.last else self.first
                 return ip
             ip = ip + 1 if ip < self.last else self.first
-        expired = [lease for lease in self.by_ip.values() if lease.expires < now]
+        leases = self.by_ip.values()
+        expired = [lease for lease in leases if lease.expires < now]
         if not expired:
-            return None
+            # Offers all last offer_seconds from their last DISCOVER: the earliest to expire is
+            # the oldest, and one past the hold expires before this bound.
+            held_until = now + self.offer_seconds - self.offer_hold_seconds
+            expired = [lease for lease in leases if lease.state == OFFERED and lease.expires <= held_until]
+        if not expired:
+            return None  # every address is bound (never taken) or offered just now
         oldest = min(expired, key=lambda lease: lease.expires)  # reuse the longest-unused
         self._drop(oldest)
         return oldest.ip

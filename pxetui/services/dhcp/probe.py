@@ -1,8 +1,16 @@
-"""Find other DHCP servers: send one DISCOVER, collect the OFFERs, and describe each server.
+"""Find other DHCP servers: DISCOVER like a real client, and describe each server that answers.
 
 A second DHCP server on a shared network breaks everyone's network, so pxetui asks before it
 serves: any answer means proxy mode (or a refusal in --mode full). The same decoding serves
 the watch that keeps listening while pxetui runs.
+
+The probe behaves like a client (RFC 2131 4.1: retransmit a DISCOVER that got no answer),
+because servers are not all quick: dnsmasq pings an address before offering it and answers
+about 3 s after the first DISCOVER, Kea and ISC dhcpd can do the same. One DISCOVER and 2 s
+missed it. The DISCOVER goes out at PROBE_SENDS (0, 2 and 4 s) and the probe waits
+PROBE_SECONDS (7 s) in all, 3 s past the last one: long enough for a ping-checking server to
+answer the retransmission. The first answer ends it: one rival settles the mode, and the
+watch reports any other later. It is a coroutine; cancelling it (Ctrl-C at start) stops it.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from pxetui.model.events import DhcpRival
 from pxetui.services.dhcp import codec, rawnet
 
 PROBE_VENDOR_CLASS = b"PXEClient:Arch:00000:UNDI:002001"  # so proxyDHCP servers answer too
+PROBE_SENDS = (0.0, 2.0, 4.0)  # seconds after the start: the DISCOVER and its retransmissions
+PROBE_SECONDS = 7.0  # the whole wait with no answer: the last DISCOVER plus a ping check's 3 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +42,12 @@ class Rival:
     next_server: str | None
     boot_file: str | None
 
-    def event(self, mode: str) -> DhcpRival:
+    def event(self, mode: str, *, switched_to: str | None = None, reason: str | None = None) -> DhcpRival:
         """The `dhcp.rival` event for this server, seen while pxetui is in `mode`."""
         return DhcpRival(
             mode=mode,
+            switched_to=switched_to,
+            reason=reason,
             server_id=self.server_id,
             server_mac=self.server_mac,
             message=self.message,
@@ -110,35 +122,47 @@ def probe_discover(mac: bytes, xid: int) -> bytes:
 
 
 async def probe(
-    tap: socket.socket, sender: socket.socket, ifname: str, mac: bytes, seconds: float, ours: bytes | None
-) -> list[Rival]:
-    """Broadcast one DISCOVER from `mac` and return every server that answered within `seconds`."""
+    tap: socket.socket,
+    sender: socket.socket,
+    ifname: str,
+    mac: bytes,
+    seconds: float = PROBE_SECONDS,
+    ours: bytes | None = None,
+    sends: tuple[float, ...] = PROBE_SENDS,
+) -> Rival | None:
+    """Broadcast a DISCOVER from `mac` at each of `sends` (seconds after the start, those
+    before `seconds`) and return the first server that answers within `seconds`, or None."""
     loop = asyncio.get_running_loop()
     xid = int.from_bytes(os.urandom(4), "big")
     datagram = rawnet.ip_udp(codec.ZERO_IP, b"\xff" * 4, 68, 67, probe_discover(mac, xid))
-    found: dict[str, Rival] = {}
     start = loop.time()
     deadline = start + seconds
-    sends = [start, start + seconds / 2]  # twice, in case the first frame met a port still coming up
+    due = [start + offset for offset in sorted(sends) if offset < seconds]
     while True:
         now = loop.time()
         if now >= deadline:
-            break
-        while sends and sends[0] <= now:
+            return None
+        while due and due[0] <= now:
             rawnet.send_frame(sender, ifname, rawnet.BROADCAST_MAC, datagram)
-            sends.pop(0)
-        wake = min(deadline, sends[0]) if sends else deadline
+            due.pop(0)
+        wake = min(deadline, due[0]) if due else deadline
         try:
             data, address = await asyncio.wait_for(loop.sock_recvfrom(tap, 4096), timeout=wake - now)
         except TimeoutError:
             continue
-        parts = rawnet.udp_payload(data)
-        if parts is None or parts[3] != 68:
-            continue
-        payload = parts[4]
-        if len(payload) < codec.HEADER_LEN or int.from_bytes(payload[4:8], "big") != xid:
-            continue
-        rival = rival_from_reply(payload, address[4], ours)
+        rival = _answer_to(data, address, xid, ours)
         if rival is not None:
-            found.setdefault(rival.server_id, rival)
-    return list(found.values())
+            return rival
+
+
+def _answer_to(data: bytes, address: tuple[object, ...], xid: int, ours: bytes | None) -> Rival | None:
+    """The server behind a tapped frame if it answers our DISCOVER `xid`."""
+    parts = rawnet.udp_payload(data)
+    if parts is None or parts[3] != 68:
+        return None
+    payload = parts[4]
+    if len(payload) < codec.HEADER_LEN or int.from_bytes(payload[4:8], "big") != xid:
+        return None
+    source_mac = address[4]
+    assert isinstance(source_mac, bytes)
+    return rival_from_reply(payload, source_mac, ours)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import ipaddress
 import socket
@@ -21,51 +22,68 @@ from pxetui.boot.bootfiles import BootFiles
 from pxetui.errors import PxetuiError, UsageError
 from pxetui.model.events import (
     DhcpAck,
+    DhcpDecline,
     DhcpDiscover,
     DhcpLeasesRestored,
     DhcpNak,
     DhcpOffer,
     DhcpReply,
     DhcpRequest,
+    DhcpRival,
     Error,
 )
 from pxetui.model.state import StateWriter
 from pxetui.services.context import ServiceContext
 from pxetui.services.dhcp import codec, rawnet
 from pxetui.services.dhcp.answer import NOT_PXE, PROXY_PORT, SERVER_PORT, Answer, ServerFacts, answer
-from pxetui.services.dhcp.leases import LeasePool, default_range
-from pxetui.services.dhcp.probe import Rival, probe, rival_from_reply
+from pxetui.services.dhcp.leases import BOUND, LeasePool, default_range
+from pxetui.services.dhcp.local_servers import Listener, dhcp_listeners
+from pxetui.services.dhcp.probe import PROBE_SECONDS, Rival, probe, rival_from_reply
 from pxetui.services.receive import waiting_datagrams
 
-PROBE_SECONDS = 2.0
 LEASE_SAVE_DELAY = 0.5  # seconds: leases change in bursts when a room powers on; one write per burst
 ERROR_EVENT_INTERVAL = 1.0  # at most one `error` event per reason and second; the rest are counted
 RIVAL_REPEAT_SECONDS = 30.0
 
 
 class ErrorCounter:
-    """Counts dropped packets per reason; says when an `error` event is due (rate limit)."""
+    """Counts dropped packets per reason; says when an `error` event is due (rate limit).
+
+    The limit is per reason only, never per MAC: a flood from random MACs (3000 packets gave
+    2845 events when it was per reason and MAC) must cost the operator one line a second, with
+    `count` and `since_last` saying how many there were. Reasons can carry packet data (the
+    arch in "no boot loader for arch N"), so past MAX_REASONS distinct ones the rest share
+    one slot: neither the events nor this table grow with what a client sends.
+    """
+
+    MAX_REASONS = 64
+    OTHER = "other reasons"
 
     def __init__(self, interval: float = ERROR_EVENT_INTERVAL) -> None:
         self.interval = interval
         self.counts: dict[str, int] = {}
-        self._last: dict[str, tuple[float, int]] = {}  # key -> (time of last event, count then)
+        self._last: dict[str, tuple[float, int]] = {}  # slot -> (time of last event, count then)
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def count(self, reason: str, key: str | None = None) -> int | None:
+    def slot(self, reason: str) -> str:
+        """Where `reason` is counted: itself, or OTHER once the table is full."""
+        if reason in self.counts or len(self.counts) < self.MAX_REASONS:
+            return reason
+        return self.OTHER
+
+    def count(self, reason: str) -> int | None:
         """Count one drop; return how many went unreported since the last event, if one is due."""
-        self.counts[reason] = self.counts.get(reason, 0) + 1
-        slot = f"{reason}|{key}"
+        slot = self.slot(reason)
+        seen = self.counts[slot] = self.counts.get(slot, 0) + 1
         now = time.monotonic()
         last = self._last.get(slot)
         if last is not None and now - last[0] < self.interval:
             return None
-        seen = self.counts[reason]
         self._last[slot] = (now, seen)
-        return seen - last[1] if last is not None else 1
+        return seen - last[1] if last is not None else seen
 
 
 class DhcpService:
@@ -90,6 +108,9 @@ class DhcpService:
         self.facts: ServerFacts | None = None
         self.errors = ErrorCounter()
         self.rivals: dict[str, Rival] = {}
+        self.local_rivals: list[Listener] = []  # other servers on UDP 67 of this machine, at start
+        self.switched_from: str | None = None  # "full" once a rival made pxetui stop giving addresses
+        self.switch_reason: str | None = None
         self._rival_reported: dict[str, float] = {}
         self._server: socket.socket | None = None
         self._proxy: socket.socket | None = None
@@ -152,6 +173,11 @@ class DhcpService:
             "ignored": self.ignored,
             "rivals": sorted(self.rivals),
         }
+        if self.local_rivals:
+            info["local_servers"] = [listener.describe() for listener in self.local_rivals]
+        if self.switched_from is not None:
+            info["switched_from"] = self.switched_from
+            info["reason"] = self.switch_reason
         if self.mode == "proxy":
             info["proxy_port"] = PROXY_PORT
         if self.pool is not None:
@@ -176,27 +202,61 @@ class DhcpService:
     # -- mode and pool ------------------------------------------------------------------------
 
     async def _resolve_mode(self, mac_text: str) -> str:
-        requested = self.context.settings.mode
+        """auto: full only when no other server listens here or answers the probe; full:
+        refuse next to one unless --force; proxy: no question (the watch still reports)."""
+        settings = self.context.settings
+        requested = settings.mode
         self.mode = requested  # what dhcp.rival events from the probe report
         if requested == "proxy":
             return "proxy"  # the operator knows there is a server; the watch still reports it
+        self.local_rivals = self._local_listeners()
+        if self.local_rivals:
+            return self._next_to_local_server(requested, settings.force)
+        if settings.force:
+            return "full"  # the probe could not change the answer; the watch reports rivals
         assert self._tap is not None and self._sender is not None
         mac = bytes.fromhex(mac_text.replace(":", "")) if mac_text else b"\x02\x00\x00\x00\x00\x01"
-        found = await probe(self._tap, self._sender, self._ifname, mac, self.probe_seconds, self._ours)
-        for rival in found:
-            self._report_rival(rival)
-        if not found:
+        rival = await probe(self._tap, self._sender, self._ifname, mac, self.probe_seconds, self._ours)
+        if rival is None:
             return "full"
+        self._report_rival(rival)
         if requested == "auto":
             return "proxy"
-        if self.context.settings.force:
-            return "full"
-        names = ", ".join(f"{r.server_id} ({r.server_mac})" for r in found)
         raise UsageError(
-            f"another DHCP server answers on {self._ifname}: {names}. Two servers handing out"
-            " addresses break the network for everyone on it. Use `--mode proxy` (or the default"
-            " `--mode auto`): pxetui then only adds boot information and that server keeps"
-            " giving out addresses. `--force` serves full DHCP anyway (only on a network you own)."
+            f"another DHCP server answers on {self._ifname}: {rival.server_id} ({rival.server_mac})."
+            f" {_TWO_SERVERS} {_USE_PROXY}"
+        )
+
+    def _local_listeners(self) -> list[Listener]:
+        """Other sockets on UDP 67 of this machine hearing the interface, each a dhcp.rival."""
+        ifname, address = self._ifname, str(self.context.address.ip)
+        found = dhcp_listeners(ifname, address)
+        for listener in found:
+            self.context.emit(
+                DhcpRival(
+                    mode=self.mode,
+                    server_id=listener.address,
+                    server_mac=self.context.interface.mac,
+                    message="listening",
+                    offers_address=False,
+                    process=listener.describe(),
+                    reason=f"a DHCP server on this machine listens on UDP {SERVER_PORT} for {ifname}",
+                )
+            )
+        return found
+
+    def _next_to_local_server(self, requested: str, force: bool) -> str:
+        if requested == "auto":
+            return "proxy"
+        if force:
+            return "full"
+        names = "; ".join(listener.describe() for listener in self.local_rivals)
+        unknown = ""
+        if not all(listener.device_known for listener in self.local_rivals):
+            unknown = " (its interface could not be read, so a listener on every address counts)"
+        raise UsageError(
+            f"another DHCP server runs on this machine and listens on UDP {SERVER_PORT} for"
+            f" {self._ifname}: {names}{unknown}. {_TWO_SERVERS} Stop it first, or: {_USE_PROXY}"
         )
 
     def _make_pool(self, address: ipaddress.IPv4Interface) -> LeasePool:
@@ -258,8 +318,13 @@ class DhcpService:
         result = answer(packet, port, self.facts, self.pool)
         if result.note == NOT_PXE:
             # proxyDHCP on a shared network: phones and laptops are not ours to list (nor to
-            # use up the operator's "next N unknown machines" policy).
+            # use up the operator's "next N unknown machines" policy). A machine pxetui is
+            # installing is the exception: its installer's REQUEST names the address the
+            # router gave it, which its install files are served to.
             self.ignored += 1
+            if mtype == codec.REQUEST and self.context.booter.knows(packet.mac):
+                fields = {**client_fields(packet), **_request_fields(packet)}
+                self.context.emit(DhcpRequest(mac=packet.mac, **fields))
             return
         facts = client_fields(packet)
         kind = codec.MESSAGE_NAMES[mtype]
@@ -267,16 +332,14 @@ class DhcpService:
         if kind in ("discover", "request"):
             extra: dict[str, Any] = {}
             if kind == "request":
-                requested = packet.ip_option(codec.OPT_REQUESTED_IP)
-                server_id = packet.ip_option(codec.OPT_SERVER_ID)
-                if requested is not None:
-                    extra["requested"] = codec.ip_text(requested)
-                if server_id is not None:
-                    extra["server_id"] = codec.ip_text(server_id)
+                extra.update(_request_fields(packet))
             if port == PROXY_PORT:
                 extra["port"] = PROXY_PORT
             request_type = DhcpDiscover if kind == "discover" else DhcpRequest
             emit(request_type(mac=packet.mac, **facts, **extra))
+        if result.decline is not None:
+            decline = result.decline
+            emit(DhcpDecline(mac=packet.mac, ip=decline.ip, accepted=decline.accepted, reason=decline.reason))
         if result.error is not None:
             self._drop(result.error, packet.mac)
         if result.kind is None or result.delivery is None:
@@ -310,14 +373,15 @@ class DhcpService:
             self._drop(f"send failed: {exc.strerror}", None)
 
     def _drop(self, reason: str, mac: str | None) -> None:
-        unreported = self.errors.count(reason, mac)
+        """Count a drop; report it at most once a second per reason, with the MAC that was next."""
+        unreported = self.errors.count(reason)
         if unreported is not None:
             self.context.emit(
                 Error(
                     mac=mac,
                     service="dhcp",
                     reason=reason,
-                    count=self.errors.counts[reason],
+                    count=self.errors.counts[self.errors.slot(reason)],
                     since_last=unreported,
                 )
             )
@@ -366,16 +430,71 @@ class DhcpService:
                 self._report_rival(rival)
 
     def _report_rival(self, rival: Rival) -> None:
+        """A `dhcp.rival` event (once per RIVAL_REPEAT_SECONDS per server); while pxetui
+        hands out addresses, a rival that does too makes it switch to proxyDHCP at once."""
+        self.rivals[rival.server_id] = rival
+        seen_in = self.mode
+        switched_to = reason = None
+        if self.facts is not None and seen_in == "full" and rival.offers_address:
+            if self.context.settings.force:
+                reason = "--force: pxetui stays in full mode and keeps handing out addresses"
+            else:
+                switched_to, reason = "proxy", self._switch_to_proxy(rival)
         now = time.monotonic()
         last = self._rival_reported.get(rival.server_id)
-        self.rivals[rival.server_id] = rival
-        if last is not None and now - last < RIVAL_REPEAT_SECONDS:
+        if switched_to is None and last is not None and now - last < RIVAL_REPEAT_SECONDS:
             return
         self._rival_reported[rival.server_id] = now
-        self.context.emit(rival.event(self.mode))
+        self.context.emit(rival.event(seen_in, switched_to=switched_to, reason=reason))
+
+    def _switch_to_proxy(self, rival: Rival) -> str:
+        """Stop offering addresses: from the next packet on, answer as proxyDHCP (boot
+        information only). The leases given so far stay in the pool and in leases.json."""
+        assert self.facts is not None
+        self.mode = "proxy"
+        self.facts = dataclasses.replace(self.facts, mode="proxy")
+        self._open_proxy_port()
+        pool = self.pool
+        kept = sum(lease.state == BOUND for lease in pool.by_mac.values()) if pool is not None else 0
+        self.switched_from = "full"
+        self.switch_reason = (
+            f"another DHCP server ({rival.server_id}, {rival.server_mac}) hands out addresses on"
+            f" {self._ifname}: pxetui stopped offering addresses and goes on as proxyDHCP (boot"
+            f" information only); leases kept: {kept} bound. `--force` keeps full mode next to it."
+        )
+        return self.switch_reason
+
+    def _open_proxy_port(self) -> None:
+        """UDP 4011 for PXE firmware that asks the proxy there; without it, port 67 still works."""
+        if self._proxy is not None:
+            return
+        try:
+            self._proxy = _bind_udp(self._ifname, str(self.context.address.ip), PROXY_PORT)
+        except PxetuiError as exc:
+            self.context.emit(Error(service="dhcp", reason=f"proxyDHCP without port {PROXY_PORT}: {exc}"))
+            return
+        asyncio.get_running_loop().add_reader(self._proxy.fileno(), self._drain, self._proxy, PROXY_PORT)
 
 
+_TWO_SERVERS = "Two servers handing out addresses break the network for everyone on it."
+_USE_PROXY = (
+    "Use `--mode proxy` (or the default `--mode auto`): pxetui then only adds boot information"
+    " and that server keeps giving out addresses. `--force` serves full DHCP anyway (only on a"
+    " network you own)."
+)
 _REPLY_TYPES: dict[str, type[DhcpReply]] = {"offer": DhcpOffer, "ack": DhcpAck, "nak": DhcpNak}
+
+
+def _request_fields(packet: codec.Packet) -> dict[str, Any]:
+    """The address a REQUEST asks for and the server it chose, when it names them."""
+    fields: dict[str, Any] = {}
+    requested = packet.ip_option(codec.OPT_REQUESTED_IP)
+    server_id = packet.ip_option(codec.OPT_SERVER_ID)
+    if requested is not None:
+        fields["requested"] = codec.ip_text(requested)
+    if server_id is not None:
+        fields["server_id"] = codec.ip_text(server_id)
+    return fields
 
 
 def _pool_range(context: ServiceContext) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:

@@ -11,11 +11,26 @@ Routes (nothing else is served; there are no directory listings):
 Every name a client sends is looked up in a table (catalog, profiles, roles, template names);
 no client text is ever joined onto a filesystem path, so `..`, encoded slashes and the like
 cannot reach anything: they are simply not in the table (404).
+
+One PC cannot read or change another. The registry knows which machine holds each address
+(`Booter.mac_for_ip`: leased by pxetui or seen in the PC's DHCP REQUEST), and:
+  - install files (hostname, SSH keys, the token) and /done, /failed are answered only to the
+    address that holds that MAC; any other address, known or not, gets 403;
+  - a boot script or menu choice for a MAC is refused (403) to an address another machine
+    holds. An address no machine holds yet still gets it, since in proxy mode iPXE can ask
+    before pxetui has seen its address, but without the token: the token only ever goes to
+    the machine's own address;
+  - a request naming a MAC pxetui does not know (it never booted through pxetui and is not in
+    the plan) is refused before any event names that MAC, so made-up MACs create no machine
+    and no token; those refusals are reported with no MAC, at most once a second per kind;
+  - file transfers are credited to the machine holding the client's address (the newest
+    holder, when an address moves), else to the known MAC the URL names.
 """
 
 from __future__ import annotations
 
 import errno
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -26,12 +41,12 @@ from pxetui.boot.cache import verified_path
 from pxetui.boot.firmware import ipxe_fits
 from pxetui.boot.ipxe_scripts import EXTRA_ACTIONS, ScriptRenderer, TemplateError
 from pxetui.boot.profiles import FILE_ROLES, Profile
-from pxetui.boot.unattended import MachineContext, Renderer
+from pxetui.boot.unattended import TEMPLATE_FILES, MachineContext, Renderer
 from pxetui.errors import UsageError
 from pxetui.host.mac import MacError, normalize_mac
 from pxetui.model.events import Error, HttpDone, HttpRequest, InstallDone, InstallFailed, MenuSelect
-from pxetui.model.tokens import Tokens
-from pxetui.services.context import ServiceContext
+from pxetui.model.tokens import TokenRefused, Tokens
+from pxetui.services.context import Emit, ServiceContext
 from pxetui.services.http.sendfile_pool import SendfilePool
 from pxetui.services.http.sendfile_response import TrackedFileResponse
 from pxetui.services.http.transfers import BodyTransfer, TransferMonitor
@@ -40,7 +55,44 @@ SCRIPT_TYPE = "text/plain"
 CLIENT_INFO = ("arch", "platform", "uuid", "serial", "manufacturer", "product", "lm")
 MAX_INFO_LEN = 128  # firmware strings are short; anything longer is cut, not trusted
 MAX_REASON_LEN = 300
+REFUSAL_REPORT_INTERVAL = 1.0  # seconds between `error` events of one kind about no known machine
+CONFIG_NAMES = frozenset(name for files in TEMPLATE_FILES.values() for name in files)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class RefusalReports:
+    """`error` events for refusals about no known machine, at most one a second per kind.
+
+    A flood of requests naming made-up MACs, or from addresses no machine holds, costs the
+    operator one line a second per kind, with `count` and `since_last`; the kinds are this
+    service's own fixed words, so the table does not grow with what clients send.
+    """
+
+    def __init__(self, emit: Emit, interval: float = REFUSAL_REPORT_INTERVAL) -> None:
+        self._emit = emit
+        self.interval = interval
+        self.counts: dict[str, int] = {}
+        self._last: dict[str, tuple[float, int]] = {}  # kind -> (time of last event, count then)
+
+    def report(self, kind: str, reason: str, path: str, client: str) -> None:
+        count = self.counts.get(kind, 0) + 1
+        self.counts[kind] = count
+        now = time.monotonic()
+        last = self._last.get(kind)
+        if last is not None and now - last[0] < self.interval:
+            return
+        self._last[kind] = (now, count)
+        since_last = count - last[1] if last is not None else 1
+        self._emit(
+            Error(
+                service="http",
+                reason=reason,
+                path=path,
+                client=client,
+                count=count,
+                since_last=since_last,
+            )
+        )
 
 
 class HttpService:
@@ -66,7 +118,8 @@ class HttpService:
         self._scripts = ScriptRenderer(template_dirs)
         # Kernel command lines and installer answers (preseed, autoinstall, kickstart).
         self._unattended = unattended or Renderer(template_dirs=list(template_dirs))
-        self._tokens = Tokens(context.state)
+        self._tokens = Tokens(context.state, known=self._booter.knows)
+        self.refusals = RefusalReports(context.emit)
         self.monitor = TransferMonitor(context.emit, progress_interval, stall_timeout)
         self.sendfile = SendfilePool(sendfile_workers)
         self._runner: web.AppRunner | None = None
@@ -130,6 +183,7 @@ class HttpService:
             "address": self._host,
             "active": len(self.monitor.active),
             "rejected": self.rejected,
+            "refused_unknown": sum(self.refusals.counts.values()),
             "stalled": self.monitor.stalled_total,
             "sendfile_workers": self.sendfile.size,
             "sent_by_workers": self.sendfile.bytes_total,
@@ -153,23 +207,79 @@ class HttpService:
     def _client(self, request: web.Request) -> str:
         return request.remote or ""
 
+    def _owner(self, request: web.Request) -> str | None:
+        """The machine that holds the client's address now, if pxetui knows one."""
+        return self._booter.mac_for_ip(self._client(request))
+
     def _mac_of(self, request: web.Request, text: str | None) -> str | None:
-        """The MAC a request names (query or path), else the one leased to its address."""
+        """The MAC a request names (query or path), else the machine holding its address."""
         if text:
             try:
                 return normalize_mac(text)
             except MacError as exc:
                 raise web.HTTPBadRequest(text=f"{exc}\n") from exc
-        return self._booter.mac_for_ip(self._client(request))
+        return self._owner(request)
 
-    def _machine(self, mac: str, profile: Profile | None = None) -> MachineContext:
+    def _may_boot(self, request: web.Request, mac: str, what: str) -> bool:
+        """Whether the request may have `mac`'s boot script or menu choice; True: with the token.
+
+        The machine's own address: yes, with its token. Another machine's address: 403. An
+        address no machine holds: yes for a MAC pxetui knows, without the token (in proxy mode
+        iPXE can ask before the registry has its address); 404 for a MAC it does not know.
+        """
+        owner = self._owner(request)
+        if owner == mac:
+            return True
+        client = self._client(request)
+        if owner is not None:
+            self._error(owner, request, f"{client} ({owner}) asked for {what} of {mac}; refused")
+            raise web.HTTPForbidden(text=f"{mac} is another machine\n")
+        if not self._booter.knows(mac):
+            self._refused(request, "unknown machine", f"{what} of {mac}, a MAC pxetui does not know")
+            raise web.HTTPNotFound(text=f"{mac} has not booted through pxetui and is not in the plan\n")
+        return False
+
+    def _require_owner(self, request: web.Request, mac: str, what: str) -> None:
+        """Only the address that holds `mac` gets `what` (its install files, its reports): else 403."""
+        owner = self._owner(request)
+        if owner == mac:
+            return
+        client = self._client(request)
+        if owner is not None:
+            self._error(owner, request, f"{client} ({owner}) asked for {what} of {mac}; refused")
+        else:
+            where = f"from {client}, an address no machine holds"
+            self._refused(request, "unknown address", f"{what} of {mac} {where}")
+        raise web.HTTPForbidden(text=f"only {mac} itself gets this\n")
+
+    def _refused(self, request: web.Request, kind: str, what: str) -> None:
+        """Report a refusal about no known machine: no MAC in the event, rate-limited per kind."""
+        self.refusals.report(kind, f"{what}; refused", request.path, self._client(request))
+
+    def _credit(self, request: web.Request, text: str | None) -> str | None:
+        """Who a file transfer is credited to: the address's holder, else the known MAC named."""
+        named = self._mac_of(request, text) if text else None
+        owner = self._owner(request)
+        if owner is not None:
+            return owner
+        return named if named is not None and self._booter.knows(named) else None
+
+    def _machine(self, mac: str, profile: Profile | None = None, *, token: bool = True) -> MachineContext:
+        """What templates see of `mac`; `token=False` for an address that is not the machine's."""
         return MachineContext(
             mac=mac,
             hostname=self._booter.hostname_for(mac),
-            token=self._tokens.for_mac(mac),
+            token=self._token(mac) if token else "",
             profile=profile.name if profile else "",
             base_url=self._base,
         )
+
+    def _token(self, mac: str) -> str:
+        try:
+            return self._tokens.for_mac(mac)
+        except TokenRefused as exc:
+            self._context.emit(Error(service="http", reason=str(exc)))
+            raise web.HTTPServiceUnavailable(text=f"{exc}\n") from exc
 
     def _error(self, mac: str | None, request: web.Request, reason: str) -> None:
         self._context.emit(Error(mac=mac, reason=reason, path=request.path, client=self._client(request)))
@@ -229,8 +339,9 @@ class HttpService:
             )
         mac = self._mac_of(request, query["mac"])
         assert mac is not None
+        token = self._may_boot(request, mac, "the boot script")
         info = {key: query.get(key, "")[:MAX_INFO_LEN] for key in CLIENT_INFO}
-        machine = self._machine(mac)
+        machine = self._machine(mac, token=token)
         base = self._base
         plan = self._booter.boot_plan(mac)
         try:
@@ -238,7 +349,7 @@ class HttpService:
                 answer, script = "local", self._scripts.action("local", base, machine)
             elif plan.profile is not None:
                 profile = plan.profile
-                answer, script = profile.name, self._boot_script(profile, mac)
+                answer, script = profile.name, self._boot_script(profile, mac, token)
             else:
                 answer, script = "menu", self._menu(machine, info, query.get("lm") == "1")
         except TemplateError as exc:
@@ -246,8 +357,8 @@ class HttpService:
             raise web.HTTPInternalServerError(text=f"{exc}\n") from exc
         return self._text(request, mac, "script", "boot.ipxe", script, answer=answer, client_info=info)
 
-    def _boot_script(self, profile: Profile, mac: str) -> str:
-        machine = self._machine(mac, profile)
+    def _boot_script(self, profile: Profile, mac: str, token: bool) -> str:
+        machine = self._machine(mac, profile, token=token)
         # A failed boot starts over at the probe, which asks again with the PC's whole identity.
         retry = f"{self._base}/boot.ipxe"
         try:
@@ -269,13 +380,14 @@ class HttpService:
         mac = self._mac_of(request, request.query.get("mac"))
         if mac is None:
             raise web.HTTPBadRequest(text="give the machine as ?mac=\n")
+        token = self._may_boot(request, mac, "a menu choice")
         choice = request.query.get("profile", "")
-        machine = self._machine(mac)
+        machine = self._machine(mac, token=token)
         try:
             if choice in EXTRA_ACTIONS:
                 script = self._scripts.action(EXTRA_ACTIONS[choice], self._base, machine)
             elif choice in self._profiles:
-                script = self._boot_script(self._profiles[choice], mac)
+                script = self._boot_script(self._profiles[choice], mac, token)
             else:
                 self._error(mac, request, f"menu choice {choice[:64]!r} is not a profile")
                 raise web.HTTPNotFound(text="no such profile\n")
@@ -292,7 +404,7 @@ class HttpService:
         path = self._context.boot_files.path(name)
         if path is None:
             raise web.HTTPNotFound()
-        mac = self._mac_of(request, request.query.get("mac"))
+        mac = self._credit(request, request.query.get("mac"))
         return await self._send_file(request, path, "loader", name, mac)
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
@@ -300,7 +412,7 @@ class HttpService:
         role = request.match_info["role"]
         if profile is None or role not in FILE_ROLES or role not in profile.files:
             raise web.HTTPNotFound()
-        mac = self._mac_of(request, request.query.get("mac"))
+        mac = self._credit(request, request.query.get("mac"))
         cache_dir = self._context.settings.cache_dir
         path = profile.file_path(role, cache_dir)
         if profile.files[role].path is None:
@@ -351,13 +463,12 @@ class HttpService:
     async def _config(self, request: web.Request) -> web.StreamResponse:
         mac = self._mac_of(request, request.match_info["mac"])
         assert mac is not None
-        owner = self._booter.mac_for_ip(self._client(request))
-        if owner is not None and owner != mac:
-            # Another machine asking for this one's files (and so its token).
-            self._error(owner, request, f"asked for the install files of {mac}; refused")
-            raise web.HTTPForbidden()
-        profile = self._profile_for(mac)
         name = request.match_info["name"]
+        if name not in CONFIG_NAMES:
+            raise web.HTTPNotFound()  # no template serves such a file, whoever asks
+        # The files carry the machine's token, hostname and the operator's SSH keys.
+        self._require_owner(request, mac, "the install files")
+        profile = self._profile_for(mac)
         if profile is None:
             raise web.HTTPNotFound(text=f"{mac} has no profile assigned or chosen\n")
         try:
@@ -382,6 +493,7 @@ class HttpService:
             raise web.HTTPBadRequest(text="give the machine as ?mac=\n")
         client = self._client(request)
         what = "failed" if failed else "done"
+        self._require_owner(request, mac, f"a /{what} report")
         self._context.emit(
             HttpRequest(mac=mac, path=request.path, kind="report", file=what, total=0, client=client)
         )

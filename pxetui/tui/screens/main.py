@@ -22,6 +22,7 @@ from pxetui.model.registry import Machine, Stage
 from pxetui.session import Session
 from pxetui.tui import format as fmt
 from pxetui.tui.contracts import Clock, MainHost
+from pxetui.tui.screens.confirm import ConfirmScreen
 from pxetui.tui.screens.detail import DetailScreen
 from pxetui.tui.screens.forms import Field, FormScreen
 from pxetui.tui.screens.help import HelpScreen
@@ -63,7 +64,8 @@ class MainScreen(Screen[None]):
         Binding("n", "add_machine", "Add", tooltip="add a machine by MAC before power-on"),
         Binding("i", "import_plan", "Import", tooltip="import a plan CSV (mac,profile,hostname)"),
         Binding("e", "export_report", "Report", tooltip="export the session report as CSV and JSON"),
-        Binding("l", "boot_local", "Local", tooltip="toggle: boot from the local disk next time"),
+        Binding("l", "boot_local", "Local", tooltip="toggle: boot the local disk next time / install again"),
+        Binding("d", "remove_machine", "Remove", show=False, tooltip="take the marked machines off the plan"),
         Binding("p", "unknown_policy", "Policy", tooltip="what machines not in the plan get"),
         Binding("w", "wake", "Wake", tooltip="send wake-on-LAN to the marked machines"),
         Binding("enter", "details", "Details", show=False, tooltip="timeline and DHCP fingerprint"),
@@ -237,7 +239,11 @@ class MainScreen(Screen[None]):
         if self.pending.rival:
             rival.update(
                 f"⚠  ANOTHER DHCP SERVER answers on {cfg.interface}: {self.pending.rival}."
-                f" pxetui runs in {session.mode} mode; PCs may get addresses from it."
+                + (
+                    f" pxetui switched to {self.pending.rival_mode} mode: it hands out no more addresses."
+                    if self.pending.rival_mode
+                    else f" pxetui runs in {session.mode} mode; PCs may get addresses from it."
+                )
             )
             rival.add_class("shown")
         else:
@@ -489,6 +495,25 @@ class MainScreen(Screen[None]):
                 form_id="policy-form",
             )
         )
+
+    def action_remove_machine(self) -> None:
+        macs = self._need_selection()
+        if macs is None:
+            return
+        planned = [mac for mac in macs if self.session.plan.get(mac) is not None]
+        if not planned:
+            self.notify("none of them is in the plan", title="Remove", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            for mac in planned:
+                self.session.remove_machine(mac)
+            self._done(f"removed {len(planned)} machine(s) from the plan: they get the menu next boot")
+
+        question = f"Take {len(planned)} machine(s) off the plan? Their profile and hostname are forgotten."
+        self.app.push_screen(ConfirmScreen(question, yes="Remove", no="Keep"), answered)
 
     def action_wake(self) -> None:
         macs = self._need_selection()
