@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import ipaddress
 import logging
@@ -56,6 +57,7 @@ from pxetui.services.dhcp.server import DhcpService
 _log = logging.getLogger(__name__)
 
 REGISTRY_SAVE_DELAY = 0.2  # seconds: stage changes arrive in bursts; one write per burst
+SAVE_RETRY_SECONDS = 2.0  # a failed save (full disk) is tried again this long after
 ACTION_TIMEOUT = 10.0  # seconds an operator action waits for a busy (or stopping) session loop
 
 P = ParamSpec("P")
@@ -158,8 +160,8 @@ class Session:
             return
         self.state.open(owner=self.config.interface or "no interface yet")
         self.profiles = load_profiles(self.config.profile_dirs)
-        self.plan.load_document(self.state.load("plan"))
-        self.registry.load_document(self.state.load("machines"))
+        self.state.load_checked("plan", self.plan.load_document)
+        self.state.load_checked("machines", self.registry.load_document)
         if self.config.plan_csv is not None:
             self.import_plan_csv(self.config.plan_csv)
         for mac in self.plan.entries:
@@ -224,13 +226,29 @@ class Session:
         )
 
     async def stop(self) -> None:
+        """Stop every service, write the state, remove the temporary address: all of it, always.
+
+        A state directory that cannot be written (full, read-only, gone) does not keep the
+        address on the interface: the failure is reported once the rest is done.
+        """
         for service in reversed(self.services):
             await _stop_quietly(service)
         self.services = []
-        self._close_writer()
-        self.flush()
-        self._drop_temp_address()
-        self.state.unlock()
+        failure: OSError | None = None
+        try:
+            self._close_writer()
+            self.flush()
+        except OSError as exc:
+            failure = exc
+        finally:
+            self._drop_temp_address()
+            self.state.unlock()
+        if failure is not None:
+            raise PxetuiError(
+                f"could not save the state in {self.state.path} at stop: {failure.strerror or failure};"
+                " the plan and the machines' progress since the last save are lost. Free space or fix"
+                " the directory's permissions before the next start."
+            ) from failure
 
     def _close_writer(self) -> None:
         if self._writer is not None:
@@ -335,8 +353,16 @@ class Session:
             self._save_failed("machines", exc)
 
     def _save_failed(self, name: str, exc: OSError) -> None:
+        """A save failed (on the writer's thread): say so, and try again soon and at stop."""
         what = "machine state" if name == "machines" else name
-        self.emit(Error(reason=f"cannot save {what}: {exc}"))
+        self.emit(Error(reason=f"cannot save {what}: {exc}; trying again in {SAVE_RETRY_SECONDS:.0f} s"))
+        loop = self.bus.loop
+        if name == "machines" and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._retry_registry_save)
+
+    def _retry_registry_save(self) -> None:
+        if self._opened and self._save_handle is None and self._writer is not None:
+            self._save_handle = asyncio.get_running_loop().call_later(SAVE_RETRY_SECONDS, self._save_registry)
 
     # -- operator actions (the one way in) ----------------------------------------------------
 
@@ -498,7 +524,8 @@ class Session:
             return
         netif.remove_address(self.config.interface, self._temp_address)
         self._temp_address = None
-        self.state.file("address").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only state directory must not keep the address
+            self.state.file("address").unlink(missing_ok=True)
 
     # -- session report and wake-on-LAN (used by the TUI) -------------------------------------
 
@@ -523,5 +550,5 @@ class Session:
 async def _stop_quietly(service: Service) -> None:
     try:
         await service.stop()
-    except (PxetuiError, OSError):
-        _log.exception("stopping %s failed", service.name)
+    except (PxetuiError, OSError) as exc:
+        _log.error("stopping %s failed: %s", service.name, exc)  # one line, not a traceback

@@ -159,3 +159,27 @@ def test_state_writer_saves_in_order_off_the_callers_thread_and_reports_errors(t
     writer.save("plan", {"x": 1})
     writer.close()
     assert errors == [("plan", "[Errno 28] No space left on device")]
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("plan", '["a", "list"]'),
+        ("plan", '{"machines": "not a table"}'),
+        ("plan", '{"machines": [{"mac": "52:54:00:00:00:01", "colour": "red"}]}'),
+        ("machines", '{"machines": [17]}'),
+        ("machines", '"just a string"'),
+    ],
+)
+def test_valid_json_of_the_wrong_shape_is_damaged_like_bad_json(tmp_path: Path, name: str, content: str) -> None:
+    """Every damaged state file gets the same treatment at start: kept aside, one clear message."""
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / f"{name}.json").write_text(content)
+    session = Session(SessionConfig(interface="unused", state_dir=state_dir))
+    with pytest.raises(UsageError, match=rf"{name}.json is not a pxetui {name} file .*moved to .*corrupt"):
+        session.open()
+    assert not (state_dir / f"{name}.json").exists()
+    assert [p.read_text() for p in state_dir.glob(f"{name}.json.corrupt-*")] == [content]
+    again = Session(SessionConfig(interface="unused", state_dir=state_dir))
+    again.open()  # the next start begins with an empty one

@@ -128,12 +128,31 @@ class StateDir:
         try:
             return json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            aside = path.with_name(f"{path.name}.corrupt-{int(os.path.getmtime(path))}")
-            os.replace(path, aside)
-            raise UsageError(
-                f"{path} is not valid JSON ({exc}); it was moved to {aside}. Start again to"
-                " begin with an empty one, or repair it and move it back."
-            ) from exc
+            raise self._damaged(name, f"is not valid JSON ({exc})") from exc
+
+    def load_checked(self, name: str, apply: Callable[[Any], None]) -> None:
+        """Hand the saved document to `apply`; one of the wrong shape is damaged like bad JSON.
+
+        Valid JSON that is not what pxetui writes (a list, a missing key, a string where a
+        table belongs) is moved aside with the same message, never half-trusted.
+        """
+        document = self.load(name)
+        if document is None:
+            return
+        try:
+            apply(document)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise self._damaged(name, f"is not a pxetui {name} file ({type(exc).__name__}: {exc})") from exc
+
+    def _damaged(self, name: str, what: str) -> UsageError:
+        """Keep a damaged file aside as NAME.json.corrupt-TS for the operator; say so."""
+        path = self.file(name)
+        aside = path.with_name(f"{path.name}.corrupt-{int(os.path.getmtime(path))}")
+        os.replace(path, aside)
+        return UsageError(
+            f"{path} {what}; it was moved to {aside}. Start again to"
+            " begin with an empty one, or repair it and move it back."
+        )
 
 
 def _lock_holder(fd: int) -> tuple[str, int | None]:
