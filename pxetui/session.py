@@ -29,6 +29,8 @@ from pxetui.host import netif, vendors
 from pxetui.host.mac import normalize_mac
 from pxetui.host.wol import send_wake
 from pxetui.model.events import (
+    AddressBack,
+    AddressLost,
     DhcpDiscover,
     Error,
     Event,
@@ -50,7 +52,7 @@ from pxetui.model.plan import Plan, PlanEntry, PlanError, check_hostname, parse_
 from pxetui.model.registry import Registry, Stage
 from pxetui.model.report import write_report
 from pxetui.model.state import StateDir, StateWriter, default_state_dir
-from pxetui.services import Service, build_services
+from pxetui.services import AddressAware, Service, build_services
 from pxetui.services.context import BootPlan, ServiceContext, ServiceSettings
 from pxetui.services.dhcp.server import DhcpService
 
@@ -58,6 +60,7 @@ _log = logging.getLogger(__name__)
 
 REGISTRY_SAVE_DELAY = 0.2  # seconds: stage changes arrive in bursts; one write per burst
 SAVE_RETRY_SECONDS = 2.0  # a failed save (full disk) is tried again this long after
+ADDRESS_CHECK_SECONDS = 2.0  # how often the served address is looked for on the interface
 ACTION_TIMEOUT = 10.0  # seconds an operator action waits for a busy (or stopping) session loop
 
 P = ParamSpec("P")
@@ -149,6 +152,7 @@ class Session:
         self._temp_address: ipaddress.IPv4Interface | None = None
         self._save_handle: asyncio.TimerHandle | None = None
         self._writer: StateWriter | None = None  # registry saves while the services run
+        self._address_watch: asyncio.Task[None] | None = None
         self._opened = False
         self.bus.subscribe(self._on_event)
 
@@ -214,6 +218,9 @@ class Session:
             self._close_writer()
             self._drop_temp_address()
             raise
+        self._address_watch = asyncio.get_running_loop().create_task(
+            self._watch_address(), name="pxetui-address-watch"
+        )
         self.emit(
             ServiceReady(
                 mode=self.mode,
@@ -231,6 +238,11 @@ class Session:
         A state directory that cannot be written (full, read-only, gone) does not keep the
         address on the interface: the failure is reported once the rest is done.
         """
+        if self._address_watch is not None:
+            self._address_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._address_watch
+            self._address_watch = None
         for service in reversed(self.services):
             await _stop_quietly(service)
         self.services = []
@@ -496,6 +508,25 @@ class Session:
         if event.mac is not None and not isinstance(event, PlanRemove):
             self.registry.ensure(event.mac)
         self.emit(event)
+
+    # -- the served address -------------------------------------------------------------------
+
+    async def _watch_address(self) -> None:
+        """Tell the services (and the operator) when the served address leaves the interface."""
+        assert self.address is not None
+        iface, ip = self.config.interface, self.address.ip
+        present = True
+        while True:
+            await asyncio.sleep(ADDRESS_CHECK_SECONDS)
+            now = netif.interface_has_ip(iface, ip)
+            if now == present:
+                continue
+            present = now
+            for service in self.services:
+                if isinstance(service, AddressAware):
+                    service.address_present(present)
+            event = AddressBack if present else AddressLost
+            self.emit(event(interface=iface, address=str(ip)))
 
     # -- temporary address --------------------------------------------------------------------
 

@@ -177,3 +177,19 @@ def test_a_recorded_address_on_another_interface_is_left_alone(lab: Lab, tmp_pat
     done = pxetui(lab, "lab0", "--headless", "--state", str(state))
     one_line_error(done, "lab0 has no IPv4 address")
     assert inet(lab, "lab1") == [other], "a crafted address.json must not remove another interface's address"
+
+
+def test_losing_the_served_address_while_running_is_an_event_and_its_return_too(
+    lab: Lab, run_pxetui: Any
+) -> None:
+    cidr = str(lab.subnet.network_address + 200) + "/24"
+    proc = run_pxetui("--mode", "full", "--address", cidr)
+    proc.wait_event("service.ready")
+    lab.exec(lab.server_ns, "ip", "addr", "del", cidr, "dev", lab.bridge)
+    lost = proc.wait_event("service.address_lost", timeout=10)
+    assert (lost["interface"], lost["address"]) == (lab.bridge, cidr.split("/")[0])
+    lab.exec(lab.server_ns, "ip", "addr", "add", cidr, "dev", lab.bridge)
+    back = proc.wait_event("service.address_back", timeout=10)
+    assert back["address"] == cidr.split("/")[0]
+    assert proc.stop(signal.SIGINT) == 0
+    assert cidr not in inet(lab, lab.bridge)

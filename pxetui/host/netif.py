@@ -140,5 +140,12 @@ def remove_address(name: str, address: ipaddress.IPv4Interface) -> bool:
     return _ip("addr", "del", str(address), "dev", name).returncode == 0
 
 
+def interface_has_ip(name: str, ip: ipaddress.IPv4Address) -> bool:
+    """Whether `ip` is on interface `name` now (one cheap look at the kernel's address list)."""
+    return any(
+        a.family == socket.AF_INET and a.address == str(ip) for a in psutil.net_if_addrs().get(name, ())
+    )
+
+
 def has_address(info: InterfaceInfo, address: ipaddress.IPv4Interface) -> bool:
     return any(a.ip == address.ip for a in info.ipv4)

@@ -114,6 +114,24 @@ class Error(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AddressLost(Event):
+    """The served address went from the interface while pxetui runs (NetworkManager, a cable
+    pulled and plugged, someone's `ip addr flush`): PCs cannot reach pxetui, and DHCP stops
+    sending them to it until it is back."""
+
+    name: ClassVar[str] = "service.address_lost"
+    interface: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddressBack(Event):
+    name: ClassVar[str] = "service.address_back"
+    interface: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EventsDropped(Event):
     name: ClassVar[str] = "events.dropped"
     count: int
@@ -432,7 +450,7 @@ class PlanImport(PlanEvent):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.name: cls
     for cls in (
-        ServiceReady, Error, EventsDropped, ReportExported, WakeSent,
+        ServiceReady, Error, AddressLost, AddressBack, EventsDropped, ReportExported, WakeSent,
         DhcpDiscover, DhcpRequest, DhcpOffer, DhcpAck, DhcpNak, DhcpRival, DhcpLeasesRestored,
         DhcpDecline,
         TftpStart, TftpProgress, TftpDone,

@@ -7,7 +7,7 @@ pyproject.toml keeps it so. See docs/architecture.md.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pxetui.boot.unattended import Renderer
 from pxetui.services.context import ServiceContext
@@ -28,6 +28,14 @@ class Service(Protocol):
 
     def describe(self) -> dict[str, object]:
         """JSON-safe facts for service.ready: port, state, ..."""
+
+
+@runtime_checkable
+class AddressAware(Protocol):
+    """A service that must stop pointing PCs at the served address while it is gone."""
+
+    def address_present(self, present: bool) -> None:
+        """Called by the Session when the served address leaves (False) or returns (True)."""
 
 
 def build_services(context: ServiceContext) -> list[Service]:
