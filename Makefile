@@ -7,11 +7,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEBIAN_FRONTEND := noninteractive
 
 # What pxetui itself needs at run time.
-RUN_DEBS := ipxe iproute2 ieee-data python3-venv
+RUN_DEBS := ipxe iproute2 ieee-data python3-venv apt-cacher-ng openssl
 # What the tests and benches drive: real clients, rival servers and whole PCs.
 TEST_DEBS := $(RUN_DEBS) qemu-system-x86 ovmf ipxe-qemu dnsmasq-base kea-dhcp4-server kea-admin \
 	tftp-hpa curl udhcpc isc-dhcp-client nginx-light tcpdump tmux busybox-static \
-	debian-installer-12-netboot-amd64 xorriso iputils-ping nftables atftp cpio procps ndisc6 radvd
+	debian-installer-12-netboot-amd64 xorriso iputils-ping nftables atftp cpio procps ndisc6 radvd \
+	apt-utils dpkg-dev
 
 .PHONY: run test lint unit venv deps-run deps-test clean
 
@@ -33,11 +34,19 @@ deps-run:
 	@missing=$$(for p in $(RUN_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
+	@# pxetui runs its own apt-cacher-ng on the lab address; the package's system daemon would
+	@# listen on every interface of this machine.
+	@if command -v systemctl >/dev/null && systemctl is-enabled apt-cacher-ng >/dev/null 2>&1; then \
+	$(SUDO) systemctl disable --now apt-cacher-ng; fi
 
 deps-test:
 	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
+	@# pxetui runs its own apt-cacher-ng on the lab address; the package's system daemon would
+	@# listen on every interface of this machine.
+	@if command -v systemctl >/dev/null && systemctl is-enabled apt-cacher-ng >/dev/null 2>&1; then \
+	$(SUDO) systemctl disable --now apt-cacher-ng; fi
 
 venv: $(VENV)/.installed
 

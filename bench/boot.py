@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Power-on to "Linux version" for N simultaneous UEFI PCs: pxetui against dnsmasq + nginx.
+"""Power-on to "Linux version" for N simultaneous PCs: pxetui against dnsmasq + nginx.
 
 Run as root from the repository: `sudo .venv/bin/python bench/boot.py [--vms 1 4] [--rounds 3]`.
 Each PC is QEMU + OVMF (firmware PXE) under TCG on a tap in a lab namespace (198.18.0.0/15).
+`--firmware mixed` alternates UEFI (OVMF) and BIOS (SeaBIOS + iPXE ROM) PCs and `--same-uuid`
+gives them all one SMBIOS UUID, as PCs cloned from one image have: `--vms 8 --firmware mixed
+--same-uuid --timeout 900` is the room case (8 TCG guests on 2 cores take minutes).
 Rounds alternate which stack goes first (and the files are read once before the first), so
 neither pays for a cold page cache or a machine still busy with the other's teardown; the
 figures are medians over every PC of every round.
@@ -14,6 +17,7 @@ import argparse
 import ipaddress
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,20 +27,47 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from classic import DI, ClassicStack
 
 from pxetui.lab.netns import Lab, pxetui_command
-from pxetui.lab.qemu import Vm, VmSpec
+from pxetui.lab.qemu import Vm, VmSpec, qemu_command
+
+CLONED_UUID = "4c4c4544-004a-3310-805a-c4c04f4b3232"
 
 
-def boot_vms(lab: Lab, work: Path, count: int, timeout: float) -> list[float | None]:
-    vms = []
-    for i in range(count):
-        tap = lab.add_tap(f"tap{i}")
-        vms.append(
-            Vm(
-                VmSpec(name=f"pc{i}", mac=f"52:54:00:be:00:{i + 1:02x}", tap=tap, memory_mb=768),
-                lab.server_ns,
-                work,
-            )
+class ClonedVm(Vm):
+    """A PC with a given SMBIOS UUID (QEMU `-uuid`): PCs cloned from one image share it."""
+
+    def __init__(self, spec: VmSpec, netns: str, workdir: Path, uuid: str | None) -> None:
+        super().__init__(spec, netns, workdir)
+        self.uuid = uuid
+
+    def start(self) -> None:
+        if self.uuid is None:
+            super().start()
+            return
+        self.started = time.monotonic()
+        command = [*qemu_command(self.spec, self.serial_log), "-uuid", self.uuid]
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns, *command],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
+
+
+def firmwares(kind: str, count: int) -> list[str]:
+    """uefi, bios, or mixed: UEFI and BIOS in turn, starting with UEFI."""
+    if kind == "mixed":
+        return ["uefi" if i % 2 == 0 else "bios" for i in range(count)]
+    return [kind] * count
+
+
+def boot_vms(lab: Lab, work: Path, count: int, timeout: float, options: argparse.Namespace) -> list[float | None]:
+    vms = []
+    uuid = CLONED_UUID if options.same_uuid else None
+    for i, firmware in enumerate(firmwares(options.firmware, count)):
+        tap = lab.add_tap(f"tap{i}")
+        spec = VmSpec(name=f"pc{i}", mac=f"52:54:00:be:00:{i + 1:02x}", tap=tap, memory_mb=768, firmware=firmware)
+        vms.append(ClonedVm(spec, lab.server_ns, work, uuid))
     for vm in vms:
         vm.start()
     results: list[float | None] = [None] * count
@@ -54,7 +85,7 @@ def boot_vms(lab: Lab, work: Path, count: int, timeout: float) -> list[float | N
     return results
 
 
-def run_pxetui_stack(lab: Lab, work: Path, count: int, timeout: float) -> list[float | None]:
+def run_pxetui_stack(lab: Lab, work: Path, count: int, timeout: float, options: argparse.Namespace) -> list[float | None]:
     plan = work / "plan.csv"
     plan.write_text(
         "mac,profile,hostname\n"
@@ -72,7 +103,7 @@ def run_pxetui_stack(lab: Lab, work: Path, count: int, timeout: float) -> list[f
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"pxetui did not start: {(work / 'pxetui.stderr').read_text()[-2000:]}")
             time.sleep(0.1)
-        times = boot_vms(lab, work, count, timeout)
+        times = boot_vms(lab, work, count, timeout, options)
     finally:
         proc.terminate()
         proc.wait(20)
@@ -100,9 +131,9 @@ def step_times(events: Path) -> str:
     return ", ".join(f"{k} {statistics.median(v.values()):.1f}" for k, v in steps.items())
 
 
-def run_classic_stack(lab: Lab, work: Path, count: int, timeout: float) -> list[float | None]:
+def run_classic_stack(lab: Lab, work: Path, count: int, timeout: float, options: argparse.Namespace) -> list[float | None]:
     with ClassicStack(lab, work):
-        return boot_vms(lab, work, count, timeout)
+        return boot_vms(lab, work, count, timeout, options)
 
 
 def summary(times: list[float | None]) -> str:
@@ -112,12 +143,12 @@ def summary(times: list[float | None]) -> str:
     return f"{len(ok)}/{len(times)} booted, median {statistics.median(ok):.1f} s, max {max(ok):.1f} s"
 
 
-def measure(stack: str, count: int, timeout: float, n: int) -> list[float | None]:
+def measure(stack: str, count: int, timeout: float, n: int, options: argparse.Namespace) -> list[float | None]:
     lab = Lab(subnet=ipaddress.IPv4Network(f"198.18.{210 + n}.0/24")).build()
     try:
         with tempfile.TemporaryDirectory(prefix="pxetui-bench-boot-") as tmp:
             runner = run_pxetui_stack if stack == "pxetui" else run_classic_stack
-            return runner(lab, Path(tmp), count, timeout)
+            return runner(lab, Path(tmp), count, timeout, options)
     finally:
         lab.teardown()
 
@@ -135,6 +166,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=1, help="rounds per row; odd rounds measure the classic stack first")
     p.add_argument("--timeout", type=float, default=420)
     p.add_argument("--json", action="store_true", help="print one JSON object per row")
+    p.add_argument("--firmware", choices=("uefi", "bios", "mixed"), default="uefi")
+    p.add_argument("--same-uuid", action="store_true", help="one SMBIOS UUID for every PC, as clones have")
     args = p.parse_args()
     warm_page_cache()
     rows = []
@@ -145,7 +178,7 @@ def main() -> int:
             order = ("pxetui", "classic") if r % 2 == 0 else ("classic", "pxetui")
             got: dict[str, list[float | None]] = {}
             for stack in order:
-                got[stack] = measure(stack, count, args.timeout, lab_number % 40)
+                got[stack] = measure(stack, count, args.timeout, lab_number % 40, args)
                 lab_number += 1
                 times[stack] += got[stack]
             print(
@@ -154,8 +187,10 @@ def main() -> int:
                 flush=True,
             )
         pxetui, classic = times["pxetui"], times["classic"]
-        rows.append({"row": f"power-on to Linux, {count} UEFI PC(s)", "pxetui": pxetui, "classic": classic})
-        print(f"{count} UEFI PC(s): pxetui {summary(pxetui)} | dnsmasq+nginx {summary(classic)}", flush=True)
+        kind = {"uefi": "UEFI", "bios": "BIOS", "mixed": "UEFI/BIOS"}[args.firmware]
+        kind += ", one UUID" if args.same_uuid else ""
+        rows.append({"row": f"power-on to Linux, {count} {kind} PC(s)", "pxetui": pxetui, "classic": classic})
+        print(f"{count} {kind} PC(s): pxetui {summary(pxetui)} | dnsmasq+nginx {summary(classic)}", flush=True)
     if args.json:
         for row in rows:
             print(json.dumps(row))

@@ -64,19 +64,29 @@ http {{
 
 
 class ClassicStack:
-    """dnsmasq + nginx serving the Debian installer kernel to every PC, like a hand-built lab."""
+    """dnsmasq + nginx serving the Debian installer kernel to every PC, like a hand-built lab
+    (or any other kernel and initrd: bench/room serves its own ~50 MB pair)."""
 
-    def __init__(self, lab: Lab, work: Path, http_port: int = 8081, dhcp: bool = True) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        work: Path,
+        http_port: int = 8081,
+        dhcp: bool = True,
+        kernel: Path = DI / "linux",
+        initrd: Path = DI / "initrd.gz",
+    ) -> None:
         self.lab, self.work, self.http_port, self.dhcp = lab, work, http_port, dhcp
+        self.files = {"linux": kernel, "initrd.gz": initrd}  # what the boot script names -> served file
         self.procs: list[subprocess.Popen[str]] = []
 
     def __enter__(self) -> ClassicStack:
         www = self.work / "www"
         www.mkdir(parents=True, exist_ok=True)
-        for name in ("linux", "initrd.gz"):
+        for name, target in self.files.items():
             link = www / name
             if not link.exists():
-                link.symlink_to(DI / name)
+                link.symlink_to(target)
         ip = self.lab.server_ip
         (www / "boot.ipxe").write_text(
             f"#!ipxe\nkernel http://{ip}:{self.http_port}/linux console=ttyS0\n"

@@ -17,7 +17,7 @@ from pxetui.model.events import Error
 from pxetui.services.context import MODES
 from pxetui.session import Session, SessionConfig
 
-SUBCOMMANDS = ("profiles", "fetch", "import-iso", "demo")
+SUBCOMMANDS = ("profiles", "fetch", "import-iso", "import-bundle", "demo")
 
 DESCRIPTION = """\
 Install an OS on a room full of PCs over the network. pxetui runs temporary DHCP, TFTP and
@@ -31,6 +31,7 @@ subcommands:
   pxetui profiles         list OS profiles and whether their files are present
   pxetui fetch NAME...    download profiles' files into the cache (resumable, SHA-256 verified)
   pxetui import-iso PATH  copy kernel + initrd out of an installer ISO and write a profile for it
+  pxetui import-bundle F  put a bundle from `pxetui fetch NAME... --bundle F` into the cache (offline)
   pxetui demo [--vms N]   try it: a private network with N QEMU PCs booting from pxetui
 
 examples:
@@ -62,6 +63,36 @@ def _port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port {port} is outside 1-65535")
     return port
+
+
+def _ipv4(text: str) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IPv4 address") from exc
+
+
+def _seconds(text: str) -> int:
+    try:
+        seconds = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from exc
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"{seconds} seconds: give 0 (wait forever) or more")
+    return seconds
+
+
+def _timezone(text: str) -> str:
+    """A zone the installed machines know (tz database name): a typo would install UTC or fail."""
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time zone: use a tz database name such as Europe/Berlin or Etc/UTC"
+        ) from exc
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--menu-timeout",
-        type=int,
+        type=_seconds,
         default=30,
         metavar="S",
         help="seconds the menu of an unassigned PC waits before booting its local disk (0: forever)",
@@ -168,9 +199,48 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATTERN",
         help="hostname of machines the plan names none for, numbered in boot order (default pc-{n:02})",
     )
-    p.add_argument("--timezone", default="Etc/UTC", help="installed machines' time zone (default Etc/UTC)")
+    p.add_argument(
+        "--timezone",
+        type=_timezone,
+        default="Etc/UTC",
+        metavar="TZ",
+        help="installed machines' time zone, a tz database name (default Etc/UTC)",
+    )
     p.add_argument("--locale", default="en_US.UTF-8", help="installed machines' locale (default en_US.UTF-8)")
     p.add_argument("--keyboard", default="us", help="installed machines' keyboard layout (default us)")
+    p.add_argument(
+        "--password",
+        action="store_true",
+        help="ask once for a password for the lab user (stored only as a SHA-512 crypt hash)",
+    )
+    p.add_argument(
+        "--package-proxy",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="the package cache on the lab address (apt-cacher-ng) the installers download through;"
+        " auto (default): on in full mode, off in proxy mode",
+    )
+    p.add_argument(
+        "--allow-upstream",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a host the package proxy may forward to, besides the profiles' mirrors (may be repeated)",
+    )
+    p.add_argument(
+        "--router",
+        type=_ipv4,
+        metavar="ADDR",
+        help="default gateway handed out in full mode (DHCP option 3); in the served subnet",
+    )
+    p.add_argument(
+        "--dns",
+        type=_ipv4,
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="DNS server handed out in full mode (DHCP option 6; may be repeated)",
+    )
     p.add_argument(
         "--force",
         action="store_true",
@@ -181,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> SessionConfig:
-    from pxetui.boot.unattended import InstallSettings, numbered_hostname, read_ssh_keys
+    from pxetui.boot.unattended import InstallSettings, default_ssh_keys, numbered_hostname, read_ssh_keys
     from pxetui.host import netif
 
     config = SessionConfig(interface=args.iface or "", mode=args.mode)
@@ -201,13 +271,29 @@ def config_from_args(args: argparse.Namespace) -> SessionConfig:
     config.template_dirs = list(args.templates)
     numbered_hostname(args.hostname_pattern, 1)  # a bad pattern is an error now, not at the first boot
     config.install = InstallSettings(
-        ssh_keys=read_ssh_keys(args.ssh_key) if args.ssh_key else (),
+        ssh_keys=read_ssh_keys(args.ssh_key) if args.ssh_key else default_ssh_keys(),
+        password_hash=_ask_password() if args.password else "",
         hostname_pattern=args.hostname_pattern,
         timezone=args.timezone,
         locale=args.locale,
         keyboard=args.keyboard,
     )
+    config.package_proxy = args.package_proxy
+    config.allow_upstream = list(args.allow_upstream)
+    config.router = args.router
+    config.dns = list(args.dns)
     return config
+
+
+def _ask_password() -> str:
+    """Asked once on the terminal; only its hash is kept."""
+    import getpass
+
+    from pxetui.boot.unattended import hash_password
+
+    if not sys.stdin.isatty():
+        raise UsageError("--password asks on the terminal: run pxetui from one")
+    return hash_password(getpass.getpass("password for the lab user on installed machines: "))
 
 
 def _fail(message: str, code: int, json_lines: bool) -> int:
@@ -226,6 +312,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json and not args.headless:
         parser.error("--json goes with --headless (the TUI shows events itself)")
     try:
+        from pxetui.host import netif
+
+        # Before anything is created: a user without root gets the one fix, not a state
+        # directory in their home (or a permission error on /var/lib/pxetui) first.
+        netif.check_root()
         raise_open_file_limit()
         config = config_from_args(args)
         if not args.headless:
@@ -257,6 +348,10 @@ def run_subcommand(name: str, argv: list[str]) -> int:
             from pxetui.commands import import_iso
 
             return import_iso.main(argv)
+        if name == "import-bundle":
+            from pxetui.commands import bundle
+
+            return bundle.main(argv)
         if name == "demo":
             return demo.main(argv)
     except PxetuiError as exc:

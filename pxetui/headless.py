@@ -85,6 +85,9 @@ async def run_headless(session: Session, json_lines: bool, out: TextIO = sys.std
     session.bus.subscribe(printer)
     try:
         await session.start()
+        if not json_lines:  # JSON readers have service.ready's proxy facts; people read stderr
+            for warning in session.start_warnings():
+                print(f"pxetui: warning: {warning}", file=sys.stderr, flush=True)
         await stopping.wait()
     finally:
         await session.stop()

@@ -26,7 +26,7 @@ from pxetui.boot.profiles import Profile, default_cache_dir, load_profiles
 from pxetui.boot.unattended import InstallSettings, numbered_hostname
 from pxetui.errors import PxetuiError, UsageError
 from pxetui.host import netif, vendors
-from pxetui.host.mac import normalize_mac
+from pxetui.host.mac import normalize_mac, unusable_mac
 from pxetui.host.wol import send_wake
 from pxetui.model.events import (
     AddressBack,
@@ -55,6 +55,7 @@ from pxetui.model.state import StateDir, StateWriter, default_state_dir
 from pxetui.services import AddressAware, Service, build_services
 from pxetui.services.context import BootPlan, ServiceContext, ServiceSettings
 from pxetui.services.dhcp.server import DhcpService
+from pxetui.services.proxy.uplink import NO_UPLINK, uplink_present
 
 _log = logging.getLogger(__name__)
 
@@ -115,6 +116,10 @@ class SessionConfig:
     menu_timeout: int = 30  # seconds before an unassigned PC's menu boots the local disk
     template_dirs: list[Path] = field(default_factory=list)
     install: InstallSettings = field(default_factory=InstallSettings)
+    package_proxy: str = "auto"  # on | off | auto (on in full mode)
+    allow_upstream: list[str] = field(default_factory=list)
+    router: ipaddress.IPv4Address | None = None
+    dns: list[ipaddress.IPv4Address] = field(default_factory=list)
 
     def service_settings(self) -> ServiceSettings:
         """The part of the configuration services read; checked here, once."""
@@ -127,6 +132,10 @@ class SessionConfig:
             cache_dir=self.cache_dir,
             template_dirs=tuple(self.template_dirs),
             install=self.install,
+            package_proxy=self.package_proxy,
+            allow_upstream=tuple(self.allow_upstream),
+            router=self.router,
+            dns=tuple(self.dns),
         )
 
 
@@ -163,7 +172,7 @@ class Session:
         if self._opened:
             return
         self.state.open(owner=self.config.interface or "no interface yet")
-        self.profiles = load_profiles(self.config.profile_dirs)
+        self.profiles = load_profiles(self.config.profile_dirs, self.config.cache_dir)
         self.state.load_checked("plan", self.plan.load_document)
         self.state.load_checked("machines", self.registry.load_document)
         if self.config.plan_csv is not None:
@@ -231,6 +240,19 @@ class Session:
                 state_dir=str(self.state.path),
             )
         )
+
+    def start_warnings(self) -> list[str]:
+        """What the operator should hear once the services run (headless text: on stderr)."""
+        warnings = []
+        install = self.config.install
+        if not install.ssh_keys and not install.password_hash:
+            warnings.append(
+                "no SSH key and no password: nobody can log in to the installed machines"
+                " (give --ssh-key FILE or --password)"
+            )
+        if self.interface is not None and not uplink_present(self.interface.name):
+            warnings.append(NO_UPLINK)
+        return warnings
 
     async def stop(self) -> None:
         """Stop every service, write the state, remove the temporary address: all of it, always.
@@ -387,19 +409,31 @@ class Session:
 
     @on_session_loop
     def assign(self, mac: str, profile: str, hostname: str | None = None) -> PlanEntry:
-        mac = normalize_mac(mac)
+        mac = self._pc_mac(mac)
         # A PC assigned a profile whose files are missing or unverified would fail to boot:
         # refuse now, naming the `pxetui fetch` command that fixes it.
         chosen = self.profile(profile)
         self._require_fit(mac, chosen)
         require_servable(chosen, self.config.cache_dir)
         if hostname:
-            reason = check_hostname(hostname)
-            if reason:
-                raise UsageError(reason)
+            self._require_hostname(mac, hostname)
         entry = self.plan.assign(mac, profile, hostname)
         self._plan_changed(PlanAssign(mac=mac, profile=profile, hostname=entry.hostname))
         return entry
+
+    @staticmethod
+    def _pc_mac(text: str) -> str:
+        """`text` as a normalised MAC that a PC can have (broadcast, zero, multicast refused)."""
+        mac = normalize_mac(text)
+        reason = unusable_mac(mac)
+        if reason:
+            raise UsageError(reason)
+        return mac
+
+    def _require_hostname(self, mac: str, hostname: str) -> None:
+        reason = check_hostname(hostname) or self.plan.hostname_taken(hostname, mac)
+        if reason:
+            raise UsageError(reason)
 
     def _require_fit(self, mac: str, profile: Profile) -> None:
         """A profile the PC's firmware or CPU cannot start is refused, whoever asks."""
@@ -423,11 +457,9 @@ class Session:
 
     @on_session_loop
     def add_machine(self, mac: str, hostname: str | None = None) -> PlanEntry:
-        mac = normalize_mac(mac)
+        mac = self._pc_mac(mac)
         if hostname:
-            reason = check_hostname(hostname)
-            if reason:
-                raise UsageError(reason)
+            self._require_hostname(mac, hostname)
         entry = self.plan.add(mac)
         if hostname:
             entry.hostname = hostname

@@ -491,12 +491,17 @@ def test_one_download_per_file_and_unreachable_servers(
     profile = demo_profile(tmp_path, mirror)
     cache = tmp_path / "cache"
     (cache / "demo").mkdir(parents=True)
-    with (cache / "demo" / ".linux.lock").open("a") as held:
-        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # as if another fetch were running
+    # The lock is on the directory itself (issue 16: no .lock file left behind).
+    held = os.open(cache / "demo", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as if another fetch were running
         with pytest.raises(FetchError, match=r"demo kernel: another `pxetui fetch` is downloading .*/linux"):
             nl.run(fetch_profiles([profile], cache, RecordingProgress()))
+    finally:
+        os.close(held)
     nl.run(fetch_profiles([profile], cache, RecordingProgress()))
     assert verified_path(profile, "kernel", cache) is not None
+    assert not [p.name for p in (cache / "demo").iterdir() if p.name.endswith(".lock")]
     closed = write_profile(
         tmp_path,
         f"name: closed\ntitle: C\nkernel: {{url: 'http://{mirror.ip}:9/linux', sha256: {'a' * 64}}}\n",

@@ -21,7 +21,6 @@ from lab import Lab, NetnsLoop
 from pxetui.boot.cache import sha256_file, write_marker
 from pxetui.boot.profiles import load_profiles
 from pxetui.errors import UsageError
-from pxetui.model.events import DhcpAck
 from pxetui.model.registry import Stage
 from pxetui.services.http import sendfile_pool
 from pxetui.services.http.server import HttpService
@@ -269,7 +268,7 @@ def test_tokens_guard_done_and_failed(http: HttpLab) -> None:
 def test_config_of_another_leased_machine_is_refused(http: HttpLab) -> None:
     http.assign(ASSIGNED, "tiny")
     # The registry knows the client's address as the lease of UNASSIGNED (as DHCP would tell it).
-    http.loop.call(lambda: http.session.emit(DhcpAck(mac=UNASSIGNED, ip=http.client_ip)))
+    http.lease(UNASSIGNED)  # a network-boot client's ACK (a phone's would make no machine)
     code, body = http.get(f"/config/{ASSIGNED}/preseed.cfg")
     assert code == 403 and "token" not in body
     assert any("install files of" in e.fields["reason"] for e in http.named("error", UNASSIGNED))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pxetui.boot.ipxe_scripts import ScriptRenderer, ipxe_line
+from pxetui.boot.ipxe_scripts import MenuPoll, ScriptRenderer, ipxe_line
 from pxetui.boot.profiles import load_profile, parse_profile
 from pxetui.boot.unattended import MachineContext
 from pxetui.model.state import StateDir
@@ -104,3 +105,102 @@ def test_tokens_are_per_machine_and_survive_a_restart(tmp_path: Path) -> None:
     assert not again.check("52:54:00:00:00:01", b)
     assert not again.check("52:54:00:00:00:01", "")
     assert not again.check("52:54:00:00:00:03", a)
+
+
+# -- the PC-side menu: what it offers, the question before an install, asking the server again --
+
+IPXE_COMMANDS = frozenset(
+    {"menu", "item", "choose", "chain", "goto", "echo", "prompt", "iseq", "sleep", "set", "cpuid"}
+    | {"exit", "sanboot", "kernel", "initrd", "boot", "shell", "reboot"}
+)
+
+
+def check_ipxe(script: str) -> None:
+    """The structure iPXE needs (https://ipxe.org/cmd): known commands, every `goto` target a
+    label, and no label compared first in `iseq` (iPXE's getopt reads a leading '-' as an option)."""
+    lines = [line.strip() for line in script.splitlines()[1:] if line.strip() and not line.startswith("#")]
+    labels = {line[1:] for line in lines if line.startswith(":")}
+    for line in lines:
+        if line.startswith(":"):
+            continue
+        for command in re.split(r"\s+(?:&&|\|\|)\s*", line):
+            if not command:
+                continue
+            words = command.split()
+            assert words[0] in IPXE_COMMANDS, line
+            if words[0] == "goto":
+                assert words[1] in labels, line
+            if words[0] == "iseq":
+                assert not words[1].startswith("-"), line
+
+
+def _menu_profiles(tmp_path: Path):  # type: ignore[no-untyped-def]
+    tiny = _profile(tmp_path, kernel={"path": "k"}, template="preseed")  # an unattended install
+    tool = _profile(tmp_path, name="memtest", title="Memtest", kernel={"path": "m"})
+    local = _profile(tmp_path, name="local-disk", title="Boot from the local disk", action="local")
+    return tiny, tool, local
+
+
+def test_an_unattended_install_says_it_erases_the_disk_and_asks_first(tmp_path: Path) -> None:
+    tiny, tool, local = _menu_profiles(tmp_path)
+    machine = machine_context("52:54:00:aa:bb:01")
+    script = ScriptRenderer().menu(BASE, machine, [tiny, tool], [local], timeout_seconds=30)
+    check_ipxe(script)
+    assert "item tiny Tiny OS - ERASES THE DISK" in script.splitlines()
+    assert "item memtest Memtest" in script.splitlines()  # a tool erases nothing: no question
+    lines = script.splitlines()
+    # Choosing tiny goes to its question, before the generic chain to /select.
+    to_question = lines.index("iseq tiny ${choice} && goto erase-tiny ||")
+    generic = next(i for i, line in enumerate(lines) if "&profile=${choice:uristring}" in line)
+    assert to_question < generic
+    question = lines[lines.index(":erase-tiny") :]
+    assert question[1] == "menu Erase the disk of this PC and install Tiny OS?"
+    assert (
+        "item back Back to the menu" in question
+        and "item install Erase the disk and install Tiny OS" in question
+    )
+    # Left alone, the question goes back (default and timeout), never to the install.
+    choose = next(line for line in question if line.startswith("choose "))
+    assert choose == "choose --timeout 30000 --default back confirm || goto menu"
+    install = next(i for i, line in enumerate(question) if "/select?" in line)
+    assert question[install - 1] == "iseq ${confirm} install || goto menu"
+    assert question[install].startswith(f"chain {BASE}/select?mac=52%3A54%3A00%3Aaa%3Abb%3A01&profile=tiny ")
+    assert "erase-memtest" not in script
+
+
+def test_a_menu_with_a_poll_waits_for_the_operator_then_asks_again(tmp_path: Path) -> None:
+    tiny, _, local = _menu_profiles(tmp_path)
+    machine = machine_context("52:54:00:aa:bb:01")
+    url = f"{BASE}/boot.ipxe?mac=52%3A54%3A00%3Aaa%3Abb%3A01&waited=10"
+    script = ScriptRenderer().menu(
+        BASE, machine, [tiny], [local], timeout_seconds=30, poll=MenuPoll(url=url, interval=10, remaining=25)
+    )
+    check_ipxe(script)
+    lines = script.splitlines()
+    prompt = next(line for line in lines if line.startswith("prompt "))
+    # No key within the interval: ask the server again (replacing this script); a key: the menu.
+    assert prompt.startswith("prompt --timeout 10000 ")
+    assert prompt.endswith(f" || chain --replace {url} || goto menu")
+    assert lines.index(prompt) < lines.index(":menu")
+    assert "echo Waiting for the operator; the local disk boots in 25 s otherwise." in lines
+    # Once someone is at the menu, it is the menu as before: local disk after the timeout.
+    assert "choose --timeout 30000 --default local-disk choice || goto menu" in lines
+    forever = ScriptRenderer().menu(
+        BASE, machine, [tiny], [local], poll=MenuPoll(url=url, interval=10, remaining=None)
+    )
+    check_ipxe(forever)
+    assert "echo Waiting for the operator." in forever.splitlines()
+    assert "prompt " not in ScriptRenderer().menu(BASE, machine, [tiny], [local], timeout_seconds=30)
+
+
+def test_every_builtin_script_uses_known_commands_and_existing_labels(tmp_path: Path) -> None:
+    renderer = ScriptRenderer()
+    machine = machine_context("52:54:00:aa:bb:01")
+    scripts = [renderer.probe(BASE)]
+    scripts += [renderer.action(action, BASE, machine) for action in ("local", "shell", "reboot")]
+    root = Path(__file__).resolve().parent.parent / "profiles"
+    scripts += [
+        renderer.boot(load_profile(p), BASE, machine, "quiet", BASE) for p in sorted(root.glob("*.yaml"))
+    ]
+    for script in scripts:
+        check_ipxe(script)

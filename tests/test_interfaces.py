@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dhcp_client import RawClient, dhcp_packet, pxe_vendor_class
 from lab import Lab, ip
+from scapy.layers.dhcp import BOOTP
 
 from pxetui.errors import UsageError
 from pxetui.host.netif import InterfaceError, check_interface, default_route_interfaces, parse_cidr
@@ -185,11 +187,25 @@ def test_losing_the_served_address_while_running_is_an_event_and_its_return_too(
     cidr = str(lab.subnet.network_address + 200) + "/24"
     proc = run_pxetui("--mode", "full", "--address", cidr)
     proc.wait_event("service.ready")
-    lab.exec(lab.server_ns, "ip", "addr", "del", cidr, "dev", lab.bridge)
-    lost = proc.wait_event("service.address_lost", timeout=10)
-    assert (lost["interface"], lost["address"]) == (lab.bridge, cidr.split("/")[0])
-    lab.exec(lab.server_ns, "ip", "addr", "add", cidr, "dev", lab.bridge)
-    back = proc.wait_event("service.address_back", timeout=10)
-    assert back["address"] == cidr.split("/")[0]
+    pc = lab.add_client(mac="52:54:00:ad:00:01")
+    raw = RawClient(pc.netns)
+
+    def offered(xid: int) -> bool:
+        raw.drain()
+        raw.send(dhcp_packet(pc.mac, "discover", xid=xid, arch=7, vendor_class=pxe_vendor_class(7)))
+        return bool(raw.replies(3, want=1, match=lambda r: r[BOOTP].xid == xid))
+
+    try:
+        assert offered(1)
+        lab.exec(lab.server_ns, "ip", "addr", "del", cidr, "dev", lab.bridge)
+        lost = proc.wait_event("service.address_lost", timeout=10)
+        assert (lost["interface"], lost["address"]) == (lab.bridge, cidr.split("/")[0])
+        assert not offered(2), "no PC may be sent to an address that is gone"
+        lab.exec(lab.server_ns, "ip", "addr", "add", cidr, "dev", lab.bridge)
+        back = proc.wait_event("service.address_back", timeout=10)
+        assert back["address"] == cidr.split("/")[0]
+        assert offered(3)
+    finally:
+        raw.close()
     assert proc.stop(signal.SIGINT) == 0
     assert cidr not in inet(lab, lab.bridge)

@@ -121,7 +121,9 @@ def test_import_finds_layout_copies_files_and_writes_a_loadable_profile(
     assert profile.files["initrd"].sha256 == sha(INITRD)
     assert ("iso" in profile.files) is serves_iso
     if serves_iso:
-        assert verified_path(profile, "iso", cache) == iso
+        # Issue 16: the ISO is copied into the cache, not served from where it was imported.
+        copy = cache / result.name / iso.name
+        assert verified_path(profile, "iso", cache) == copy and copy.read_bytes() == iso.read_bytes()
         assert "{{ machine.base_url }}/files/{{ machine.profile }}/iso" in profile.cmdline
     if template == "kickstart":
         tree = "https://download.fedoraproject.org/pub/fedora/linux/releases/43/Server/x86_64/os/"
@@ -152,6 +154,15 @@ def test_import_rejects_non_iso_bad_name_and_existing_profile(tmp_path: Path) ->
     with pytest.raises(IsoError, match="exists; pick another --name or add --force"):
         import_iso(iso, tmp_path / "c", tmp_path / "o", name="lab-ubuntu")
     assert import_iso(iso, tmp_path / "c", tmp_path / "o", name="lab-ubuntu", force=True).name == "lab-ubuntu"
+    # Issue 16: a built-in's name is not taken over by accident.
+    with pytest.raises(
+        IsoError, match="'ubuntu-24.04' is a built-in profile; .* pick another --name or add --force"
+    ):
+        import_iso(iso, tmp_path / "c", tmp_path / "o", name="ubuntu-24.04")
+    assert (
+        import_iso(iso, tmp_path / "c", tmp_path / "o", name="ubuntu-24.04", force=True).name
+        == "ubuntu-24.04"
+    )
 
 
 def test_import_iso_command_line_says_where_the_profile_went(tmp_path: Path) -> None:

@@ -86,3 +86,60 @@ def test_operator_directory_overrides_builtins_and_rejects_duplicates(tmp_path: 
 def test_builtin_profiles_are_all_valid() -> None:
     profiles = load_profiles()
     assert {"debian-12", "debian-12-local", "local-disk", "ipxe-shell", "reboot"} <= set(profiles)
+
+
+RELEASE = "name: d\ntitle: T\nrelease: {format: treeinfo, url: 'https://m/os/', files: {kernel: images/pxeboot/vmlinuz}}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: d\ntitle: T\nrelease: [a]\n", "'release' must be a mapping with 'format', 'url' and 'files'"),
+        (
+            "name: d\ntitle: T\nrelease: {format: rpm, url: 'https://m/', files: {kernel: k}}\n",
+            "'release.format' is 'rpm'; allowed: ubuntu-simplestreams, debian-installer, fedora-releases, treeinfo",
+        ),
+        (RELEASE.replace("url:", "colour: blue, url:"), "unknown key 'release.colour'"),
+        (
+            RELEASE.replace("'https://m/os/'", "'ftp://m/'"),
+            "'release.url' must be an http:// or https:// URL",
+        ),
+        (RELEASE.replace("{kernel: images/pxeboot/vmlinuz}", "{}"), "'release.files' must map roles"),
+        (
+            RELEASE.replace("kernel:", "shim:"),
+            "'release.files' has role 'shim'; allowed: kernel, initrd, iso",
+        ),
+        (RELEASE + "kernel: {path: k}\n", "'kernel' is given twice: by 'release.files' and by 'kernel:'"),
+        (
+            "name: d\ntitle: T\nrelease: {format: ubuntu-simplestreams, url: 'https://m/', files: {iso: iso}}\n",
+            "a ubuntu-simplestreams release needs 'release.line'",
+        ),
+        (RELEASE + "sha256sums: 'https://m/SUMS'\n", "'sha256sums' and 'release' exclude each other"),
+        (
+            GOOD + "cmdline: 'inst.repo={{ release.tree }}'\n",
+            "'cmdline' uses {{ release.* }} but the profile has no 'release'",
+        ),
+        (
+            RELEASE.replace("url:", "line: 9.6, url:").replace("treeinfo", "fedora-releases"),
+            "needs 'release.tree'",
+        ),
+    ],
+)
+def test_release_lines_are_checked_like_the_rest(tmp_path: Path, text: str, message: str) -> None:
+    source = tmp_path / "demo.yaml"
+    source.write_text(text)
+    with pytest.raises(ProfileError) as err:
+        load_profile(source)
+    assert str(err.value).startswith(f"{source}: ")
+    assert message in str(err.value)
+
+
+def test_a_release_profile_is_missing_until_a_pin_names_its_version(tmp_path: Path) -> None:
+    source = tmp_path / "demo.yaml"
+    source.write_text(RELEASE)
+    profile = load_profile(source)
+    assert profile.files["kernel"].release == "images/pxeboot/vmlinuz"
+    assert profile.missing_files(tmp_path / "cache") == ["kernel"]
+    assert (
+        profile.file_path("kernel", tmp_path / "cache") == tmp_path / "cache" / "d" / "unpinned" / "vmlinuz"
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import pytest
@@ -20,7 +20,7 @@ from pxetui.boot.cache import (
 )
 from pxetui.boot.profiles import ProfileError, load_profile, load_profiles
 from pxetui.boot.unattended import MachineContext, Renderer
-from pxetui.commands.fetch import parse_sums
+from pxetui.boot.upstream.sums import parse_checksums
 from pxetui.commands.profiles import profile_row
 from pxetui.errors import UsageError
 from pxetui.session import Session, SessionConfig
@@ -31,8 +31,12 @@ REQUIRED = {
     "ubuntu-24.04",
     "debian-12",
     "debian-13",
-    "fedora-43",
+    "ubuntu-26.04",
+    "fedora-server",
     "rocky-9",
+    "rocky-10",
+    "almalinux-9",
+    "almalinux-10",
     "memtest86plus",
     "netboot-xyz",
     "local-disk",
@@ -55,11 +59,16 @@ def test_builtins_cover_the_issue_and_say_where_checksums_come_from() -> None:
                 # Checksum files name files relative to their own directory: the file must be below it.
                 assert ref.url.startswith(urljoin(profile.sha256sums, ".")), (profile.name, role)
         if any(ref.from_iso for ref in profile.files.values()):
-            assert profile.files["iso"].url or profile.files["iso"].path
+            assert profile.files["iso"].url or profile.files["iso"].path or profile.files["iso"].release
+        if any(ref.url or ref.release for ref in profile.files.values()):
+            # Issue 16: every download follows a release line, none names a file that rots.
+            assert profile.release is not None and all(
+                r.release or r.from_iso for r in profile.files.values()
+            )
     assert profiles["ubuntu-24.04"].template == "autoinstall"
     assert profiles["ubuntu-24.04"].files["kernel"].from_iso == "casper/vmlinuz"
     assert {profiles[n].template for n in ("debian-12", "debian-13")} == {"preseed"}
-    assert {profiles[n].template for n in ("fedora-43", "rocky-9")} == {"kickstart"}
+    assert {profiles[n].template for n in ("fedora-server", "rocky-9", "almalinux-10")} == {"kickstart"}
     assert profiles["memtest86plus"].firmware == ("uefi",)
     assert profiles["netboot-xyz"].chain == "https://boot.netboot.xyz"
 
@@ -67,25 +76,25 @@ def test_builtins_cover_the_issue_and_say_where_checksums_come_from() -> None:
 @pytest.mark.parametrize(
     ("name", "sums_line"),
     [
-        # The exact line shapes each upstream publishes, resolved against the built-in URLs.
+        # The exact line shapes each upstream publishes, matched against the built-in items
+        # (issue 16: the release line's metadata names the file, no fixed URL does).
         ("debian-13", f"{SHA}  ./netboot/debian-installer/amd64/linux"),
-        ("fedora-43", f"images/pxeboot/vmlinuz = sha256:{SHA}"),
+        ("fedora-server", f"images/pxeboot/vmlinuz = sha256:{SHA}"),
         ("rocky-9", f"images/pxeboot/vmlinuz = sha256:{SHA}"),
     ],
 )
-def test_builtin_kernel_urls_match_their_upstream_checksum_lines(name: str, sums_line: str) -> None:
+def test_builtin_kernel_items_match_their_upstream_checksum_lines(name: str, sums_line: str) -> None:
     profile = load_profiles()[name]
-    assert profile.sha256sums is not None
-    sums = parse_sums(sums_line + "\n", profile.sha256sums)
-    assert sums == {profile.files["kernel"].url: SHA}
+    assert profile.release is not None
+    assert parse_checksums(sums_line + "\n") == {profile.release.files["kernel"]: SHA}
 
 
-def test_ubuntu_iso_matches_its_sha256sums_line() -> None:
+def test_ubuntu_names_a_release_line_not_a_point_release_file() -> None:
     profile = load_profiles()["ubuntu-24.04"]
-    iso_url = profile.files["iso"].url
-    assert iso_url is not None and profile.sha256sums is not None
-    line = f"{SHA} *{PurePosixPath(urlsplit(iso_url).path).name}\n"
-    assert parse_sums(line, profile.sha256sums) == {iso_url: SHA}
+    assert profile.release is not None and profile.release.line == "24.04"
+    assert profile.files["iso"].url is None and profile.release.files == {"iso": "iso"}
+    assert "live-server-amd64.iso" not in profile.source.read_text()
+    assert urlsplit(profile.release.get("archive")).hostname == "old-releases.ubuntu.com"
 
 
 @pytest.mark.parametrize(

@@ -118,3 +118,32 @@ def test_a_machine_is_removed_from_the_plan_by_call_or_by_csv(session: Session, 
     assert session.plan.get("52:54:00:99:00:32") is None
     with pytest.raises(UsageError, match="not in the plan"):
         session.remove_machine("52:54:00:99:00:31")
+
+
+@pytest.mark.parametrize(
+    ("mac", "why"),
+    [("ff:ff:ff:ff:ff:ff", "broadcast"), ("00:00:00:00:00:00", "all zeros"), ("01:00:5e:00:00:01", "multicast")],
+)
+def test_no_view_can_plan_a_mac_no_pc_has(session: Session, tmp_path: Path, mac: str, why: str) -> None:
+    with pytest.raises(UsageError, match=why):
+        session.add_machine(mac)
+    with pytest.raises(UsageError, match=why):
+        session.assign(mac, "debian-12-local")
+    csv = tmp_path / "lab.csv"
+    csv.write_text(f"mac,profile,hostname\n{mac},,x\n")
+    with pytest.raises(UsageError, match=why):
+        session.import_plan_csv(csv)
+    assert session.plan.get(mac) is None
+
+
+def test_two_pcs_cannot_share_a_hostname_whoever_asks(session: Session, tmp_path: Path) -> None:
+    session.add_machine("52:54:00:99:00:51", "room-1")
+    with pytest.raises(UsageError, match="already 52:54:00:99:00:51's"):
+        session.add_machine("52:54:00:99:00:52", "ROOM-1")
+    with pytest.raises(UsageError, match="already 52:54:00:99:00:51's"):
+        session.assign("52:54:00:99:00:52", "debian-12-local", "room-1")
+    session.assign("52:54:00:99:00:51", "debian-12-local", "room-1")  # its own name: fine
+    csv = tmp_path / "lab.csv"
+    csv.write_text("mac,profile,hostname\n52:54:00:99:00:61,,lab-a\n52:54:00:99:00:62,,lab-a\n")
+    with pytest.raises(UsageError, match="also on line 2"):
+        session.import_plan_csv(csv)

@@ -119,7 +119,8 @@ async def test_rows_show_stage_progress_firmware_and_plan(session: Session) -> N
         assert "failed: no disk found" in row_text(app, sc.PC_FAILED)
         assert "iPXE loader" in row_text(app, sc.PC_LOADER) and "40%" in row_text(app, sc.PC_LOADER)
         status = str(main_screen(app).query_one("#status").render())
-        assert "DHCP" in status and ":8080" in status and "failed 1" in status and "done 1" in status
+        # Issue 17's summary reads "N done / N failed" (was "done 1").
+        assert "DHCP" in status and ":8080" in status and "1 failed" in status and "1 done" in status
         assert any("install.failed" in line for line in main_screen(app).log_lines)
 
 
@@ -268,6 +269,7 @@ async def test_assign_lists_only_fitting_profiles_and_refuses_others(session: Se
         arm_uefi = {p.name for p in session.profiles.values() if "arm64" in p.arch and "uefi" in p.firmware}
         assert offered == arm_uefi and {"ipxe-shell", "local-disk"} <= offered
         assert "debian-12-local" not in offered  # an x86_64-only installer
+        form(app).query_one("#field-profile", Input).focus()  # the list has focus first (issue 17)
         await fill(pilot, app, profile="debian-12-local")
         await pilot.press("enter")
         await pilot.pause()
@@ -355,7 +357,7 @@ async def test_unassign_and_boot_local(session: Session) -> None:
         entry = session.plan.get(sc.PC_UEFI)
         assert entry is not None and entry.boot_local
         await settle(pilot, app)
-        assert "local disk" in row_text(app, sc.PC_UEFI)
+        assert "→ disk: debian-12-local" in row_text(app, sc.PC_UEFI)  # issue 17: was "local disk"
         await pilot.press("l")
         assert not entry.boot_local
         await pilot.press("u")
@@ -446,17 +448,18 @@ async def test_import_missing_file_says_cannot_read(session: Session, tmp_path: 
 
 
 async def test_export_report_writes_csv_and_json(session: Session, tmp_path: Path) -> None:
-    out = tmp_path / "reports"
-    out.mkdir()
+    out = tmp_path / "reports" / "monday"  # missing: the dialog creates it (issue 17)
+    (tmp_path / "a-file").write_text("not a folder")
     app = make(session)
     async with app.run_test(size=sc.SIZE) as pilot:
         sc.boot_events(session)
         await pilot.press("e")
         assert form(app).values()["directory"] == str(session.state.path)
-        await fill(pilot, app, directory=str(tmp_path / "missing"))
+        await fill(pilot, app, directory=str(tmp_path / "a-file"))
         await pilot.press("enter")
         await pilot.pause()
         assert "is not a directory" in form(app).error_text
+        assert str(tmp_path / "a-file") in form(app).error_text  # the path is named
         await fill(pilot, app, directory=str(out))
         await pilot.press("enter")
         await pilot.pause()

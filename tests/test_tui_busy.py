@@ -58,7 +58,8 @@ def test_a_lease_comes_while_the_tui_thread_is_busy(lab: Lab, tmp_path: Path) ->
         hook = tmp_path / "udhcpc.sh"
         hook.write_text(f'#!/bin/sh\necho "$1 $ip" >> {tmp_path / "lease"}\n')
         hook.chmod(0o755)
-        pc.run(tools["udhcpc"], "-f", "-q", "-n", "-t", "5", "-T", "1", "-i", "eth0", "-s", str(hook), timeout=20)
+        vendor = ("-V", "PXEClient:Arch:00007:UNDI:003016")  # a PXE PC; a plain client is not listed
+        pc.run(tools["udhcpc"], *vendor, "-f", "-q", "-n", "-t", "5", "-T", "1", "-i", "eth0", "-s", str(hook), timeout=20)
         leased_at = time.time()
         driver.wait(timeout=60)
     finally:

@@ -77,8 +77,9 @@ def test_tui_in_a_terminal_starts_on_the_lab_bridge_and_stops_cleanly(
     )
     os.close(terminal)
     try:
-        screen = _read_until(controller, b"service.ready", timeout=60)
-        assert b"service.ready" in screen, screen[-2000:]
+        # The event log's sentence for service.ready (issue 17: the log reads as sentences).
+        screen = _read_until(controller, b"(HTTP port 18082)", timeout=60)
+        assert b"(HTTP port 18082)" in screen, screen[-2000:]
         if how == "ctrl+c":
             os.write(controller, b"\x03")
         else:

@@ -1,5 +1,5 @@
-"""Snapshot tests: each TUI screen rendered at 120x36 with fixed data, clock and time zone,
-compared with the SVG stored in screens/ (the README shows those same files).
+"""Snapshot tests: each TUI screen rendered at 120x36 (some at 80x24 or 200x50) with fixed data,
+clock and time zone, compared with the SVG stored in screens/ (the README shows those same files).
 
 Regenerate after an intended change, then look at the pictures before committing:
 
@@ -75,6 +75,14 @@ def on_row(mac: str, then: Steps) -> Steps:
 
 BAD_CSV = "mac,profile,hostname\n52:54:00:aa:00:01,debian-12,ok\n52:54:00:zz:00:02,debian-12,x\n"
 
+
+async def stuck_at_dhcp(pilot: Any, app: PxetuiApp, session: Session) -> None:
+    """The HTTP Boot PC keeps asking and never takes an address; then the morning goes on."""
+    for n in range(3):
+        sc.publish(session, 74 + 8 * n, "dhcp.discover", sc.PC_HTTPBOOT, arch=16, vendor_class="HTTPClient:Arch:00016")
+    app.flush_updates()
+    await pilot.pause()
+
 # name -> (session interface, rival DHCP seen, steps after the scenario's events)
 CASES: dict[str, tuple[str, bool, Steps]] = {
     "picker": ("", False, nothing),
@@ -94,20 +102,34 @@ CASES: dict[str, tuple[str, bool, Steps]] = {
     "export-report": ("enx00e04c680001", False, keys("e", values={"directory": "/var/lib/pxetui"})),
     "unknown-policy": ("enx00e04c680001", False, keys("p", values={"profile": "debian-12", "count": "10"})),
     "quit-confirm": ("enx00e04c680001", False, keys("q")),
+    # Issue 17: the same morning on an 80x24 terminal and on a 200x50 one, an empty first
+    # screen, and the summary bar four minutes later, when three PCs have stopped moving.
+    "main-80x24": ("enx00e04c680001", False, nothing),
+    "main-200x50": ("enx00e04c680001", False, nothing),
+    "import-malformed-csv-80x24": ("enx00e04c680001", False, keys("i", values={"path": "many.csv"}, submit=True)),
+    "empty": ("enx00e04c680001", False, nothing),
+    "main-stalled-summary": ("enx00e04c680001", False, stuck_at_dhcp),
 }
+# name -> (terminal size, seconds after the scenario's NOW that the clock says)
+SIZES = {"main-80x24": (80, 24), "import-malformed-csv-80x24": (80, 24), "main-200x50": (200, 50), "empty": (80, 24)}
+LATER = {"main-stalled-summary": 240.0}
+MANY_BAD = "mac,profile,hostname\n" + "".join(f"52:54:00:zz:00:{i:02},debian-12,pc-{i}\n" for i in range(12))
 
 
 async def render(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     interface, rival, steps = CASES[name]
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "lab.csv").write_text(BAD_CSV)
+    (tmp_path / "many.csv").write_text(MANY_BAD)
     monkeypatch.chdir(tmp_path)
     session = sc.open_session(tmp_path / "state", interface=interface)
-    if interface:
+    empty = name == "empty"
+    if interface and not empty:
         sc.plan_lab(session)  # before the app subscribes: plan events (real time) stay out of the log
-    app = sc.make_app(session)
-    async with app.run_test(size=sc.SIZE) as pilot:
-        if interface:
+    now = sc.NOW + LATER.get(name, 0.0)
+    app = sc.make_app(session, clock=lambda: now)
+    async with app.run_test(size=SIZES.get(name, sc.SIZE)) as pilot:
+        if interface and not empty:
             sc.boot_events(session, rival=rival)
             app.flush_updates()
             await pilot.pause()

@@ -97,7 +97,10 @@ def test_assigned_and_stage_text() -> None:
     m = Machine(mac="52:54:00:00:00:01", stage=Stage.FAILED, last_error="no disk")
     assert fmt.assigned(None) == "menu"
     assert fmt.assigned(PlanEntry(mac=m.mac, profile="debian-12")) == "debian-12"
-    assert fmt.assigned(PlanEntry(mac=m.mac, profile="debian-12", boot_local=True)) == "local disk"
+    # Issue 17: "boots its disk next" (l) must not read like the `local-disk` profile.
+    assert fmt.assigned(PlanEntry(mac=m.mac, profile="debian-12", boot_local=True)) == "→ disk: debian-12"
+    assert fmt.assigned(PlanEntry(mac=m.mac, boot_local=True)) == "→ disk"
+    assert fmt.assigned(PlanEntry(mac=m.mac, profile="local-disk")) == "local-disk"
     m.menu_choice = "ipxe-shell"
     assert fmt.assigned(None, m) == "menu: ipxe-shell"
     assert fmt.stage_text(m) == "failed: no disk"

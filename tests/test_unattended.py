@@ -10,7 +10,15 @@ import yaml
 from conftest import need_tools
 
 from pxetui.boot.profiles import parse_profile
-from pxetui.boot.unattended import InstallSettings, MachineContext, Renderer, numbered_hostname, read_ssh_keys
+from pxetui.boot.unattended import (
+    InstallSettings,
+    MachineContext,
+    Renderer,
+    default_ssh_keys,
+    hash_password,
+    numbered_hostname,
+    read_ssh_keys,
+)
 from pxetui.errors import UsageError
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHh0ZXN0a2V5Zm9ycHh0dWl0ZXN0c29ubHkxMjM0NTY3 op@laptop"
@@ -137,3 +145,75 @@ def test_hostname_pattern_and_ssh_keys(tmp_path: Path) -> None:
     keys.write_text("not a key\n")
     with pytest.raises(UsageError, match="is not an SSH public key"):
         read_ssh_keys(keys)
+
+
+PROXY = "http://198.18.0.1:3142"
+
+
+def proxied(settings: InstallSettings | None = None) -> Renderer:
+    return Renderer(settings=settings or InstallSettings(ssh_keys=(KEY,)), proxy=lambda: PROXY)
+
+
+def test_preseed_goes_through_the_proxy_and_past_the_default_route_question(tmp_path: Path) -> None:
+    need_tools("debconf-set-selections")
+    m = machines()[0]
+    text = proxied().render(profile("preseed"), "preseed.cfg", m)  # type: ignore[arg-type]
+    assert text is not None
+    assert f"d-i mirror/http/proxy string {PROXY}\n" in text
+    assert "d-i netcfg/no_default_route boolean true\n" in text
+    # The completion report goes to pxetui itself, never through the proxy (which refuses it).
+    assert f"http_proxy= wget -q -O /dev/null '{m.done_url}'" in text
+    path = tmp_path / "p.cfg"
+    path.write_text(text)
+    check = subprocess.run(["debconf-set-selections", "--checkonly", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0 and check.stderr == "", check.stderr
+    # Without a running proxy the answer names none.
+    plain = Renderer().render(profile("preseed"), "preseed.cfg", m)  # type: ignore[arg-type]
+    assert plain is not None and "d-i mirror/http/proxy string\n" in plain
+
+
+def test_autoinstall_and_kickstart_name_the_proxy(tmp_path: Path) -> None:
+    m = machines()[0]
+    doc = yaml.safe_load(proxied().render(profile("autoinstall"), "user-data", m) or "")["autoinstall"]  # type: ignore[arg-type]
+    assert doc["proxy"] == PROXY
+    assert "--noproxy '*'" in doc["late-commands"][0]
+    assert "proxy" not in yaml.safe_load(Renderer().render(profile("autoinstall"), "user-data", m) or "")["autoinstall"]  # type: ignore[arg-type]
+    repo = "https://dl.rockylinux.example/pub/rocky/9/BaseOS/x86_64/os/"
+    ks = profile("kickstart", f"ip=dhcp inst.repo={repo} inst.ks={{{{ machine.url }}}}/ks.cfg")
+    text = proxied().render(ks, "ks.cfg", m)  # type: ignore[arg-type]
+    assert text is not None and f"url --url={repo} --proxy={PROXY}\n" in text
+    assert proxied().cmdline(ks, m).endswith(f" inst.proxy={PROXY}")  # type: ignore[arg-type]
+    assert "inst.proxy" not in Renderer().cmdline(ks, m)  # type: ignore[arg-type]
+    tools = need_tools("ksvalidator")
+    path = tmp_path / "p.ks"
+    path.write_text(text)
+    check = subprocess.run([tools["ksvalidator"], str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_password_is_stored_only_as_a_sha512_crypt_hash() -> None:
+    need_tools("openssl")
+    hashed = hash_password("correct horse")
+    assert hashed.startswith("$6$") and "correct horse" not in hashed
+    salt = hashed.split("$")[2]
+    again = subprocess.run(
+        ["openssl", "passwd", "-6", "-salt", salt, "-stdin"], input="correct horse\n", capture_output=True, text=True
+    )
+    assert again.stdout.strip() == hashed  # the hash verifies the password
+    with pytest.raises(UsageError, match="--password"):
+        hash_password("")
+    text = Renderer(settings=InstallSettings(password_hash=hashed)).render(profile("autoinstall"), "user-data", machines()[0])  # type: ignore[arg-type]
+    doc = yaml.safe_load(text or "")["autoinstall"]
+    assert doc["identity"]["password"] == hashed and doc["ssh"]["allow-pw"] is True
+
+
+def test_the_invoking_users_keys_are_the_default(tmp_path: Path) -> None:
+    ssh = tmp_path / ".ssh"
+    ssh.mkdir()
+    (ssh / "id_ed25519.pub").write_text(KEY + "\n")
+    (ssh / "broken.pub").write_text("not a key\n")
+    (ssh / "id_ed25519").write_text("PRIVATE\n")
+    assert default_ssh_keys({"HOME": str(tmp_path)}) == (KEY,)
+    assert default_ssh_keys({"HOME": str(tmp_path / "nobody")}) == ()
+    # Under sudo the invoking user's home counts, not root's: an unknown user has none.
+    assert default_ssh_keys({"HOME": str(tmp_path), "SUDO_USER": "no-such-user-pxetui"}) == ()

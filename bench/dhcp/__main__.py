@@ -12,7 +12,9 @@ and all. Every step has a time limit; the script stops by itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
+import json
 import re
 import shutil
 import signal
@@ -43,6 +45,8 @@ class Result:
     drops: dict[str, float]  # exchange -> drop ratio in percent
     sent: int
     note: str = ""
+    delays: dict[str, float] | None = None  # exchange -> average delay in ms
+    stale: int | None = None  # pxetui: requests dropped for waiting too long in its queue
 
     def worst_drop(self) -> float:
         return max(self.drops.values(), default=100.0)
@@ -51,18 +55,32 @@ class Result:
 def parse_perfdhcp(server: str, asked: int, out: str) -> Result:
     rate = re.search(r"Rate: ([\d.]+) 4-way exchanges/second", out)
     drops: dict[str, float] = {}
+    delays: dict[str, float] = {}
     sent = 0
     for block in re.split(r"\*\*\*Statistics for: ", out)[1:]:
         name = block.split("***", 1)[0].strip()
         ratio = re.search(r"drops ratio: ([\d.]+) ?%", block)
         count = re.search(r"sent packets: (\d+)", block)
+        delay = re.search(r"avg delay: ([\d.]+) ms", block)
         if ratio:
             drops[name] = float(ratio.group(1))
+        if delay:
+            delays[name] = float(delay.group(1))
         if count and name == "DISCOVER-OFFER":
             sent = int(count.group(1))
     last_line = out.strip().splitlines()[-1] if out.strip() else "(no output)"
     note = "" if rate else f"perfdhcp printed no rate: {last_line}"
-    return Result(server, asked, float(rate.group(1)) if rate else 0.0, drops, sent, note)
+    return Result(server, asked, float(rate.group(1)) if rate else 0.0, drops, sent, note, delays)
+
+
+def stale_count(events: Path) -> int:
+    """The highest `count` of pxetui's "overloaded" error events: stale requests it dropped."""
+    count = 0
+    for line in events.read_text().splitlines():
+        if '"overloaded' in line:
+            with contextlib.suppress(ValueError):
+                count = max(count, int(json.loads(line).get("count", 0)))
+    return count
 
 
 def run_perfdhcp(lab: Lab, netns: str, server: str, rate: int, clients: int, seconds: int) -> Result:
@@ -103,6 +121,7 @@ def bench_pxetui(lab: Lab, client_ns: str, rate: int, args: argparse.Namespace, 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+    result.stale = stale_count(events)
     return result
 
 
@@ -175,11 +194,17 @@ def main() -> int:
     header = (
         f"{'asked/s':>8} {'server':<8} {'DORA/s':>8} {'DISCOVER-OFFER drops':>21} {'REQUEST-ACK drops':>18}"
     )
-    print(header + f" {'sent':>7}")
+    print(header + f" {'avg D-O ms':>10} {'avg R-A ms':>10} {'sent':>7} {'stale':>6}")
+    nan = float("nan")
     for r in results:
-        do = r.drops.get("DISCOVER-OFFER", float("nan"))
-        ra = r.drops.get("REQUEST-ACK", float("nan"))
-        print(f"{r.asked:>8} {r.server:<8} {r.rate:>8.1f} {do:>20.3f}% {ra:>17.3f}% {r.sent:>7} {r.note}")
+        do, ra = r.drops.get("DISCOVER-OFFER", nan), r.drops.get("REQUEST-ACK", nan)
+        delays = r.delays or {}
+        do_ms, ra_ms = delays.get("DISCOVER-OFFER", nan), delays.get("REQUEST-ACK", nan)
+        stale = "" if r.stale is None else str(r.stale)
+        print(
+            f"{r.asked:>8} {r.server:<8} {r.rate:>8.1f} {do:>20.3f}% {ra:>17.3f}% {do_ms:>10.2f} {ra_ms:>10.2f}"
+            f" {r.sent:>7} {stale:>6} {r.note}"
+        )
     return 0
 
 

@@ -5,6 +5,8 @@ to NAME with a marker `.NAME.verified` next to it (sha256, size, mtime). A file 
 without a marker that still matches it is "unverified" and is never served: it may be a
 half-copied file, a file replaced by hand, or one left by a crash between rename and marker.
 Files the operator names with `path:` are theirs and count as verified when they exist.
+A release profile's files sit in `CACHE/NAME/VERSION/`, the version its pin names
+(`boot/upstream/`); they are checked the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from pxetui.boot.profiles import Profile
+from pxetui.boot.upstream import read_pin
 from pxetui.errors import UsageError
 
 PART_SUFFIX = ".part"
@@ -96,12 +99,16 @@ def forget(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def origin_of(profile: Profile, role: str) -> str:
+def origin_of(profile: Profile, role: str, cache_dir: Path | None = None) -> str:
     ref = profile.files[role]
     if ref.path:
         return ref.path
     if ref.from_iso:
         return f"iso:{ref.from_iso}"
+    if ref.release:
+        pin = read_pin(cache_dir / profile.name) if cache_dir is not None else None
+        pinned = pin.files.get(role) if pin else None
+        return pinned.urls[0] if pinned else f"release:{ref.release}"
     assert ref.url is not None
     return ref.url
 
@@ -121,7 +128,7 @@ def verified_path(profile: Profile, role: str, cache_dir: Path) -> Path | None:
 
 def file_status(profile: Profile, role: str, cache_dir: Path) -> CachedFile:
     path = profile.file_path(role, cache_dir)
-    origin = origin_of(profile, role)
+    origin = origin_of(profile, role, cache_dir)
     if verified_path(profile, role, cache_dir) is not None:
         return CachedFile(role, path, FileState.PRESENT, path.stat().st_size, origin)
     if path.is_file():

@@ -25,6 +25,7 @@ from pxetui.errors import PxetuiError
 # never collide with one.
 EXTRA_CHOICES = {"-local": "Boot from the local disk", "-shell": "iPXE shell", "-reboot": "Reboot"}
 EXTRA_ACTIONS = {"-local": "local", "-shell": "shell", "-reboot": "reboot"}
+CONFIRM_SECONDS = 30  # "Erase the disk ...?" goes back to the menu after this long
 _LINE_BREAKS = re.compile(r"\s+")
 
 
@@ -36,6 +37,20 @@ class TemplateError(PxetuiError):
 class MenuEntry:
     choice: str
     title: str
+    erases: bool = False  # an unattended install: the entry says so and asks before it starts
+
+
+@dataclass(frozen=True, slots=True)
+class MenuPoll:
+    """How a menu left alone asks the server again (so an assignment made meanwhile starts).
+
+    `url` is the next /boot.ipxe request, with the wait so far in it; `interval` is the
+    seconds until then; `remaining` the seconds until the local disk boots (None: never).
+    """
+
+    url: str
+    interval: int
+    remaining: int | None
 
 
 def ipxe_line(text: object) -> str:
@@ -78,10 +93,19 @@ class ScriptRenderer:
         systems: Iterable[Profile],
         actions: Iterable[Profile],
         timeout_seconds: int = 0,
+        *,
+        poll: MenuPoll | None = None,
+        confirm_seconds: int = CONFIRM_SECONDS,
     ) -> str:
         """The menu for an unassigned PC. Left alone, it boots the local disk after the
-        timeout (0: waits for a choice): an unattended PC must never install by default."""
-        system_entries = [MenuEntry(p.name, p.title) for p in systems]
+        timeout (0: waits for a choice): an unattended PC must never install by default.
+
+        An entry that installs unattended (its profile has a `template`) says it erases the
+        disk and asks again before it starts; that question goes back to the menu after
+        `confirm_seconds`. With `poll`, the PC first waits for the operator and asks the
+        server again every `poll.interval` seconds; any key shows the menu at once.
+        """
+        system_entries = [MenuEntry(p.name, p.title, erases=p.template is not None) for p in systems]
         other_entries = [MenuEntry(p.name, p.title) for p in actions]
         covered = {p.action for p in actions}
         other_entries += [
@@ -99,6 +123,10 @@ class ScriptRenderer:
             others=other_entries,
             default=default,
             timeout_ms=max(0, timeout_seconds) * 1000,
+            confirm_ms=max(1, confirm_seconds) * 1000,
+            poll_url=poll.url if poll else None,
+            poll_ms=max(1, poll.interval) * 1000 if poll else 0,
+            remaining_seconds=poll.remaining if poll else None,
         )
 
     def boot(self, profile: Profile, base: str, machine: MachineContext, cmdline: str, retry_url: str) -> str:

@@ -1,11 +1,16 @@
-"""OS profiles: one YAML file per OS, validated strictly (unknown keys are errors)."""
+"""OS profiles: one YAML file per OS, validated strictly (unknown keys are errors).
+
+A profile names its files by URL, by local path, as a file inside its ISO, or through a
+`release:` line resolved from upstream metadata (`boot/upstream/`). A release profile's files
+live in `CACHE/NAME/VERSION/` and the pin `CACHE/NAME/release.json` says which version is the
+one to serve; every lookup reads the pin, so a `pxetui fetch` that moves it is seen at once.
+"""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,6 +19,7 @@ import yaml
 
 from pxetui.boot.firmware import FIRMWARES, PROFILE_ARCHES
 from pxetui.boot.resources import data_dir
+from pxetui.boot.upstream import ReleaseSpec, UpstreamError, parse_spec, read_pin
 from pxetui.errors import UsageError
 
 TEMPLATES = ("preseed", "autoinstall", "kickstart")
@@ -33,10 +39,13 @@ KEYS = {
     "template": "preseed | autoinstall | kickstart",
     "chain": "URL of an iPXE script to chain to (netboot.xyz)",
     "action": "local | shell | reboot, for entries that boot no OS",
+    "release": "a release line resolved from upstream metadata: {format, url, files, ...}",
 }
 FILE_KEYS = ("url", "path", "sha256", "from_iso")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_RELEASE_VAR = re.compile(r"\{\{\s*release\.(tree|version)\s*\}\}")
+DEFAULT_CACHE = Path("/var/cache/pxetui")
 
 
 class ProfileError(UsageError):
@@ -51,6 +60,10 @@ class FileRef:
     # A file inside this profile's `iso` (e.g. casper/vmlinuz): `pxetui fetch` extracts it
     # into the cache once the ISO itself is verified.
     from_iso: str | None = None
+    # An item of the profile's `release:` (its URL and sha256 come from the pin).
+    release: str | None = None
+    # Other URLs with the same bytes, tried in order when the first is gone (HTTP 404).
+    mirrors: tuple[str, ...] = ()
 
     @property
     def basename(self) -> str:
@@ -58,6 +71,8 @@ class FileRef:
             return Path(self.path).name
         if self.from_iso:
             return PurePosixPath(self.from_iso).name
+        if self.release:
+            return PurePosixPath(self.release).name
         assert self.url is not None
         return PurePosixPath(urlsplit(self.url).path).name or "file"
 
@@ -72,13 +87,33 @@ class Profile:
     description: str = ""
     files: Mapping[str, FileRef] = field(default_factory=dict)
     sha256sums: str | None = None
-    cmdline: str = ""
+    cmdline_template: str = ""
     template: str | None = None
     chain: str | None = None
     action: str | None = None
+    release: ReleaseSpec | None = None
+    # The cache whose pin `{{ release.tree }}` / `{{ release.version }}` read (see load_profiles).
+    cache_dir: Path | None = None
 
     def fits(self, arch: str | None) -> bool:
         return arch is None or arch in self.arch
+
+    @property
+    def cmdline(self) -> str:
+        """The kernel command line template, with the pinned release's tree and version in it."""
+        text = self.cmdline_template
+        if self.release is None or "release." not in text:
+            return text
+        pin = read_pin(self.cache_dir / self.name) if self.cache_dir is not None else None
+        values = {
+            "tree": pin.tree if pin else self.release.unbound_tree(),
+            "version": pin.version if pin else self.release.line,
+        }
+        return _RELEASE_VAR.sub(lambda m: values[m.group(1)], text)
+
+    def pinned_version(self, cache_dir: Path) -> str | None:
+        pin = read_pin(cache_dir / self.name) if self.release is not None else None
+        return pin.version if pin else None
 
     def file_path(self, role: str, cache_dir: Path) -> Path:
         """Where the file for `role` is on disk: its `path:`, else its place in the cache."""
@@ -86,6 +121,13 @@ class Profile:
         if ref.path:
             p = Path(ref.path)
             return p if p.is_absolute() else (self.source.parent / p)
+        if self.release is not None:
+            home = cache_dir / self.name
+            pin = read_pin(home)
+            if pin is None:
+                return home / "unpinned" / ref.basename  # nothing fetched yet: always missing
+            pinned = pin.files.get(role)
+            return home / pin.version / (pinned.name if pinned else ref.basename)
         return cache_dir / self.name / ref.basename
 
     def missing_files(self, cache_dir: Path) -> list[str]:
@@ -152,6 +194,7 @@ def parse_profile(source: Path, doc: Any) -> Profile:
     if not _NAME.match(name):
         raise _fail(source, f"name {name!r} must be lower-case letters, digits, '.', '_' or '-'")
     files = {role: _file_ref(source, role, doc[role]) for role in FILE_ROLES if role in doc}
+    release = _release(source, doc, files)
     action, chain = doc.get("action"), doc.get("chain")
     if action is not None and action not in ACTIONS:
         raise _fail(source, f"'action' is {action!r}; allowed: {', '.join(ACTIONS)}")
@@ -170,7 +213,7 @@ def parse_profile(source: Path, doc: Any) -> Profile:
         raise _fail(source, "'initrd' and 'iso' need a 'kernel'")
     if any(ref.from_iso for ref in files.values()) and "iso" not in files:
         raise _fail(source, "'from_iso' needs an 'iso' to take the file from")
-    basenames = [ref.basename for ref in files.values() if not ref.path]
+    basenames = [ref.basename for ref in files.values() if not ref.path and not ref.release]
     if len(set(basenames)) != len(basenames):
         raise _fail(source, f"two files would share one name in the cache: {', '.join(basenames)}")
     template = doc.get("template")
@@ -182,6 +225,12 @@ def parse_profile(source: Path, doc: Any) -> Profile:
     sums = doc.get("sha256sums")
     if sums is not None and (not isinstance(sums, str) or urlsplit(sums).scheme not in ("http", "https")):
         raise _fail(source, "'sha256sums' must be an http:// or https:// URL")
+    if sums is not None and release is not None:
+        raise _fail(
+            source, "'sha256sums' and 'release' exclude each other: a release brings its own checksums"
+        )
+    if _RELEASE_VAR.search(cmdline) and release is None:
+        raise _fail(source, "'cmdline' uses {{ release.* }} but the profile has no 'release'")
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise _fail(source, "'description' must be a string")
@@ -194,11 +243,29 @@ def parse_profile(source: Path, doc: Any) -> Profile:
         description=description,
         files=files,
         sha256sums=sums,
-        cmdline=cmdline,
+        cmdline_template=cmdline,
         template=template,
         chain=chain,
         action=action,
+        release=release,
     )
+
+
+def _release(source: Path, doc: dict[str, Any], files: dict[str, FileRef]) -> ReleaseSpec | None:
+    """Parse `release:` and add a FileRef per role it provides to `files`."""
+    if "release" not in doc:
+        return None
+    try:
+        spec = parse_spec(doc["release"], str(source))
+    except UpstreamError as exc:
+        raise ProfileError(str(exc)) from exc
+    for role, item in spec.files.items():
+        if role not in FILE_ROLES:
+            raise _fail(source, f"'release.files' has role {role!r}; allowed: {', '.join(FILE_ROLES)}")
+        if role in files:
+            raise _fail(source, f"'{role}' is given twice: by 'release.files' and by '{role}:'")
+        files[role] = FileRef(release=item)
+    return spec
 
 
 def load_profile(source: Path) -> Profile:
@@ -217,8 +284,11 @@ def builtin_profiles_dir() -> Path:
     return data_dir("profiles")
 
 
-def load_profiles(extra_dirs: Iterable[Path] = ()) -> dict[str, Profile]:
-    """Built-in profiles, then each extra directory; a later directory overrides by name."""
+def load_profiles(extra_dirs: Iterable[Path] = (), cache_dir: Path | None = None) -> dict[str, Profile]:
+    """Built-in profiles, then each extra directory; a later directory overrides by name.
+
+    `cache_dir`: the cache a release profile's command line reads its pin from (the Session's).
+    """
     profiles: dict[str, Profile] = {}
     for directory in [builtin_profiles_dir(), *extra_dirs]:
         if not directory.is_dir():
@@ -229,12 +299,13 @@ def load_profiles(extra_dirs: Iterable[Path] = ()) -> dict[str, Profile]:
             if profile.name in names:
                 raise _fail(source, f"name {profile.name!r} is already used by {names[profile.name]}")
             names[profile.name] = source
-            profiles[profile.name] = profile
+            profiles[profile.name] = replace(profile, cache_dir=cache_dir)
     return profiles
 
 
 def default_cache_dir() -> Path:
-    if os.geteuid() == 0:
-        return Path("/var/cache/pxetui")
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pxetui"
+    """One cache whoever runs pxetui: `sudo pxetui` serves what `pxetui fetch` downloaded.
+
+    A per-user default (~/.cache) made files fetched without sudo look missing to the server.
+    """
+    return DEFAULT_CACHE

@@ -3,13 +3,24 @@ request time from jinja2 templates: the operator's template directory first, the
 in assets/unattended/.
 
 Each machine's files carry its own hostname and its own completion token, so one PC can report
-only its own install as done.
+only its own install as done. While pxetui's package proxy runs, every answer file sends the
+installer's downloads through it (`proxy` in the templates: "" while it does not run), asked at
+each render, so a file fetched after the proxy stopped no longer names it.
+
+The installed machine must be reachable: the invoking user's SSH keys are taken by default
+(`default_ssh_keys`, via SUDO_USER), and `--password` is stored only as a SHA-512 crypt hash
+(`hash_password`, by `openssl passwd -6`: python's `crypt` module is gone in 3.13).
 """
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
 import shlex
+import shutil
+import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +36,8 @@ TEMPLATE_FILES: dict[str, dict[str, str]] = {
     "autoinstall": {"user-data": "user-data.j2", "meta-data": "meta-data.j2", "vendor-data": ""},
     "kickstart": {"ks.cfg": "ks.cfg.j2"},
 }
+_INST_REPO = re.compile(r"(?:^|\s)inst\.repo=(\S+)")
+_SHA512_CRYPT = re.compile(r"^\$6\$[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{86}$")
 _SSH_KEY = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp\d+|sk-\S+)\s+[A-Za-z0-9+/=]+(\s+\S.*)?$")
 
 
@@ -80,6 +93,63 @@ def read_ssh_keys(path: Path) -> tuple[str, ...]:
     return keys
 
 
+def default_ssh_keys(environ: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The public keys in the invoking user's ~/.ssh (SUDO_USER under sudo, else $HOME's owner).
+
+    Unreadable or malformed files are skipped: this is a default, not something asked for.
+    """
+    env = os.environ if environ is None else environ
+    home: Path | None = None
+    user = env.get("SUDO_USER")
+    if user and user != "root":
+        try:
+            home = Path(pwd.getpwnam(user).pw_dir)
+        except KeyError:
+            home = None
+    elif env.get("HOME"):
+        home = Path(env["HOME"])
+    if home is None:
+        return ()
+    keys: list[str] = []
+    for path in sorted((home / ".ssh").glob("*.pub")):
+        try:
+            keys.extend(k for k in read_ssh_keys(path) if k not in keys)
+        except UsageError:
+            continue
+    return tuple(keys)
+
+
+def hash_password(password: str) -> str:
+    """A SHA-512 crypt(3) hash (`$6$...`) of `password`, by `openssl passwd -6 -stdin`.
+
+    The password goes through a pipe, never the command line (which `ps` shows).
+    """
+    if not password or "\n" in password:
+        raise UsageError("--password: give a non-empty password on one line")
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise UsageError("--password needs `openssl` to hash it (apt install openssl)")
+    done = subprocess.run(
+        [openssl, "passwd", "-6", "-stdin"],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    hashed = done.stdout.strip()
+    if done.returncode != 0 or not _SHA512_CRYPT.match(hashed):
+        raise UsageError(f"--password: openssl could not hash it: {done.stderr.strip()[:200]}")
+    return hashed
+
+
+def kickstart_repo(profile: Profile) -> str:
+    """The installation tree a kickstart profile names with `inst.repo=` on its command line."""
+    if profile.template != "kickstart":
+        return ""
+    match = _INST_REPO.search(profile.cmdline)
+    return match.group(1) if match else ""
+
+
 def numbered_hostname(pattern: str, n: int) -> str:
     try:
         return pattern.format(n=n)
@@ -93,6 +163,8 @@ class Renderer:
 
     template_dirs: list[Path] = field(default_factory=list)
     settings: InstallSettings = field(default_factory=InstallSettings)
+    # The package proxy's URL while it runs ("http://ADDR:PORT"), else "": asked at each render.
+    proxy: Callable[[], str] = field(default=lambda: "")
 
     def __post_init__(self) -> None:
         for directory in self.template_dirs:
@@ -116,15 +188,24 @@ class Renderer:
             return None
         if not template:
             return ""  # an empty vendor-data is what cloud-init expects
-        return self._render(self._env.get_template(template), machine)
+        return self._render(self._env.get_template(template), machine, profile)
 
     def cmdline(self, profile: Profile, machine: MachineContext) -> str:
-        return self._render(self._env.from_string(profile.cmdline), machine)
+        line = self._render(self._env.from_string(profile.cmdline), machine, profile)
+        proxy = self.proxy()
+        if proxy and profile.template == "kickstart" and "inst.proxy=" not in line:
+            # Anaconda fetches its stage2 (inst.repo) before it reads the kickstart's --proxy.
+            line = f"{line} inst.proxy={proxy}"
+        return line
 
-    def _render(self, template: jinja2.Template, machine: MachineContext) -> str:
+    def _render(self, template: jinja2.Template, machine: MachineContext, profile: Profile) -> str:
         try:
             return template.render(
-                machine=machine, settings=self.settings, late_command=self.late_command(machine)
+                machine=machine,
+                settings=self.settings,
+                late_command=self.late_command(machine),
+                proxy=self.proxy(),
+                repo=kickstart_repo(profile),
             )
         except jinja2.TemplateError as exc:
             raise UsageError(f"template {template.name or 'cmdline'}: {exc}") from exc
@@ -138,5 +219,7 @@ class Renderer:
             keys = " ".join(shlex.quote(k) for k in self.settings.ssh_keys)
             steps.append(f"mkdir -p {home}; printf '%s\\n' {keys} > {home}/authorized_keys")
             steps.append(f"in-target chown -R {self.settings.user}: /home/{self.settings.user}/.ssh")
-        steps.append(f"wget -q -O /dev/null {shlex.quote(machine.done_url)} || true")
+        # `http_proxy=`: the report goes to pxetui itself, never through the package proxy
+        # (which refuses every host but the package hosts); busybox wget ignores an empty one.
+        steps.append(f"http_proxy= wget -q -O /dev/null {shlex.quote(machine.done_url)} || true")
         return "; ".join(steps)

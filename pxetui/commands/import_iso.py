@@ -1,7 +1,9 @@
 """`pxetui import-iso PATH`: boot an installer ISO over the network without mounting it.
 
 pycdlib reads the ISO's directory tree; we look for the kernel and initrd of the common
-layouts, copy them into the cache, and write a profile YAML that boots them.
+layouts, copy them into the cache, and write a profile YAML that boots them. An ISO the
+installer downloads itself (casper) is copied into the cache too: the profile must not depend
+on a file in the operator's Downloads folder that may be gone by the time the lab starts.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ import yaml
 from pycdlib.pycdlibexception import PyCdlibException
 
 from pxetui.boot.cache import part_path, write_marker
-from pxetui.boot.profiles import default_cache_dir, is_valid_name, load_profile
+from pxetui.boot.profiles import (
+    builtin_profiles_dir,
+    default_cache_dir,
+    is_valid_name,
+    load_profile,
+    load_profiles,
+)
 from pxetui.errors import UsageError
 
 
@@ -156,6 +164,27 @@ class IsoReader:
         self.close()
 
 
+def copy_verified(src: Path, dest: Path) -> str:
+    """Copy `src` into the cache via dest.part, hashing on the way; mark it; return its sha256."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = part_path(dest)
+    digest = hashlib.sha256()
+    with src.open("rb") as inp, part.open("wb") as out:
+        while chunk := inp.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(part, dest)
+    sha = digest.hexdigest()
+    write_marker(dest, sha, str(src))
+    return sha
+
+
+def builtin_names() -> set[str]:
+    return {p.name for p in load_profiles().values() if p.source.parent == builtin_profiles_dir()}
+
+
 def extract_from_iso(iso: Path, inner: str, dest: Path) -> str:
     with IsoReader(iso) as reader:
         return reader.extract(inner, dest)
@@ -222,6 +251,11 @@ def import_iso(
     profile_file = out_dir / f"{name}.yaml"
     if profile_file.exists() and not force:
         raise IsoError(f"{profile_file} exists; pick another --name or add --force to replace it")
+    if name in builtin_names() and not force:
+        raise IsoError(
+            f"{name!r} is a built-in profile; this import would replace it wherever --profiles"
+            f" {out_dir} is used: pick another --name or add --force"
+        )
     with IsoReader(iso) as reader:
         layout, kernel_inner, initrd_inner = detect_layout(reader)
         target = cache_dir / name
@@ -251,7 +285,8 @@ def import_iso(
         "initrd": {"path": str(initrd), "sha256": initrd_sha},
     }
     if layout.needs_iso:
-        doc["iso"] = {"path": str(iso)}
+        iso_copy = target / iso.name
+        doc["iso"] = {"path": str(iso_copy), "sha256": copy_verified(iso, iso_copy)}
     doc["cmdline"] = cmdline
     doc["template"] = layout.template
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,14 +1,22 @@
-"""`pxetui profiles`: which OS profiles exist and whether their files are here."""
+"""`pxetui profiles`: which OS profiles exist, whether their files are here, what upstream offers.
+
+`--check` resolves every profile that follows a release line (in parallel, through the same
+code and mirrors as `pxetui fetch`) and says per profile what is cached and what upstream now
+offers, so an operator can tell before going to the lab whether a fetch is due.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pxetui.boot.cache import FileState, profile_status
 from pxetui.boot.profiles import Profile, default_cache_dir, load_profiles
+from pxetui.boot.upstream.mirror import MIRROR_ENV, Mirrors, parse_mirrors
+from pxetui.errors import PxetuiError
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +31,7 @@ class ProfileRow:
     unverified: list[str]
     size: int  # bytes on disk, partial downloads included
     source: str
+    version: str | None = None  # the pinned release, for a profile that follows a line
 
     @property
     def state(self) -> str:
@@ -32,7 +41,8 @@ class ProfileRow:
         for role, info in self.files.items():
             states.setdefault(str(info["state"]), []).append(role)
         parts = [f"{state} {','.join(roles)}" for state, roles in states.items()]
-        return "; ".join(parts) + f" ({self.size / 1e6:.1f} MB)"
+        pinned = f"{self.version}: " if self.version else ""
+        return pinned + "; ".join(parts) + f" ({self.size / 1e6:.1f} MB)"
 
 
 def profile_row(profile: Profile, cache_dir: Path) -> ProfileRow:
@@ -56,7 +66,30 @@ def profile_row(profile: Profile, cache_dir: Path) -> ProfileRow:
         unverified=[r for r, f in files.items() if f["state"] == FileState.UNVERIFIED.value],
         size=sum(int(str(f["size"])) for f in files.values()),
         source=str(profile.source),
+        version=profile.pinned_version(cache_dir),
     )
+
+
+async def check_upstream(profiles: list[Profile], cache_dir: Path, mirrors: Mirrors) -> dict[str, str]:
+    """{name: "cached 24.04.3, upstream 24.04.4"} for every profile that follows a release line."""
+    from pxetui.commands.fetch import Fetcher, MultiProgress, http_session
+
+    async with http_session() as http:
+        fetcher = Fetcher(cache_dir, http, MultiProgress(tty=False).bar(""), mirrors=mirrors)
+
+        async def one(profile: Profile) -> tuple[str, str]:
+            cached = profile.pinned_version(cache_dir)
+            have = f"cached {cached}" if cached else "not cached"
+            try:
+                newest = (await fetcher.resolve(profile)).version
+            except PxetuiError as exc:
+                return profile.name, f"{have}, upstream unknown: {str(exc).removeprefix(profile.name + ': ')}"
+            if cached == newest:
+                return profile.name, f"{have}, upstream {newest} (current)"
+            return profile.name, f"{have}, upstream {newest} (get it: pxetui fetch {profile.name})"
+
+        tracked = [p for p in profiles if p.release is not None]
+        return dict(await asyncio.gather(*(one(p) for p in tracked)))
 
 
 def main(argv: list[str]) -> int:
@@ -64,13 +97,28 @@ def main(argv: list[str]) -> int:
     p.add_argument("--profiles", type=Path, action="append", default=[], metavar="DIR")
     p.add_argument("--cache", type=Path, default=None, metavar="DIR")
     p.add_argument("--json", action="store_true", help="one JSON object per profile")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="ask upstream what each release line offers now (needs a network)",
+    )
+    p.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        metavar="URL|HOST=URL",
+        help=f"with --check: ask a local mirror instead (also ${MIRROR_ENV}); see `pxetui fetch --help`",
+    )
     args = p.parse_args(argv)
     cache = args.cache or default_cache_dir()
-    rows = [profile_row(pr, cache) for pr in load_profiles(args.profiles).values()]
+    profiles = load_profiles(args.profiles, cache)
+    if args.check:
+        return _check(list(profiles.values()), cache, parse_mirrors(args.mirror))
+    rows = [profile_row(pr, cache) for pr in profiles.values()]
     rows.sort(key=lambda r: r.name)
     if args.json:
         for row in rows:
-            print(json.dumps({**asdict(row), "state": row.state}))
+            print(json.dumps({**asdict(row), "state": row.state, "cache": str(cache)}))
         return 0
     table = [("NAME", "ARCH", "FIRMWARE", "FILES", "TITLE")]
     for row in rows:
@@ -78,7 +126,16 @@ def main(argv: list[str]) -> int:
     widths = [max(len(r[i]) for r in table) for i in range(4)]
     for r in table:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])
-    print(f"\ncache: {cache}")
+    print(f"\ncache: {cache} (the directory looked in; --cache DIR for another)")
     if any(r.missing for r in rows):
         print("get missing or unverified files with: pxetui fetch NAME... --cache " + str(cache))
     return 0
+
+
+def _check(profiles: list[Profile], cache: Path, mirrors: Mirrors) -> int:
+    print(f"cache: {cache}")
+    lines = asyncio.run(check_upstream(profiles, cache, mirrors))
+    for name in sorted(lines):
+        print(f"{name}: {lines[name]}")
+    # Unknown upstream is worth a non-zero status for scripts ("before you go to the lab").
+    return 1 if any("upstream unknown" in line for line in lines.values()) else 0

@@ -29,3 +29,14 @@ def normalize_mac(text: str) -> str:
 
 def mac_from_bytes(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw[:6])
+
+
+def unusable_mac(mac: str) -> str | None:
+    """Why no PC has `mac` (normalised): broadcast, all zeros, or multicast; None if a PC may."""
+    if mac == "ff:ff:ff:ff:ff:ff":
+        return f"{mac} is the broadcast address, not a PC's MAC"
+    if mac == "00:00:00:00:00:00":
+        return f"{mac} (all zeros) is not a PC's MAC: check the label or the BIOS screen"
+    if int(mac[:2], 16) & 1:
+        return f"{mac} is a multicast address (odd first octet), not a PC's MAC: check for a typo"
+    return None

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pxetui.errors import UsageError
-from pxetui.host.mac import MacError, normalize_mac
+from pxetui.host.mac import MacError, normalize_mac, unusable_mac
 
 CSV_COLUMNS = ("mac", "profile", "hostname")
 # An import may carry a fourth column: `action` = `remove` takes the machine out of the plan.
@@ -85,6 +85,13 @@ class Plan:
         if entry is None:
             entry = self.entries[mac] = PlanEntry(mac=mac)
         return entry
+
+    def hostname_taken(self, hostname: str, mac: str) -> str | None:
+        """Why `mac` may not have `hostname`: another PC has it (they would fight over the name)."""
+        for other in self.entries.values():
+            if other.mac != mac and other.hostname and other.hostname.lower() == hostname.lower():
+                return f"hostname {hostname} is already {other.mac}'s: give each PC its own"
+        return None
 
     def add(self, mac: str) -> PlanEntry:
         return self._entry(mac)
@@ -182,6 +189,7 @@ def parse_plan_csv(
     header: list[str] | None = None
     entries: list[PlanEntry] = []
     seen: dict[str, int] = {}
+    hostnames: dict[str, int] = {}
     for row in reader:
         line = reader.line_num
         if not row or all(not cell.strip() for cell in row) or row[0].lstrip().startswith("#"):
@@ -207,6 +215,9 @@ def parse_plan_csv(
         except MacError as exc:
             problems.append(f"{source}:{line}: {exc}")
             continue
+        if reason := unusable_mac(mac):
+            problems.append(f"{source}:{line}: {reason}")
+            continue
         profile = cells.get("profile") or None
         hostname = cells.get("hostname") or None
         action = cells.get(CSV_ACTION, "").lower()
@@ -222,6 +233,11 @@ def parse_plan_csv(
             if reason:
                 problems.append(f"{source}:{line}: {reason}")
                 continue
+            if hostname.lower() in hostnames:
+                first = hostnames[hostname.lower()]
+                problems.append(f"{source}:{line}: hostname {hostname} is also on line {first}")
+                continue
+            hostnames[hostname.lower()] = line
         if mac in seen:
             problems.append(f"{source}:{line}: {mac} is already on line {seen[mac]}")
             continue

@@ -9,6 +9,14 @@ address goes to another PC (or a router in proxy mode reuses it), the new holder
 once and the old one loses it, so HTTP serves that address the new holder's files and TFTP
 and HTTP credit its transfers to the new holder. DHCP, TFTP and HTTP ask `mac_for_ip` per
 request: it is a dict lookup in an index kept in step with `Machine.ip`.
+
+Only PCs that matter get a machine: one in the plan (plan events), one that network-boots
+(a DHCP event from PXE / HTTP-boot firmware or iPXE), and from then on every event about it.
+A phone's DHCP in full mode, a forged DECLINE or an `error` naming a MAC make none: 5000 DHCP
+requests from random MACs once grew machines.json to 2.2 MB, slowed every DHCP answer from
+1.6 ms to 46 ms and named the next real PC pc-5206. The DHCP service also caps how many
+network-boot strangers it reports (services/dhcp/server.py); MAX_MACHINES here is the last
+line: past it, packets name no new machine whatever reports them (plan events still do).
 """
 
 from __future__ import annotations
@@ -89,6 +97,7 @@ HTTP_KIND_STAGES = {
     "iso": Stage.ISO,
     "config": Stage.INSTALLING,
 }
+
 
 @dataclass(slots=True)
 class TransferProgress:
@@ -179,11 +188,28 @@ class Change:
     new: bool
 
 
+# Machines a packet may still create; past it only the plan adds any. Above what the DHCP
+# service lets through per session (services/dhcp/server.py MAX_STRANGERS), so it only bites
+# when a state directory kept growing over many sessions.
+MAX_MACHINES = 5000
+
+
+def creates_machine(event: Event) -> bool:
+    """Whether `event` may add a machine the registry does not have: plan events and
+    network-boot DHCP events only (see the module docstring). A client architecture (option
+    93) counts as network boot, as it does for the DHCP answer: only boot firmware sends it."""
+    if isinstance(event, PlanEvent):
+        return True
+    return isinstance(event, DhcpClientEvent) and (event.netboot or event.arch is not None)
+
+
 class Registry:
     """All machines seen or planned, keyed by normalised MAC."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_machines: int = MAX_MACHINES) -> None:
         self.machines: dict[str, Machine] = {}
+        self.max_machines = max_machines
+        self.refused = 0  # events about a new MAC that made no machine (not network boot, or full)
         # ip -> MAC of its holder. Every change of a Machine.ip goes through `_moved` (from
         # `apply`, `set_ip` and `load_document`); `mac_for_ip` checks each answer against the
         # machine, so one removed from `machines` is never named.
@@ -253,6 +279,9 @@ class Registry:
         """Fold one event into the machine it names; None for events about no machine."""
         if event.mac is None or isinstance(event, PlanRemove):
             return None
+        if event.mac not in self.machines and not self._admits(event):
+            self.refused += 1
+            return None
         if isinstance(event, PlanEvent):
             # The operator's plan is not a sign of life: the machine is listed, but its first
             # and last seen (and so its place in boot order, its auto hostname) wait for a packet.
@@ -270,6 +299,12 @@ class Registry:
             self._moved(machine, held, weak=_weak_claim(event))
         machine_changed_stage = machine.stage is not before
         return Change(machine=machine, stage_changed=machine_changed_stage or new, new=new)
+
+    def _admits(self, event: Event) -> bool:
+        """May `event`, about a MAC without a machine, create one?"""
+        if isinstance(event, PlanEvent):
+            return True
+        return creates_machine(event) and len(self.machines) < self.max_machines
 
     def to_document(self) -> dict[str, Any]:
         return {"version": 1, "machines": [m.to_dict() for m in self.machines.values()]}

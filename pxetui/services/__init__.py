@@ -1,4 +1,4 @@
-"""Network services (DHCP, TFTP, HTTP, IPv6 router adverts): one folder each, server and pure parts.
+"""Network services (DHCP, TFTP, HTTP, IPv6 router adverts, the package proxy): one folder each.
 
 A service is built from a frozen ServiceContext (services/context.py) and reports only
 through typed events (model/events.py); it never sees the Session. The import contract in
@@ -13,6 +13,7 @@ from pxetui.boot.unattended import Renderer
 from pxetui.services.context import ServiceContext
 from pxetui.services.dhcp.server import DhcpService
 from pxetui.services.http.server import HttpService
+from pxetui.services.proxy.server import ProxyService
 from pxetui.services.ra.server import RouterAdvertService
 from pxetui.services.tftp.server import TftpService
 
@@ -41,14 +42,23 @@ class AddressAware(Protocol):
 def build_services(context: ServiceContext) -> list[Service]:
     """The services a session runs, in start order. Each is checked as it is built."""
     settings = context.settings
+    dhcp = DhcpService(context)
+    # Built first, started last: `auto` asks DHCP's resolved mode when it starts.
+    proxy = ProxyService(context, dhcp_mode=lambda: dhcp.mode)
     return [
         TftpService(context),
         HttpService(
             context,
-            unattended=Renderer(template_dirs=list(settings.template_dirs), settings=settings.install),
+            unattended=Renderer(
+                template_dirs=list(settings.template_dirs),
+                settings=settings.install,
+                proxy=lambda: proxy.url,  # asked at each render: "" while the proxy does not run
+            ),
         ),
         # Before DHCP: its solicitation at start finds any IPv6 router before a PC asks.
         RouterAdvertService(context),
-        # DHCP last: it sends PCs to TFTP/HTTP, so those must already listen when it answers.
-        DhcpService(context),
+        # DHCP after TFTP/HTTP: it sends PCs to them, so those must already listen when it answers.
+        dhcp,
+        # The proxy after DHCP: installers ask for it minutes after their first DHCP answer.
+        proxy,
     ]

@@ -11,6 +11,7 @@ context is checked once, when it is built, as aiohttp's TCPSite checks its value
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ from pxetui.model.events import Event
 from pxetui.model.state import StateDir
 
 MODES = ("auto", "full", "proxy")
+PACKAGE_PROXY_MODES = ("auto", "on", "off")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")  # a bare host name or IPv4 address
 Emit = Callable[[Event], None]
 
 
@@ -69,6 +73,10 @@ class Booter(Protocol):
         ...
 
 
+def _not_a_host(address: ipaddress.IPv4Address) -> bool:
+    return address.is_unspecified or address.is_multicast or address.is_loopback or address.is_reserved
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceSettings:
     """The operator's settings the services read (from the command line)."""
@@ -81,8 +89,16 @@ class ServiceSettings:
     cache_dir: Path = Path("/var/cache/pxetui")
     template_dirs: tuple[Path, ...] = ()
     install: InstallSettings = field(default_factory=InstallSettings)
+    # The package proxy (services/proxy/): on, off, or auto (on in full mode, off in proxy mode).
+    package_proxy: str = "auto"
+    allow_upstream: tuple[str, ...] = ()  # hosts it forwards to besides the profiles' package hosts
+    proxy_port: int = 3142
+    # DHCP options 3 and 6 in full mode: without a router no default route is handed out.
+    router: ipaddress.IPv4Address | None = None
+    dns: tuple[ipaddress.IPv4Address, ...] = ()
 
     def __post_init__(self) -> None:
+        self._check_proxy()
         if self.mode not in MODES:
             raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if not 1 <= self.http_port <= 65535:
@@ -91,6 +107,23 @@ class ServiceSettings:
             raise UsageError(f"--menu-timeout {self.menu_timeout}: give 0 or more seconds")
         if self.pool is not None and int(self.pool[0]) > int(self.pool[1]):
             raise UsageError(f"--range {self.pool[0]}-{self.pool[1]}: the first address is after the last")
+        for address in (self.router, *self.dns):
+            if address is not None and _not_a_host(address):
+                raise UsageError(f"{address} cannot be a router or DNS server: give a host address")
+
+    def _check_proxy(self) -> None:
+        if self.package_proxy not in PACKAGE_PROXY_MODES:
+            raise UsageError(
+                f"--package-proxy must be one of {', '.join(PACKAGE_PROXY_MODES)}, not {self.package_proxy!r}"
+            )
+        if not 1 <= self.proxy_port <= 65535:
+            raise UsageError(f"proxy port {self.proxy_port} is not a port: give 1-65535")
+        for host in self.allow_upstream:
+            if not _HOST.match(host):
+                raise UsageError(
+                    f"--allow-upstream {host!r}: give a host name like mirror.example.org"
+                    " (no scheme, port or path)"
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +140,19 @@ class ServiceContext:
     def __post_init__(self) -> None:
         if not self.interface.name:
             raise UsageError("no interface to serve: name one, e.g. `sudo pxetui eth1`")
+        router = self.settings.router
+        if router is not None:
+            network = self.address.network
+            if router not in network or router in (network.network_address, network.broadcast_address):
+                raise UsageError(f"--router {router} is not a host address of the served subnet {network}")
+            if router == self.address.ip:
+                raise UsageError(
+                    f"--router {router} is this machine's own address: pxetui does not route;"
+                    " leave --router out, or name the lab's real gateway"
+                )
+        if self.settings.http_port == self.settings.proxy_port:
+            port = self.settings.http_port
+            raise UsageError(f"--http-port {port} is the package proxy's port: choose another")
 
     @property
     def http_base(self) -> str:

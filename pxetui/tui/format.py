@@ -63,6 +63,8 @@ def rate(bytes_per_second: float) -> str:
 
 
 def size(n: int) -> str:
+    if n < 1_000:
+        return f"{n} B"  # a boot script: "0kB" read as "nothing came"
     if n >= 10_000_000:
         return f"{n / 1e6:.0f}MB"
     if n >= 1_000_000:
@@ -107,11 +109,15 @@ def elapsed(machine: Machine, now: float) -> str:
 
 
 def assigned(entry: PlanEntry | None, machine: Machine | None = None) -> str:
-    """What the PC boots next: its profile, `local disk`, `→ disk: PROFILE` once installed, or `menu`."""
-    if entry is not None and entry.boot_local and entry.installed is not None and entry.profile:
+    """What the PC boots next: its profile, `→ disk` (`→ disk: PROFILE` kept for later), or `menu`.
+
+    The arrow keeps "boots its disk next (l)" apart from the `local-disk` profile: the two
+    read alike as "local disk" / "local-disk" and mean different things.
+    """
+    if entry is not None and entry.boot_local and entry.profile:
         return f"→ disk: {entry.profile}"  # the next boot first: a narrow column cuts the end
     if entry is not None and entry.boot_local:
-        return "local disk"
+        return "→ disk"
     if entry is not None and entry.profile:
         return entry.profile
     if machine is not None and machine.menu_choice:
@@ -126,6 +132,28 @@ def stage_text(machine: Machine) -> str:
     if machine.stage is Stage.FAILED and machine.last_error:
         return f"failed: {machine.last_error}"
     return label
+
+
+def firmware_text(machine: Machine) -> str:
+    """`x64 UEFI (option 93 = 7)`, not `UEFI (arch 7 (x64 UEFI))`; `—` before the PC said anything."""
+    if machine.arch is None:
+        return machine.firmware or "—"
+    row = firmware.client_arch(machine.arch)
+    name = row.name if row is not None else f"{machine.firmware or 'UEFI'}, unregistered architecture"
+    return f"{name} (option 93 = {machine.arch})"
+
+
+def transfer_text(machine: Machine) -> str:
+    """`linux: 3.6MB of 8.0MB, 12.3MB/s`, `ipxe.efi: 1.0MB, done`; `—` without a transfer."""
+    transfer = machine.transfer
+    if transfer is None:
+        return "—"
+    name = transfer.file or "?"
+    if transfer.finished:
+        return f"{name}: {size(transfer.bytes)}, done"
+    total = f" of {size(transfer.total)}" if transfer.total else ""
+    speed = f", {rate(transfer.rate)}" if transfer.rate else ""
+    return f"{name}: {size(transfer.bytes)}{total}{speed}"
 
 
 def clock(ts: float) -> str:

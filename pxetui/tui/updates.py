@@ -17,16 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pxetui.model.events import (
+    DhcpAck,
     DhcpClientEvent,
+    DhcpDiscover,
     DhcpRival,
     Error,
     Event,
     HttpProgress,
+    HttpRequest,
     InstallDone,
     InstallFailed,
     PlanEvent,
     ServiceReady,
     TftpProgress,
+    TftpStart,
 )
 
 LOG_KEEP = 1000  # event log lines kept in memory (and in the log pane)
@@ -43,6 +47,9 @@ class PendingUpdates:
     rival_mode: str | None = None  # the mode DHCP switched to because of the rival ("proxy")
     ready: bool = False  # service.ready seen: the services dict is what runs (maybe nothing)
     events_seen: int = 0
+    # MAC -> network-boot DISCOVERs since it last took an address or asked for a file: how a
+    # PC stuck at DHCP is told ("asked 3 times, never took it"). The registry keeps steps only.
+    dhcp_asks: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, event: Event) -> None:
@@ -57,6 +64,7 @@ class PendingUpdates:
             self.events.append(event)
         if event.mac is not None:
             self.macs.add(event.mac)
+            self._count_asks(event, event.mac)
         elif isinstance(event, PlanEvent):
             self.all_rows = True  # an import or policy change may touch many rows
         if isinstance(event, ServiceReady):
@@ -70,6 +78,16 @@ class PendingUpdates:
             self.header = True
         elif isinstance(event, (PlanEvent, DhcpClientEvent, InstallDone, InstallFailed, Error)):
             self.header = True  # counters and the policy line change with these
+
+    def _count_asks(self, event: Event, mac: str) -> None:
+        if isinstance(event, DhcpDiscover) and event.netboot:
+            self.dhcp_asks[mac] = self.dhcp_asks.get(mac, 0) + 1
+        elif isinstance(event, (DhcpAck, TftpStart, HttpRequest)):
+            self.dhcp_asks.pop(mac, None)
+
+    def asks(self, mac: str) -> int | None:
+        """DISCOVERs `mac` sent without taking an address since this view started; None: none seen."""
+        return self.dhcp_asks.get(mac)
 
     def take(self) -> tuple[set[str] | None, list[Event], bool]:
         """(changed MACs or None for every row, new events, header changed) and reset."""

@@ -19,9 +19,10 @@ from conftest import need_tools
 from lab import Lab, NetnsLoop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from http_lab import PORT, start_http_lab
+from http_lab import PORT, HttpLab, start_http_lab
 
 from pxetui.lab.qemu import Vm, VmSpec, qemu_command
+from pxetui.model.events import Event
 
 pytestmark = [pytest.mark.lab, pytest.mark.e2e]
 MAC = "52:54:00:e2:e1:01"
@@ -97,6 +98,7 @@ def test_unassigned_pc_gets_a_working_menu_and_reports_the_choice(lab: Lab, tmp_
     try:
         with NetnsLoop(lab.server_ns) as loop:
             http = start_http_lab(lab, tmp_path, loop)
+            http.seen(mac)  # dnsmasq, not pxetui, gave the lease: tell the registry it booted
             try:
                 spec = VmSpec(name="menu", mac=mac, tap=lab.add_tap("tap0"), firmware="bios")
                 cmd = qemu_command(spec, tmp_path / "menu.serial.log")
@@ -133,3 +135,50 @@ def send_key(monitor: Path, key: str) -> None:
             return  # QEMU not listening yet
         sock.sendall(f"sendkey {key}\n".encode())
         time.sleep(0.2)
+
+
+def test_a_pc_waiting_in_the_menu_starts_what_the_operator_assigns_meanwhile(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Real iPXE runs the menu's wait: its `prompt --timeout` runs out and it asks the server
+    again (`chain --replace .../boot.ipxe?...&waited=N`); once the operator assigns the PC, the
+    next question gets the installer, which boots. Nobody touches the keyboard."""
+    need_tools("qemu-system-x86_64", "dnsmasq")
+    mac = "52:54:00:e2:e1:03"
+    dnsmasq = dhcp_only(lab, tmp_path)
+    try:
+        with NetnsLoop(lab.server_ns) as loop:
+            http = start_http_lab(lab, tmp_path, loop, menu_poll_interval=3)
+            http.seen(mac)  # dnsmasq, not pxetui, gave the lease: tell the registry it booted
+            try:
+                vm = Vm(
+                    VmSpec(name="wait", mac=mac, tap=lab.add_tap("tap0"), firmware="bios"),
+                    lab.server_ns,
+                    tmp_path,
+                )
+                vm.start()
+                try:
+                    http.wait_event("http.request", timeout=120, answer="menu")
+                    deadline = time.monotonic() + 30
+                    while len(menus(http, mac)) < 2 and time.monotonic() < deadline:
+                        time.sleep(0.5)
+                    assert len(menus(http, mac)) >= 2, vm.serial()[-3000:]  # iPXE asked again by itself
+                    http.assign(mac, "debian-12-local", "pc-late")
+                    seconds = vm.wait_serial("Linux version", timeout=240)
+                    assert seconds is not None, vm.serial()[-3000:]
+                finally:
+                    vm.stop()
+            finally:
+                loop.run(http.service.stop())
+    finally:
+        dnsmasq.terminate()
+        dnsmasq.wait(10)
+    answers = [e.fields["answer"] for e in http.named("http.request", mac) if e.fields["kind"] == "script"]
+    assert answers[0] == "menu" and "debian-12-local" in answers and "menu-timeout" not in answers
+    assert not http.named("menu.select")  # the assignment started it, not a choice at the PC
+    kernel = [e for e in http.named("http.done", mac) if e.fields["kind"] == "kernel"]
+    assert kernel and kernel[0].fields["ok"]
+
+
+def menus(http: HttpLab, mac: str) -> list[Event]:
+    return [e for e in http.named("http.request", mac) if e.fields.get("answer") == "menu"]

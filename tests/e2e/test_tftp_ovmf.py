@@ -37,7 +37,7 @@ def test_ovmf_loads_ipxe_with_windowsize_4_after_its_size_probe(lab: Lab, tmp_pa
     vm = Vm(VmSpec(name="uefi", mac=MAC, tap=tap, firmware="uefi", memory_mb=512), lab.server_ns, tmp_path)
     with NetnsLoop(lab.server_ns) as nl:
         server = start_tftp(lab, nl, tmp_path / "state", None)  # Debian's /usr/lib/ipxe
-        nl.call(lambda: setattr(server.session.registry.ensure(MAC), "ip", pc_ip))
+        nl.call(lambda: server.session.registry.set_ip(MAC, pc_ip))
         try:
             vm.start()
             assert server.wait(lambda: bool(server.named("tftp.done", ok=True, probe=None)), timeout=240), (

@@ -27,8 +27,12 @@ HTTP_LOADERS = "/loaders/"
 PXE_VENDOR_OPTIONS = b"\x06\x01\x08\xff"
 NOT_PXE = "not a PXE client"
 # A relay (giaddr set) forwards from another subnet: the pool, mask and boot addresses here are
-# for this segment only, so such a request gets no answer at all (dropped and counted).
-RELAYED = "relayed request (giaddr set): pxetui serves only the segment of its own interface"
+# for this segment only, so such a request gets no answer at all (dropped and counted). The one
+# subnet pxetui is configured for is its interface's: a relay whose giaddr lies on it (a relay
+# agent on this very segment; perfdhcp always sends as one) is answered from the pool in full
+# mode, through the relay, as Kea and dnsmasq pick the subnet by giaddr.
+RELAYED = "relayed request (giaddr from another subnet): pxetui serves only the segment of its own interface"
+RELAYED_NOTE = "relayed"
 
 
 @dataclass(frozen=True)
@@ -124,9 +128,11 @@ def boot_choice(packet: Packet, facts: ServerFacts) -> BootChoice:
 def answer(packet: Packet, port: int, facts: ServerFacts, pool: LeasePool | None) -> Answer:
     """Decide the reply to `packet`, which arrived on UDP `port` (67, or 4011 in proxy mode)."""
     mtype = packet.message_type
-    if packet.giaddr != codec.ZERO_IP:
-        return Answer(error=RELAYED, note="relayed")
+    if packet.giaddr != codec.ZERO_IP and not _relayed_from_here(packet, facts):
+        return Answer(error=RELAYED, note=RELAYED_NOTE)
     if facts.mode == "proxy":
+        if pool is not None and _renews_a_lease(packet, mtype, pool):
+            return _answer_request(packet, facts, pool)
         return _answer_proxy(packet, port, mtype, facts)
     assert pool is not None, "full mode needs a lease pool"
     if mtype == codec.DISCOVER:
@@ -139,6 +145,26 @@ def answer(packet: Packet, port: int, facts: ServerFacts, pool: LeasePool | None
     if mtype == codec.DECLINE:
         return _answer_decline(packet, facts, pool)
     return Answer(note="ignored message type")
+
+
+def _relayed_from_here(packet: Packet, facts: ServerFacts) -> bool:
+    """A relay agent on this segment (giaddr in the interface's subnet), in full mode."""
+    if facts.mode != "full":
+        return False
+    return ipaddress.IPv4Address(packet.giaddr) in facts.network
+
+
+def _renews_a_lease(packet: Packet, mtype: int, pool: LeasePool) -> bool:
+    """A RENEWING / REBINDING client (ciaddr set, unicast or broadcast) whose lease pxetui gave.
+
+    After a switch to proxyDHCP (a rival appeared), the pool kept the leases given in full
+    mode: those clients are still answered from it while their lease runs (the address is
+    theirs; a NAK or silence would take it from a PC in the middle of an install). New
+    clients, and anyone asking for an address without holding it, get none.
+    """
+    if mtype != codec.REQUEST or packet.ciaddr == codec.ZERO_IP:
+        return False
+    return pool.holds(packet.mac, int.from_bytes(packet.ciaddr, "big"))
 
 
 def _requested(packet: Packet) -> bytes | None:

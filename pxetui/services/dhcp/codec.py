@@ -246,3 +246,14 @@ def is_ipxe(packet: Packet) -> bool:
 
 def ip_text(raw: bytes) -> str:
     return socket.inet_ntoa(raw)
+
+
+def is_netboot(packet: Packet) -> bool:
+    """A network-boot client (PXE / HTTP-boot firmware, or iPXE), not an OS's own DHCP.
+
+    The same rule as the registry's (an architecture, option 93, counts: only boot firmware
+    sends it), so whatever DHCP lets through as a new machine is one the registry lists.
+    """
+    if is_ipxe(packet) or OPT_ARCH in packet.options:
+        return True
+    return packet.options.get(OPT_VENDOR_CLASS, b"").startswith((b"PXEClient", b"HTTPClient"))

@@ -85,6 +85,11 @@ class LeasePool:
     def lease_for(self, mac: str) -> Lease | None:
         return self.by_mac.get(mac)
 
+    def holds(self, mac: str, ip: int) -> bool:
+        """Whether `ip` is bound to `mac` (ACKed by this server) and its lease still runs."""
+        lease = self.by_mac.get(mac)
+        return lease is not None and lease.ip == ip and lease.state == BOUND and lease.expires >= self.clock()
+
     def offer(self, mac: str) -> int | None:
         """The address to offer `mac`: its own if it has one, else a free one (None: pool full)."""
         now = self.clock()

@@ -35,15 +35,40 @@ from pxetui.model.events import (
 from pxetui.model.state import StateWriter
 from pxetui.services.context import ServiceContext
 from pxetui.services.dhcp import codec, rawnet
-from pxetui.services.dhcp.answer import NOT_PXE, PROXY_PORT, SERVER_PORT, Answer, ServerFacts, answer
+from pxetui.services.dhcp.answer import (
+    NOT_PXE,
+    PROXY_PORT,
+    RELAYED_NOTE,
+    SERVER_PORT,
+    Answer,
+    ServerFacts,
+    answer,
+)
 from pxetui.services.dhcp.leases import BOUND, LeasePool, default_range
 from pxetui.services.dhcp.local_servers import Listener, dhcp_listeners
 from pxetui.services.dhcp.probe import PROBE_SECONDS, Rival, probe, rival_from_reply
-from pxetui.services.receive import waiting_datagrams
+from pxetui.services.receive import enable_timestamps, fresh_datagrams, waiting_datagrams
 
 LEASE_SAVE_DELAY = 0.5  # seconds: leases change in bursts when a room powers on; one write per burst
 ERROR_EVENT_INTERVAL = 1.0  # at most one `error` event per reason and second; the rest are counted
 RIVAL_REPEAT_SECONDS = 30.0
+# A request that waited longer than this in the socket's queue is dropped unanswered: its
+# client has retransmitted by now (PXE firmware after 4 s at most, dhclient/udhcpc after 1-3 s,
+# perfdhcp after 1 s), so answering it only delays the fresh copy behind it. Counted (`stale`).
+STALE_SECONDS = 0.5
+OVERLOADED = (
+    f"overloaded: requests that waited over {STALE_SECONDS} s were dropped unanswered"
+    " (their clients retransmit)"
+)
+# Network-boot clients pxetui does not know (not planned, never seen) it reports per session:
+# each becomes a machine in the registry (and machines.json). Past it their requests are
+# dropped and counted: a flood of random MACs cannot grow the state without bound or push
+# the next real PC's auto hostname to pc-5206. A room never comes near it; the plan always can.
+MAX_STRANGERS = 2000
+TOO_MANY_STRANGERS = (
+    f"more than {MAX_STRANGERS} unknown network-boot clients this session: requests from new"
+    " ones are dropped (add a PC to the plan to boot it)"
+)
 
 
 class ErrorCounter:
@@ -121,7 +146,11 @@ class DhcpService:
         self._ifname = ""
         self._ours = b""
         self.answered = 0
+        self._address_gone = False  # the Session says when the served address leaves
         self.ignored = 0  # proxy mode: requests from clients that are not network-booting
+        self.stale = 0  # requests dropped for waiting over STALE_SECONDS in the receive queue
+        self.max_strangers = MAX_STRANGERS
+        self._strangers: set[str] = set()  # unknown network-boot MACs reported this session
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -169,8 +198,11 @@ class DhcpService:
             "mode": self.mode,
             "port": SERVER_PORT,
             "answered": self.answered,
+            "address_gone": self._address_gone,
             "dropped": self.errors.total,
             "ignored": self.ignored,
+            "stale": self.stale,
+            "strangers": len(self._strangers),
             "rivals": sorted(self.rivals),
         }
         if self.local_rivals:
@@ -268,9 +300,11 @@ class DhcpService:
         pool = LeasePool(
             first, last, exclude=(address.ip, network.network_address, network.broadcast_address)
         )
-        kept = pool.load_document(self.context.state.load("leases"))
-        if kept:
-            self.context.emit(DhcpLeasesRestored(restored=kept))
+        restored: list[int] = []
+        # A leases file of the wrong shape is damaged, like bad JSON: kept aside, named.
+        self.context.state.load_checked("leases", lambda doc: restored.append(pool.load_document(doc)))
+        if restored and restored[0]:
+            self.context.emit(DhcpLeasesRestored(restored=restored[0]))
         return pool
 
     def _make_facts(self, address: ipaddress.IPv4Interface, boot_files: BootFiles) -> ServerFacts:
@@ -293,7 +327,7 @@ class DhcpService:
     # -- the hot path -------------------------------------------------------------------------
 
     def _drain(self, sock: socket.socket, port: int) -> None:
-        for data, source in waiting_datagrams(sock, 65535):
+        for data, source in fresh_datagrams(sock, 65535, STALE_SECONDS, self._stale):
             try:
                 self._handle(data, source, sock, port)
             except Exception as exc:  # one bad packet must never stop the server
@@ -301,7 +335,18 @@ class DhcpService:
         if self.pool is not None and self.pool.changed:
             self._schedule_save()
 
+    def _stale(self, age: float) -> None:
+        self.stale += 1
+        self._drop(OVERLOADED, None)
+
+    def address_present(self, present: bool) -> None:
+        """The served address left (or came back): no PC is sent to an address nobody has."""
+        self._address_gone = not present
+
     def _handle(self, data: bytes, source: tuple[str, int], sock: socket.socket, port: int) -> None:
+        if self._address_gone:
+            self._drop("the served address is gone from the interface: not answering", None)
+            return
         try:
             packet = codec.decode(data)
         except codec.DecodeError as exc:
@@ -314,29 +359,20 @@ class DhcpService:
         if mtype == 0:
             self._drop("BOOTP request without DHCP message type", packet.mac)
             return
+        if mtype in (codec.DISCOVER, codec.REQUEST) and self._too_many_strangers(packet):
+            self._drop(TOO_MANY_STRANGERS, None)
+            return
         assert self.facts is not None
         result = answer(packet, port, self.facts, self.pool)
+        if result.note == RELAYED_NOTE:
+            self._drop(result.error or "relayed request", packet.mac)  # before any event about it
+            return
         if result.note == NOT_PXE:
-            # proxyDHCP on a shared network: phones and laptops are not ours to list (nor to
-            # use up the operator's "next N unknown machines" policy). A machine pxetui is
-            # installing is the exception: its installer's REQUEST names the address the
-            # router gave it, which its install files are served to.
-            self.ignored += 1
-            if mtype == codec.REQUEST and self.context.booter.knows(packet.mac):
-                fields = {**client_fields(packet), **_request_fields(packet)}
-                self.context.emit(DhcpRequest(mac=packet.mac, **fields))
+            self._ignore(packet, mtype)
             return
         facts = client_fields(packet)
-        kind = codec.MESSAGE_NAMES[mtype]
+        self._report_request(packet, mtype, port, facts)
         emit = self.context.emit
-        if kind in ("discover", "request"):
-            extra: dict[str, Any] = {}
-            if kind == "request":
-                extra.update(_request_fields(packet))
-            if port == PROXY_PORT:
-                extra["port"] = PROXY_PORT
-            request_type = DhcpDiscover if kind == "discover" else DhcpRequest
-            emit(request_type(mac=packet.mac, **facts, **extra))
         if result.decline is not None:
             decline = result.decline
             emit(DhcpDecline(mac=packet.mac, ip=decline.ip, accepted=decline.accepted, reason=decline.reason))
@@ -353,6 +389,43 @@ class DhcpService:
         reason = result.note if result.kind == "nak" else None
         reply_type = _REPLY_TYPES[result.kind]
         emit(reply_type(mac=packet.mac, **facts, ip=ip, file=result.file, reason=reason))
+
+    def _ignore(self, packet: codec.Packet, mtype: int) -> None:
+        """proxyDHCP on a shared network: phones and laptops are not ours to list (nor to use
+        up the operator's "next N unknown machines" policy). A machine pxetui is installing is
+        the exception: its installer's REQUEST names the address the router gave it, which its
+        install files are served to."""
+        self.ignored += 1
+        if mtype == codec.REQUEST and self.context.booter.knows(packet.mac):
+            fields = {**client_fields(packet), **_request_fields(packet)}
+            self.context.emit(DhcpRequest(mac=packet.mac, **fields))
+
+    def _report_request(self, packet: codec.Packet, mtype: int, port: int, facts: dict[str, Any]) -> None:
+        """The `dhcp.discover` / `dhcp.request` event of a request pxetui answers (or NAKs)."""
+        if mtype not in (codec.DISCOVER, codec.REQUEST):
+            return
+        extra: dict[str, Any] = {}
+        if mtype == codec.REQUEST:
+            extra.update(_request_fields(packet))
+        if port == PROXY_PORT:
+            extra["port"] = PROXY_PORT
+        request_type = DhcpDiscover if mtype == codec.DISCOVER else DhcpRequest
+        self.context.emit(request_type(mac=packet.mac, **facts, **extra))
+
+    def _too_many_strangers(self, packet: codec.Packet) -> bool:
+        """Is `packet` from a new network-boot stranger past MAX_STRANGERS? (Counts it if not.)
+
+        A relayed request is left to `answer()`, which drops it without costing a place.
+        """
+        mac = packet.mac
+        if mac in self._strangers or packet.giaddr != codec.ZERO_IP or not codec.is_netboot(packet):
+            return False
+        if self.context.booter.knows(mac):
+            return False
+        if len(self._strangers) >= self.max_strangers:
+            return True
+        self._strangers.add(mac)
+        return False
 
     def _send(self, result: Answer, sock: socket.socket, source: tuple[str, int]) -> None:
         delivery = result.delivery
@@ -559,6 +632,7 @@ def _bind_udp(ifname: str, host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
         _grow_buffers(sock)
+        enable_timestamps(sock)
         sock.bind((host, port))
     except OSError as exc:
         sock.close()

@@ -2,6 +2,7 @@
 
 Routes (nothing else is served; there are no directory listings):
   /boot.ipxe                  the script DHCP hands iPXE; with ?mac= the answer for that PC
+                              (its plan, else the menu; &waited=S: the menu's own re-ask)
   /select?mac=&profile=       the menu's choice (menu.select), answered with that boot script
   /loaders/<name>             iPXE loaders from the boot-files catalog (UEFI HTTP boot)
   /files/<profile>/<role>     kernel / initrd / iso of a profile (sendfile, Range, HEAD)
@@ -11,6 +12,12 @@ Routes (nothing else is served; there are no directory listings):
 Every name a client sends is looked up in a table (catalog, profiles, roles, template names);
 no client text is ever joined onto a filesystem path, so `..`, encoded slashes and the like
 cannot reach anything: they are simply not in the table (404).
+
+The menu (an unassigned PC) offers only profiles whose files are present and verified; an
+unattended install asks "erase the disk?" at the PC first. Left alone, the PC asks again every
+`menu_poll_interval` seconds with the wait so far in the URL (the server keeps no timer per
+PC), so an assignment made meanwhile starts, and after --menu-timeout it gets the local disk.
+Connections are accepted by connections.py (caps below the open-file limit, 503 over them).
 
 One PC cannot read or change another. The registry knows which machine holds each address
 (`Booter.mac_for_ip`: leased by pxetui or seen in the PC's DHCP REQUEST), and:
@@ -29,17 +36,21 @@ One PC cannot read or change another. The registry knows which machine holds eac
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from pxetui.boot.cache import verified_path
+from pxetui.boot.cache import FileState, profile_status, verified_path
 from pxetui.boot.firmware import ipxe_fits
-from pxetui.boot.ipxe_scripts import EXTRA_ACTIONS, ScriptRenderer, TemplateError
+from pxetui.boot.ipxe_scripts import EXTRA_ACTIONS, MenuPoll, ScriptRenderer, TemplateError
 from pxetui.boot.profiles import FILE_ROLES, Profile
 from pxetui.boot.unattended import TEMPLATE_FILES, MachineContext, Renderer
 from pxetui.errors import UsageError
@@ -47,6 +58,7 @@ from pxetui.host.mac import MacError, normalize_mac
 from pxetui.model.events import Error, HttpDone, HttpRequest, InstallDone, InstallFailed, MenuSelect
 from pxetui.model.tokens import TokenRefused, Tokens
 from pxetui.services.context import Emit, ServiceContext
+from pxetui.services.http.connections import ConnectionGate, ConnectionLimits, accept_loop, listen
 from pxetui.services.http.sendfile_pool import SendfilePool
 from pxetui.services.http.sendfile_response import TrackedFileResponse
 from pxetui.services.http.transfers import BodyTransfer, TransferMonitor
@@ -56,16 +68,19 @@ CLIENT_INFO = ("arch", "platform", "uuid", "serial", "manufacturer", "product", 
 MAX_INFO_LEN = 128  # firmware strings are short; anything longer is cut, not trusted
 MAX_REASON_LEN = 300
 REFUSAL_REPORT_INTERVAL = 1.0  # seconds between `error` events of one kind about no known machine
+MENU_POLL_INTERVAL = 10  # seconds between an unassigned PC's questions "anything for me now?"
+MAX_WAITED_DIGITS = 7  # ?waited= is seconds; longer text is not a wait, it is an attack
 CONFIG_NAMES = frozenset(name for files in TEMPLATE_FILES.values() for name in files)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class RefusalReports:
-    """`error` events for refusals about no known machine, at most one a second per kind.
+    """`error` events for refusals of one kind, at most one a second, and the last one always.
 
-    A flood of requests naming made-up MACs, or from addresses no machine holds, costs the
-    operator one line a second per kind, with `count` and `since_last`; the kinds are this
-    service's own fixed words, so the table does not grow with what clients send.
+    A flood of requests naming made-up MACs, or of connections over a cap, costs the operator
+    one line a second per kind, with `count` and `since_last`; a flood that ends within the
+    second still gets its closing line (the count it reached), so no refusal goes unreported.
+    The kinds are this service's own fixed words, so the tables do not grow with what clients send.
     """
 
     def __init__(self, emit: Emit, interval: float = REFUSAL_REPORT_INTERVAL) -> None:
@@ -73,16 +88,39 @@ class RefusalReports:
         self.interval = interval
         self.counts: dict[str, int] = {}
         self._last: dict[str, tuple[float, int]] = {}  # kind -> (time of last event, count then)
+        self._pending: dict[str, tuple[str, str | None, str | None]] = {}  # not yet reported
+        self._timers: dict[str, asyncio.TimerHandle] = {}
 
-    def report(self, kind: str, reason: str, path: str, client: str) -> None:
-        count = self.counts.get(kind, 0) + 1
-        self.counts[kind] = count
+    def report(self, kind: str, reason: str, path: str | None, client: str | None) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
         now = time.monotonic()
         last = self._last.get(kind)
         if last is not None and now - last[0] < self.interval:
+            self._pending[kind] = (reason, path, client)
+            self._flush_later(kind, last[0] + self.interval - now)
             return
+        self._send(kind, now, reason, path, client)
+
+    def _flush_later(self, kind: str, delay: float) -> None:
+        if kind in self._timers:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a unit test): the next report carries the count
+        self._timers[kind] = loop.call_later(delay, self._flush, kind)
+
+    def _flush(self, kind: str) -> None:
+        self._timers.pop(kind, None)
+        pending = self._pending.pop(kind, None)
+        if pending is not None:
+            self._send(kind, time.monotonic(), *pending)
+
+    def _send(self, kind: str, now: float, reason: str, path: str | None, client: str | None) -> None:
+        self._pending.pop(kind, None)
+        count = self.counts[kind]
+        last = self._last.get(kind)
         self._last[kind] = (now, count)
-        since_last = count - last[1] if last is not None else 1
         self._emit(
             Error(
                 service="http",
@@ -90,9 +128,14 @@ class RefusalReports:
                 path=path,
                 client=client,
                 count=count,
-                since_last=since_last,
+                since_last=count - last[1] if last is not None else count,
             )
         )
+
+    def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
 
 
 class HttpService:
@@ -107,19 +150,29 @@ class HttpService:
         progress_interval: float = 0.5,
         unattended: Renderer | None = None,
         sendfile_workers: int | None = None,
+        menu_poll_interval: int = MENU_POLL_INTERVAL,
+        connection_limits: ConnectionLimits | None = None,
     ) -> None:
-        if idle_timeout <= 0 or stall_timeout <= 0 or progress_interval <= 0:
-            raise UsageError("HTTP timeouts and the progress interval must be more than 0 seconds")
+        if idle_timeout <= 0 or stall_timeout <= 0 or progress_interval <= 0 or menu_poll_interval <= 0:
+            raise UsageError("HTTP timeouts and the progress and poll intervals must be more than 0 seconds")
         self._context = context
         self._booter = context.booter
         self._profiles = context.profiles
         self.idle_timeout = idle_timeout
+        self.menu_poll_interval = menu_poll_interval
         template_dirs = context.settings.template_dirs
         self._scripts = ScriptRenderer(template_dirs)
         # Kernel command lines and installer answers (preseed, autoinstall, kickstart).
         self._unattended = unattended or Renderer(template_dirs=list(template_dirs))
         self._tokens = Tokens(context.state, known=self._booter.knows)
         self.refusals = RefusalReports(context.emit)
+        # Connections turned away (over a cap, or no descriptor to accept them): counted apart
+        # from the refusals about unknown machines, reported the same way.
+        self.turned_away = RefusalReports(context.emit)
+        self._limits = connection_limits
+        self.gate: ConnectionGate | None = None
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
         self.monitor = TransferMonitor(context.emit, progress_interval, stall_timeout)
         self.sendfile = SendfilePool(sendfile_workers)
         self._runner: web.AppRunner | None = None
@@ -152,9 +205,8 @@ class HttpService:
             shutdown_timeout=1.0,
         )
         await runner.setup()
-        site = web.TCPSite(runner, host=host, port=self.port, backlog=256)
         try:
-            await site.start()
+            listener = listen(host, self.port, backlog=256)
         except OSError as exc:
             await runner.cleanup()
             if exc.errno == errno.EADDRINUSE:
@@ -167,20 +219,48 @@ class HttpService:
                 " choose another port with --http-port N"
             ) from exc
         self._runner = runner
+        # Measured now, with DHCP's, TFTP's and the state's descriptors already open.
+        self.gate = ConnectionGate(self._limits or ConnectionLimits.for_process())
+        assert runner.server is not None
+        self._listener = listener
+        self._accepting = asyncio.create_task(
+            accept_loop(listener, self.gate, runner.server, self._turn_away), name="pxetui-http-accept"
+        )
         self.sendfile.start()
         self.monitor.start()
 
+    def _turn_away(self, kind: str, reason: str, client: str) -> None:
+        self.turned_away.report(kind, reason, None, client or None)
+
     async def stop(self) -> None:
+        if self._accepting is not None:
+            self._accepting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accepting
+            self._accepting = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         await self.monitor.stop()
+        self.refusals.close()
+        self.turned_away.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         self.sendfile.close()
 
     def describe(self) -> dict[str, object]:
+        gate = self.gate
+        turned = self.turned_away.counts
         return {
             "port": self.port,
             "address": self._host,
+            "connections": gate.live() if gate else 0,
+            "connection_cap": gate.limits.cap if gate else 0,
+            "per_address_cap": gate.limits.per_address if gate else 0,
+            "turned_away_busy": turned.get("busy", 0),
+            "turned_away_per_address": turned.get("per-address", 0),
+            "accept_failed": turned.get("no descriptor", 0),
             "active": len(self.monitor.active),
             "rejected": self.rejected,
             "refused_unknown": sum(self.refusals.counts.values()),
@@ -339,23 +419,40 @@ class HttpService:
             )
         mac = self._mac_of(request, query["mac"])
         assert mac is not None
+        waited = self._waited(query.get("waited"))
         token = self._may_boot(request, mac, "the boot script")
         info = {key: query.get(key, "")[:MAX_INFO_LEN] for key in CLIENT_INFO}
         machine = self._machine(mac, token=token)
         base = self._base
         plan = self._booter.boot_plan(mac)
+        timeout = self._context.settings.menu_timeout
         try:
             if plan.boot_local:
                 answer, script = "local", self._scripts.action("local", base, machine)
             elif plan.profile is not None:
                 profile = plan.profile
                 answer, script = profile.name, self._boot_script(profile, mac, token)
+            elif timeout and waited >= timeout:
+                # Nobody chose and nobody assigned while the menu waited: the local disk.
+                answer, script = "menu-timeout", self._scripts.action("local", base, machine)
             else:
-                answer, script = "menu", self._menu(machine, info, query.get("lm") == "1")
+                answer, script = "menu", self._menu(machine, info, waited)
         except TemplateError as exc:
             self._error(mac, request, str(exc))
             raise web.HTTPInternalServerError(text=f"{exc}\n") from exc
         return self._text(request, mac, "script", "boot.ipxe", script, answer=answer, client_info=info)
+
+    def _waited(self, text: str | None) -> int:
+        """The seconds an unassigned PC has waited in its menu, as its last poll URL says.
+
+        It is the PC's own count (the server keeps no timer per PC); anything but a few
+        digits is refused, and a wait longer than the timeout only means the wait is over.
+        """
+        if text is None:
+            return 0
+        if not text.isascii() or not text.isdigit() or len(text) > MAX_WAITED_DIGITS:
+            raise web.HTTPBadRequest(text="waited= must be a number of seconds\n")
+        return int(text)
 
     def _boot_script(self, profile: Profile, mac: str, token: bool) -> str:
         machine = self._machine(mac, profile, token=token)
@@ -367,14 +464,32 @@ class HttpService:
             raise TemplateError(f"profile {profile.name} ({profile.source}): cmdline: {exc}") from exc
         return self._scripts.boot(profile, self._base, machine, cmdline, retry)
 
-    def _menu(self, machine: MachineContext, info: dict[str, str], long_mode: bool) -> str:
+    def _can_boot(self, profile: Profile) -> bool:
+        """Every file of the profile is there and verified: what the menu may offer now."""
+        statuses = profile_status(profile, self._context.settings.cache_dir)
+        return all(status.state is FileState.PRESENT for status in statuses)
+
+    def _menu(self, machine: MachineContext, info: dict[str, str], waited: int) -> str:
+        long_mode = info["lm"] == "1"
+
         def fits(profile: Profile) -> bool:
             return ipxe_fits(info["arch"], info["platform"], long_mode, profile.arch, profile.firmware)
 
         profiles = [p for _, p in sorted(self._profiles.items()) if fits(p)]
-        systems = [p for p in profiles if not p.action]
+        systems = [p for p in profiles if not p.action and self._can_boot(p)]
         actions = [p for p in profiles if p.action]
-        return self._scripts.menu(self._base, machine, systems, actions, self._context.settings.menu_timeout)
+        timeout = self._context.settings.menu_timeout
+        return self._scripts.menu(
+            self._base, machine, systems, actions, timeout, poll=self._poll(machine.mac, info, waited)
+        )
+
+    def _poll(self, mac: str, info: dict[str, str], waited: int) -> MenuPoll:
+        """The menu's next question to the server: the same request, with the wait so far."""
+        timeout = self._context.settings.menu_timeout
+        remaining = timeout - waited if timeout else None
+        interval = self.menu_poll_interval if remaining is None else min(self.menu_poll_interval, remaining)
+        query = urlencode({"mac": mac, **info, "waited": waited + interval}, quote_via=quote)
+        return MenuPoll(url=f"{self._base}/boot.ipxe?{query}", interval=interval, remaining=remaining)
 
     async def _select(self, request: web.Request) -> web.StreamResponse:
         mac = self._mac_of(request, request.query.get("mac"))
@@ -386,8 +501,12 @@ class HttpService:
         try:
             if choice in EXTRA_ACTIONS:
                 script = self._scripts.action(EXTRA_ACTIONS[choice], self._base, machine)
-            elif choice in self._profiles:
+            elif choice in self._profiles and self._can_boot(self._profiles[choice]):
                 script = self._boot_script(self._profiles[choice], mac, token)
+            elif choice in self._profiles:
+                # Not in the menu either: an old menu, or files removed since it was drawn.
+                self._error(mac, request, f"menu choice {choice}: its files are missing or unverified")
+                raise web.HTTPNotFound(text=f"{choice} cannot boot now\n")
             else:
                 self._error(mac, request, f"menu choice {choice[:64]!r} is not a profile")
                 raise web.HTTPNotFound(text="no such profile\n")

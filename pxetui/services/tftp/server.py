@@ -4,6 +4,12 @@ Requests arrive on one listening socket; each accepted read gets its own socket 
 asyncio TftpTransfer (transfer.py beside it) with blksize, tsize and windowsize negotiated.
 Bad datagrams are dropped and counted; refused requests get a TFTP error and a tftp.done
 event with ok=false, so the operator sees a PC asking for a file that is not there.
+
+A flood must not lock PCs out: one client address runs at most MAX_PER_CLIENT transfers at
+once, and a transfer whose client never sends its first ACK gives its slot back after
+FIRST_ACK_GIVE_UP seconds (transfer.py), not the 30 s a real client that stalls gets. Requests
+refused for being over a cap get a TFTP error and are counted (`busy`), without an event each:
+a flood would otherwise be thousands of lines for the operator.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import errno
 import logging
 import socket
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,13 +26,29 @@ from pxetui.errors import UsageError
 from pxetui.model.events import TftpDone, TftpProgress, TftpStart
 from pxetui.services.context import ServiceContext
 from pxetui.services.tftp import packets
-from pxetui.services.tftp.requests import MODES, Refused, catalog_name, negotiate, to_netascii
-from pxetui.services.tftp.transfer import GIVE_UP, BytesSource, FileSource, Outcome, Source, TftpTransfer
+from pxetui.services.tftp.requests import MODES, Refused, catalog_name, negotiate
+from pxetui.services.tftp.transfer import (
+    FIRST_ACK_GIVE_UP,
+    GIVE_UP,
+    FileSource,
+    NetasciiSource,
+    Outcome,
+    Source,
+    TftpTransfer,
+)
 
 _log = logging.getLogger(__name__)
 
 TFTP_PORT = 69
 MAX_TRANSFERS = 256  # a room of PCs is tens; more at once is a loop or a flood
+# Transfers at once from one address. A PC fetches one file at a time; the room left is for
+# test rigs and benches that run 20 clients from one address. A flood from one address gets
+# this many slots, each back after FIRST_ACK_GIVE_UP if it never ACKs.
+MAX_PER_CLIENT = 32
+
+
+class Busy(Refused):
+    """Refused for being over a cap: counted, answered with a TFTP error, no event each."""
 
 
 @dataclass(slots=True)
@@ -34,6 +57,7 @@ class TftpStats:
     probes: int = 0
     failed: int = 0
     refused: int = 0
+    busy: int = 0  # requests over MAX_TRANSFERS or MAX_PER_CLIENT (a flood, or a loop)
     malformed: int = 0
     ignored: int = 0  # stray packets on port 69, repeated requests of a running transfer
     segmented_sends: int = 0  # windows that left in one send (UDP segmentation offload)
@@ -51,15 +75,23 @@ class _Active:
 class TftpService:
     name = "tftp"
 
-    def __init__(self, context: ServiceContext, port: int = TFTP_PORT, give_up: float = GIVE_UP) -> None:
+    def __init__(
+        self,
+        context: ServiceContext,
+        port: int = TFTP_PORT,
+        give_up: float = GIVE_UP,
+        first_give_up: float = FIRST_ACK_GIVE_UP,
+    ) -> None:
         if not 0 < port < 65536:
             raise UsageError(f"TFTP port {port} is not a port: give 1-65535")
         self.context = context
         self.port = port
         self.give_up = give_up  # seconds a transfer waits for a silent client
+        self.first_give_up = first_give_up  # ... for one that never sent its first ACK
         self.stats = TftpStats()
         self._listener: asyncio.DatagramTransport | None = None
         self._active: dict[tuple[str, int], _Active] = {}
+        self._per_address: Counter[str] = Counter()  # running transfers per client address
         self._address = str(context.address.ip)
         self._mtu = context.interface.mtu
 
@@ -82,6 +114,7 @@ class TftpService:
         for active in list(self._active.values()):
             active.transfer.abort("pxetui stopped")
         self._active.clear()
+        self._per_address.clear()
 
     def describe(self) -> dict[str, object]:
         catalog = self.context.boot_files.catalog
@@ -110,6 +143,12 @@ class TftpService:
         if client in self._active:
             self.stats.ignored += 1  # the client repeated its request; the transfer answers
             return
+        try:
+            self._check_room(client[0])
+        except Busy as busy:
+            self.stats.busy += 1
+            self._reply_error(client, busy.code, busy.message)
+            return
         mac = self.context.booter.mac_for_ip(client[0])
         try:
             self._accept(packet, client, mac)
@@ -129,13 +168,17 @@ class TftpService:
                 )
             )
 
+    def _check_room(self, address: str) -> None:
+        if self._per_address[address] >= MAX_PER_CLIENT:
+            raise Busy(packets.ERR_UNDEFINED, f"{MAX_PER_CLIENT} transfers from {address} running already")
+        if len(self._active) >= MAX_TRANSFERS:
+            raise Busy(packets.ERR_UNDEFINED, "server busy, try again")
+
     def _accept(self, request: packets.Request, client: tuple[str, int], mac: str | None) -> None:
         if request.write:
             raise Refused(packets.ERR_ACCESS, "write refused: pxetui serves boot files read-only")
         if request.mode not in MODES:
             raise Refused(packets.ERR_ILLEGAL, f"mode {request.mode[:20]!r} not supported; use octet")
-        if len(self._active) >= MAX_TRANSFERS:
-            raise Refused(packets.ERR_UNDEFINED, "server busy, try again")
         catalog = self.context.boot_files.catalog
         name = catalog_name(request.filename, catalog)
         try:
@@ -148,9 +191,12 @@ class TftpService:
             source.close()
             raise Refused(packets.ERR_UNDEFINED, f"server cannot open a socket: {exc.strerror}") from exc
         negotiated = negotiate(request.options, source.size, self._mtu)
-        transfer = TftpTransfer(sock, source, negotiated, self._on_progress, self._on_done, self.give_up)
+        transfer = TftpTransfer(
+            sock, source, negotiated, self._on_progress, self._on_done, self.give_up, self.first_give_up
+        )
         active = _Active(client=client, file=name, mac=mac, transfer=transfer)
         self._active[client] = active
+        self._per_address[client[0]] += 1
         self.context.emit(
             TftpStart(
                 mac=mac,
@@ -205,6 +251,10 @@ class TftpService:
         if active is None:
             return
         del self._active[active.client]
+        address = active.client[0]
+        self._per_address[address] -= 1
+        if self._per_address[address] <= 0:
+            del self._per_address[address]
         if outcome.probe:
             self.stats.probes += 1
         elif outcome.ok:
@@ -245,10 +295,19 @@ class _Listener(asyncio.DatagramProtocol):
 
 
 def _open_source(path: str, netascii: bool) -> Source:
+    """The file as it goes on the wire; netascii is converted as it is read, never held whole."""
     if not netascii:
         return FileSource(path)
-    with open(path, "rb") as fh:
-        return BytesSource(to_netascii(fh.read()))
+    source = NetasciiSource(path)
+    if source.too_big:
+        source.close()
+        limit = NetasciiSource.MAX_BYTES >> 20
+        raise Refused(
+            packets.ERR_ILLEGAL,
+            f"netascii is for text files up to {limit} MiB and this one is {source.raw_size} bytes:"
+            " ask for it in octet (binary) mode",
+        )
+    return source
 
 
 def _bind_advice(address: str, port: int, exc: OSError) -> str:

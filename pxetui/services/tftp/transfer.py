@@ -20,6 +20,7 @@ checksum offload: EIO), that transfer unsets it and sends block by block.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import errno
 import os
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pxetui.services.tftp import packets
-from pxetui.services.tftp.requests import Negotiated
+from pxetui.services.tftp.requests import Negotiated, to_netascii
 
 MIN_RTO = 0.02  # seconds: the floor of the retransmit timer, well above LAN RTTs (~0.1 ms)
 QUICK_RETRIES = 5  # resends at RTT pace (20, 40, 80, 160, 320 ms) before assuming a silent client
@@ -40,6 +41,10 @@ QUICK_RETRIES = 5  # resends at RTT pace (20, 40, 80, 160, 320 ms) before assumi
 SILENT_CLIENT_WAIT = 6.0
 MAX_RTO = 16.0
 GIVE_UP = 30.0  # seconds without progress: the client has gone
+# A transfer whose client never acknowledged anything (not the OACK, not block 1) holds its
+# slot only this long: a flood of RRQs that never ACK must not lock TFTP out for GIVE_UP.
+# A real client ACKs within milliseconds, and the quick resends cover a lost first packet.
+FIRST_ACK_GIVE_UP = 5.0
 PROGRESS_INTERVAL = 0.25  # seconds between tftp.progress events of one transfer
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h; Python 3.11 lacks the name
 GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS in the kernel
@@ -77,18 +82,58 @@ class FileSource:
             self._fd = -1
 
 
-class BytesSource:
-    """Content already in memory (netascii conversions)."""
+class NetasciiSource:
+    """A file in netascii (CR LF line ends, RFC 764), converted block by block as it is read.
 
-    def __init__(self, content: bytes) -> None:
-        self._content = content
-        self.size = len(content)
+    The converted size is known before the first block (tsize, the block count) from one scan
+    that only counts CR and LF per CHUNK of the file; it keeps where each chunk starts in the
+    converted stream (8 bytes per 4 KiB), so any block, resends included, is converted from
+    the chunk it starts in. Memory stays a few KiB per transfer whatever the file's size;
+    the scan's time is what MAX_BYTES bounds.
+    """
+
+    CHUNK = 4096
+    MAX_BYTES = 4 << 20  # bigger files are refused (netascii is for text; boot files are octet)
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.raw_size = os.fstat(self._fd).st_size
+            self._starts = self._scan() if self.raw_size <= self.MAX_BYTES else []
+        except OSError:
+            os.close(self._fd)
+            raise
+        self.size = self._starts[-1] if self._starts else 0
+
+    @property
+    def too_big(self) -> bool:
+        return self.raw_size > self.MAX_BYTES
+
+    def _scan(self) -> list[int]:
+        """The converted offset at the start of each chunk, and the converted size last."""
+        starts = [0]
+        for offset in range(0, self.raw_size, self.CHUNK):
+            chunk = os.pread(self._fd, self.CHUNK, offset)
+            starts.append(starts[-1] + len(chunk) + chunk.count(b"\r") + chunk.count(b"\n"))
+        return starts
 
     def read(self, offset: int, length: int) -> bytes:
-        return self._content[offset : offset + length]
+        index = max(bisect.bisect_right(self._starts, offset) - 1, 0)
+        skip = offset - self._starts[index]
+        parts: list[bytes] = []
+        have = 0
+        raw = index * self.CHUNK
+        while have < skip + length and raw < self.raw_size:
+            converted = to_netascii(os.pread(self._fd, self.CHUNK, raw))
+            parts.append(converted)
+            have += len(converted)
+            raw += self.CHUNK
+        return b"".join(parts)[skip : skip + length]
 
     def close(self) -> None:
-        self._content = b""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 @dataclass(slots=True)
@@ -107,6 +152,7 @@ class TftpTransfer:
         on_progress: Callable[[TftpTransfer], None],
         on_done: Callable[[TftpTransfer, Outcome], None],
         give_up: float = GIVE_UP,
+        first_give_up: float = FIRST_ACK_GIVE_UP,
     ) -> None:
         self.sock = sock  # bound to the server address, connected to the client: the TID
         self.source = source
@@ -124,6 +170,8 @@ class TftpTransfer:
         self.started = time.monotonic()
         self.finished: float | None = None
         self.give_up = give_up
+        self.first_give_up = min(first_give_up, give_up)
+        self.answered = False  # the client acknowledged something: it is really there
         self._on_progress = on_progress
         self._on_done = on_done
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -228,8 +276,14 @@ class TftpTransfer:
 
     # -- protocol logic ---------------------------------------------------------------------
 
+    @property
+    def patience(self) -> float:
+        """Seconds without progress before giving up: short until the client's first ACK."""
+        return self.give_up if self.answered else self.first_give_up
+
     def _on_ack(self, wire_block: int) -> None:
         self._unanswered = 0  # the client is there, whatever it acknowledges
+        self.answered = True
         if self.sent_upto == 0:
             if wire_block == 0 and self._oack is not None:
                 self._note_rtt()
@@ -333,7 +387,7 @@ class TftpTransfer:
         what every ACK does, costs one float; the timer notices when it fires."""
         assert self._loop is not None
         now = time.monotonic()
-        self._deadline = min(now + self._rto, self._progress_at + self.give_up)
+        self._deadline = min(now + self._rto, self._progress_at + self.patience)
         if self._timer is not None and self._timer_at <= self._deadline + 0.001:
             return
         self._cancel_timer()
@@ -358,9 +412,11 @@ class TftpTransfer:
             self._timer = None
 
     def _on_timeout(self) -> None:
-        if time.monotonic() - self._progress_at >= self.give_up - 0.005:
+        if time.monotonic() - self._progress_at >= self.patience - 0.005:
             if self.sent_upto >= self.blocks:
                 self._finish(Outcome(True, "client went quiet after the last block (no final ACK)"))
+            elif not self.answered:
+                self._finish(Outcome(False, f"no first ACK from the client within {self.patience:.0f}s"))
             else:
                 self._finish(Outcome(False, f"no answer from the client for {self.give_up:.0f}s"))
             return

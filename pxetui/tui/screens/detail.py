@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.text import Text
@@ -14,6 +15,7 @@ from textual.widgets import DataTable, Footer, Static
 from pxetui.model.registry import Machine
 from pxetui.session import Session
 from pxetui.tui import format as fmt
+from pxetui.tui import stalls
 from pxetui.tui.contracts import Clock
 
 REFRESH_SECONDS = 0.5
@@ -34,11 +36,18 @@ class DetailScreen(Screen[None]):
         Binding("escape,q", "app.pop_screen", "Back"),
     ]
 
-    def __init__(self, session: Session, mac: str, clock: Clock) -> None:
+    def __init__(
+        self,
+        session: Session,
+        mac: str,
+        clock: Clock,
+        asks: Callable[[str], int | None] = lambda mac: None,
+    ) -> None:
         super().__init__(id="detail")
         self.session = session
         self.mac = mac
         self.clock = clock
+        self.asks = asks  # DHCP DISCOVERs without an address, as the main screen counted them
         self._shown: tuple[object, ...] = ()
 
     def compose(self) -> ComposeResult:
@@ -70,12 +79,12 @@ class DetailScreen(Screen[None]):
             ("Vendor", machine.vendor or "unknown"),
             ("Hostname", (entry.hostname if entry else None) or "—"),
             ("Boots next", fmt.assigned(entry, machine)),
-            ("Stage", fmt.stage_text(machine)),
+            ("Stage", _stage_text(machine, now, self.asks(self.mac))),
             ("IP", machine.ip or "—"),
-            ("Firmware", f"{machine.firmware or '—'} (arch {fmt.arch_label(machine.arch)})"),
+            ("Firmware", fmt.firmware_text(machine)),
             ("Boots seen", str(machine.boots)),
             ("Elapsed", fmt.elapsed(machine, now) or "—"),
-            ("Transfer", _transfer_text(machine)),
+            ("Transfer", fmt.transfer_text(machine)),
             ("Last error", machine.last_error or "—"),
         ]
         state = (tuple(info), tuple(sorted(machine.fingerprint.items(), key=str)), len(machine.timeline))
@@ -101,10 +110,6 @@ class DetailScreen(Screen[None]):
             timeline.add_row(fmt.clock(ts), offset, step, detail)
 
 
-def _transfer_text(machine: Machine) -> str:
-    transfer = machine.transfer
-    if transfer is None:
-        return "—"
-    total = f" of {fmt.size(transfer.total)}" if transfer.total else ""
-    state = "done" if transfer.finished else fmt.rate(transfer.rate)
-    return f"{transfer.file} {fmt.size(transfer.bytes)}{total} ({state})"
+def _stage_text(machine: Machine, now: float, asks: int | None) -> str:
+    stuck = stalls.stall(machine, now, asks)
+    return stuck.describe() if stuck is not None else fmt.stage_text(machine)

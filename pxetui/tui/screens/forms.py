@@ -3,6 +3,12 @@
 A form shows labelled inputs (and optionally a list of choices that fills the first input),
 calls `apply(values)` on Enter / OK, and stays open showing the returned message when the
 action was refused: nothing the operator typed is lost and the plan is unchanged.
+
+At 80x24 a form is taller than the screen (the assign list, a long list of CSV problems): the
+title and the buttons stay put and the part between them scrolls, so OK stays on screen and
+the error is scrolled into view. Tab moves focus before the next key is read (a priority
+binding): a paste or a barcode scanner typing "MAC<Tab>hostname" fills both fields, where the
+keys after Tab used to land in the field Tab left.
 """
 
 from __future__ import annotations
@@ -11,9 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, OptionList, Static
@@ -21,6 +29,8 @@ from textual.widgets.option_list import Option
 
 # Returns None when the action was done, else the message to show (the form stays open).
 Apply = Callable[[dict[str, str]], str | None]
+# Rows a dialog needs besides its scrolling body: border 2, padding 2, title 2, buttons 4.
+DIALOG_CHROME = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +42,31 @@ class Field:
     suggestions: Sequence[str] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One line of a form's list: `key` goes into the first field; `text` is shown after it."""
+
+    key: str
+    text: str
+    mark: str = ""  # one character before the text: ✓ files present, ↓ still to fetch
+
+
+def choice_prompt(choice: Choice) -> Text:
+    """The list line, cut rather than wrapped: a wrapped title read as another entry."""
+    prompt = Text(no_wrap=True, overflow="ellipsis")
+    prompt.append(f"{choice.key:<18} ", style="bold")
+    if choice.mark:
+        prompt.append(f"{choice.mark} ", style="green" if choice.mark == "✓" else "yellow")
+    prompt.append(choice.text)
+    return prompt
+
+
 class FormScreen(ModalScreen[bool]):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("tab", "app.focus_next", "Next field", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True),
+    ]
 
     def __init__(
         self,
@@ -42,8 +75,9 @@ class FormScreen(ModalScreen[bool]):
         apply: Apply,
         *,
         note: str = "",
-        choices: Sequence[tuple[str, str]] = (),
+        choices: Sequence[Choice] = (),
         form_id: str = "form",
+        focus_choices: bool = False,
     ) -> None:
         super().__init__(id=form_id)
         self.form_title = title
@@ -51,29 +85,47 @@ class FormScreen(ModalScreen[bool]):
         self.apply = apply
         self.note = note
         self.choices = list(choices)
+        self.focus_choices = focus_choices and bool(self.choices)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static(self.form_title, classes="form-title")
-            if self.note:
-                yield Static(self.note, classes="form-note")
-            if self.choices:
-                yield OptionList(
-                    *(Option(f"{key:<18} {text}", id=key) for key, text in self.choices), id="choices"
-                )
-            for f in self.fields:
-                yield Label(f.label)
-                suggester = SuggestFromList(f.suggestions, case_sensitive=False) if f.suggestions else None
-                yield Input(
-                    value=f.value, placeholder=f.placeholder, id=f"field-{f.key}", suggester=suggester
-                )
-            yield Static("", id="form-error")
+            with VerticalScroll(classes="form-body"):
+                if self.note:
+                    yield Static(self.note, classes="form-note")
+                if self.choices:
+                    yield OptionList(
+                        *(Option(choice_prompt(c), id=c.key) for c in self.choices), id="choices"
+                    )
+                for f in self.fields:
+                    yield Label(f.label)
+                    suggester = (
+                        SuggestFromList(f.suggestions, case_sensitive=False) if f.suggestions else None
+                    )
+                    yield Input(
+                        value=f.value, placeholder=f.placeholder, id=f"field-{f.key}", suggester=suggester
+                    )
+                yield Static("", id="form-error")
             with Horizontal(classes="buttons"):
                 yield Button("OK (enter)", variant="primary", id="ok")
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
-        self.query_one(f"#field-{self.fields[0].key}", Input).focus()
+        self._fit(self.app.size.height)
+        if self.focus_choices:
+            choices = self.query_one("#choices", OptionList)
+            current = self.query_one(f"#field-{self.fields[0].key}", Input).value
+            keys = [c.key for c in self.choices]
+            choices.highlighted = keys.index(current) if current in keys else 0
+            choices.focus()
+        else:
+            self.query_one(f"#field-{self.fields[0].key}", Input).focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size.height)
+
+    def _fit(self, height: int) -> None:
+        self.query_one(".form-body", VerticalScroll).styles.max_height = max(3, height - DIALOG_CHROME)
 
     def values(self) -> dict[str, str]:
         return {f.key: self.query_one(f"#field-{f.key}", Input).value.strip() for f in self.fields}
@@ -84,8 +136,14 @@ class FormScreen(ModalScreen[bool]):
         if message:
             error.update(message)
             error.add_class("shown")
+            # After the refresh the message has its height: then its end can be brought into view.
+            self.call_after_refresh(self._show_error)
             return
         self.dismiss(True)
+
+    def _show_error(self) -> None:
+        body = self.query_one(".form-body", VerticalScroll)
+        body.scroll_end(animate=False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

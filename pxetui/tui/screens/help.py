@@ -29,6 +29,10 @@ STAGE_HELP = {
     Stage.DONE: "the installer reported success",
     Stage.FAILED: "the installer reported a failure (see details)",
 }
+STALLED_HELP = (
+    "no progress for longer than that step takes: the Progress column names the likely cause,"
+    " Enter shows the last step and the whole reason"
+)
 EXTRA_KEYS = (
     ("ctrl+p", "command palette: every action by name"),
     ("escape", "close a form or screen"),
@@ -52,6 +56,7 @@ class HelpScreen(Screen[None]):
         stages = Table(title="Stages", title_justify="left", show_header=False, box=None, padding=(0, 2))
         for stage, text in STAGE_HELP.items():
             stages.add_row(stage.label, text)
+        stages.add_row("stalled", STALLED_HELP)
         with VerticalScroll():
             yield Static(
                 "[b]pxetui help[/b]: actions apply to the marked machines (space), else to the one"

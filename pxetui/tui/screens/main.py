@@ -1,51 +1,82 @@
-"""The main screen: status header, rival-DHCP warning, the machine table, the event log."""
+"""The main screen: status header and summary bar, rival-DHCP warning, the machine table, the log.
+
+Everything here fits the terminal it is drawn on: at 80x24 the header keeps to its two lines,
+the table keeps MAC, OS, stage and progress (layout.py decides what gives way), the event log
+shrinks and the key bar shows the keys that fit; on a wide terminal the columns grow. The
+event log reads as sentences (sentences.py), the raw events one key (r) away.
+"""
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Collapsible, DataTable, Footer, RichLog, Static
+from textual.widgets import Collapsible, DataTable, RichLog, Static
 
-from pxetui.errors import PxetuiError
-from pxetui.host.mac import MacError, normalize_mac
+from pxetui.boot import firmware
+from pxetui.boot.cache import require_servable
+from pxetui.boot.profiles import Profile
+from pxetui.errors import PxetuiError, UsageError
+from pxetui.host.mac import MacError, normalize_mac, unusable_mac
 from pxetui.model.events import DhcpNak, DhcpRival, Error, Event, InstallDone, InstallFailed, PlanEvent
 from pxetui.model.plan import PlanError, check_hostname
-from pxetui.model.registry import Machine, Stage
+from pxetui.model.registry import Machine
+from pxetui.model.report import REPORT_NAME
 from pxetui.session import Session
 from pxetui.tui import format as fmt
+from pxetui.tui import layout, stalls
 from pxetui.tui.contracts import Clock, MainHost
 from pxetui.tui.screens.confirm import ConfirmScreen
 from pxetui.tui.screens.detail import DetailScreen
-from pxetui.tui.screens.forms import Field, FormScreen
+from pxetui.tui.screens.forms import Choice, Field, FormScreen
 from pxetui.tui.screens.help import HelpScreen
+from pxetui.tui.sentences import log_line
 from pxetui.tui.updates import LOG_KEEP, PendingUpdates
+from pxetui.tui.widgets import KeyBar, bar_keys
 
-# (key, label, width). The table has no cell padding: every cell starts with one space
-# instead, so 9 columns fit 120 terminal columns (padding would cost 18).
-COLUMNS = (
-    ("mac", "MAC", 20),
-    ("vendor", "Vendor", 9),
-    ("hostname", "Hostname", 10),
-    ("firmware", "Firmware", 10),
-    ("ip", "IP", 16),
-    ("os", "OS", 13),
-    ("stage", "Stage", 12),
-    ("progress", "Progress", 21),
-    ("elapsed", "Elapsed", 8),
-)
+# (key, label, least width) in display order; layout.fit_columns picks and widens them.
+COLUMNS = tuple((c.key, c.label, c.width) for c in layout.COLUMNS)
 MARK = "●"
 LOG_PANE_LINES = 300  # drawn lines the pane scrolls back through (log_lines keeps LOG_KEEP)
 OFFSCREEN_ROWS_PER_REFRESH = 20
 LOG_LINES_PER_REFRESH = 40
-Row = tuple[Text, ...]
+POLICY_MAX = 1000  # a typed count above this is a typo; "all" is what such a lab means
+POLICY_ALL = 1_000_000  # "all": more PCs than any room has, shown as "all"
+Row = dict[str, Text]
+GROUP_STYLES = {
+    "waiting": "grey62",
+    "at DHCP": "cyan",
+    "loading": "dodger_blue1",
+    "installing": "magenta",
+    "done": "green",
+    "failed": "red",
+    "stalled": "yellow",
+}
+STALLED_STYLE = "bold yellow"
+# The key bar keeps these when the terminal is narrow, most important first (help and quit always).
+KEY_PRIORITY = (
+    "help", "app.quit", "assign", "add_machine", "import_plan", "unknown_policy", "toggle_mark",
+    "details", "export_report", "boot_local", "unassign", "wake", "toggle_log", "toggle_raw",
+)  # fmt: skip
+NO_PC_YET = "no PC yet"
+EMPTY_HINT = (
+    "[b]No PC yet.[/b] Switch a PC on and let it boot from the network (its boot menu key, often"
+    " F12: PXE, network or IPv4): it shows up here by itself.\n\n"
+    "Before power-on:\n"
+    "  [b]n[/b]  add a PC by its MAC address\n"
+    "  [b]i[/b]  import a plan (CSV: mac,profile,hostname)\n"
+    "  [b]p[/b]  give PCs that are not in the plan a profile\n"
+    "  [b]?[/b]  every key"
+)
 
 
 class MainScreen(Screen[None]):
@@ -68,8 +99,9 @@ class MainScreen(Screen[None]):
         Binding("d", "remove_machine", "Remove", show=False, tooltip="take the marked machines off the plan"),
         Binding("p", "unknown_policy", "Policy", tooltip="what machines not in the plan get"),
         Binding("w", "wake", "Wake", tooltip="send wake-on-LAN to the marked machines"),
-        Binding("enter", "details", "Details", show=False, tooltip="timeline and DHCP fingerprint"),
+        Binding("enter", "details", "Details", tooltip="timeline and DHCP fingerprint"),
         Binding("g", "toggle_log", "Log", tooltip="show / hide the event log"),
+        Binding("r", "toggle_raw", "Raw", tooltip="event log: sentences / the raw events with every field"),
         Binding("question_mark", "help", "Help", key_display="?", tooltip="keys and stages"),
         Binding("q", "app.quit", "Quit", tooltip="stop the services, save the state and quit"),
     ]
@@ -83,7 +115,13 @@ class MainScreen(Screen[None]):
         self.marked: set[str] = set()
         self._rows: dict[str, Row] = {}
         self._stale: set[str] = set()
+        # The raw lines (`Event.describe`, what `r` shows) and the sentences the log shows.
         self.log_lines: list[str] = []
+        self.log_sentences: list[str] = []
+        self._log_events: deque[Event] = deque(maxlen=LOG_PANE_LINES)
+        self.raw_log = False
+        self.shown_columns: list[tuple[layout.Column, int]] = []
+        self._width = 0
         self.ready = False  # composed and not yet torn down: safe to refresh
 
     def compose(self) -> ComposeResult:
@@ -93,23 +131,54 @@ class MainScreen(Screen[None]):
         table: DataTable[Text] = DataTable(
             id="machines", cursor_type="row", zebra_stripes=True, cell_padding=0
         )
-        log = RichLog(id="log", max_lines=LOG_PANE_LINES, wrap=False, markup=False)
+        log = RichLog(id="log", max_lines=LOG_PANE_LINES, wrap=True, markup=False)
         trim_render_caches(table, log)
         yield table
-        with Collapsible(title="Event log (g)", collapsed=False, id="log-pane"):
+        yield Static(EMPTY_HINT, id="empty-hint")
+        with Collapsible(title=self._log_title(), collapsed=False, id="log-pane"):
             yield log
-        yield Footer(compact=True)
+        yield KeyBar(bar_keys(self.BINDINGS, KEY_PRIORITY), id="keys")
 
     def on_mount(self) -> None:
         table = self.query_one("#machines", DataTable)
-        for key, label, width in COLUMNS:
-            table.add_column(f" {label}", key=key, width=width)
+        self._fit(self.app.size.width, self.app.size.height)
         self.ready = True
         self.apply_updates(None, [], True)
         table.focus()
 
     def on_unmount(self) -> None:
         self.ready = False
+
+    def on_resize(self, event: events.Resize) -> None:
+        if not self.ready:
+            return
+        self._fit(event.size.width, event.size.height)
+        self._refresh_header()
+
+    # -- fitting the terminal --------------------------------------------------------------
+
+    def _fit(self, width: int, height: int) -> None:
+        """Choose the columns for `width` (rebuilding the table if they change) and the log's height."""
+        size = layout.log_size(height)
+        for name in layout.LOG_SIZES:  # a class, not a style: the log may not be mounted yet
+            self.set_class(name == size, f"-log-{name}")
+        shown = layout.fit_columns(width)
+        self._width = width
+        if shown == self.shown_columns:
+            return
+        self.shown_columns = shown
+        table = self.query_one("#machines", DataTable)
+        cursor = self.cursor_mac()
+        table.clear(columns=True)
+        for column, cells in shown:
+            table.add_column(f" {column.label}", key=column.key, width=cells)
+        self._rows.clear()  # cells were cut for the old widths: every row is drawn again
+        self._sync_rows(None)
+        if cursor is not None and cursor in self.session.registry.machines:
+            table.move_cursor(row=table.get_row_index(cursor))
+
+    def _column_width(self, key: str) -> int:
+        return next((cells for column, cells in self.shown_columns if column.key == key), 0)
 
     # -- refresh (called by the app's coalescing timer) ----------------------------------------
 
@@ -128,18 +197,29 @@ class MainScreen(Screen[None]):
     def _append_log(self, events: list[Event]) -> None:
         # At most LOG_LINES_PER_REFRESH lines are drawn per refresh: nobody reads faster, and
         # drawing costs loop time the services need.
-        lines = [(_log_line(e), _log_style(e)) for e in events]
-        if not lines:
+        if not events:
             return
-        self.log_lines.extend(line for line, _ in lines)
+        self.log_lines.extend(e.describe() for e in events)
         del self.log_lines[:-LOG_KEEP]
+        self.log_sentences.extend(log_line(e) for e in events)
+        del self.log_sentences[:-LOG_KEEP]
+        self._log_events.extend(events)
         log = self.query_one("#log", RichLog)
-        skipped = len(lines) - LOG_LINES_PER_REFRESH
+        skipped = len(events) - LOG_LINES_PER_REFRESH
         if skipped > 0:
             log.write(Text(f"… {skipped} more events (all are in the machines' timelines)", style="dim"))
-            lines = lines[skipped:]
-        for line, style in lines:
-            log.write(Text(line, style=style))
+            events = events[skipped:]
+        for event in events:
+            log.write(self._log_text(event))
+
+    def _log_text(self, event: Event) -> Text:
+        line = event.describe() if self.raw_log else log_line(event)
+        return Text(line, style=_log_style(event))
+
+    def _log_title(self) -> str:
+        if self.raw_log:
+            return "Raw events (r: sentences, g: hide)"
+        return "Event log (r: raw events, g: hide)"
 
     def _sync_rows(self, macs: set[str] | None) -> None:
         """Redraw changed rows: all visible ones, plus a bounded number of off-screen ones.
@@ -173,72 +253,131 @@ class MainScreen(Screen[None]):
         self._stale.discard(mac)
         machine = self.session.registry.get(mac)
         if machine is None:
+            if mac in table.rows:  # taken off the plan before it ever booted
+                table.remove_row(mac)
+            self._rows.pop(mac, None)
             return
         row = self._row(machine, now)
         old = self._rows.get(mac)
-        if old is None:
-            table.add_row(*row, key=mac)
+        if old is None or mac not in table.rows:
+            table.add_row(*(row[column.key] for column, _ in self.shown_columns), key=mac)
         elif old != row:
-            for (key, _, _), new_cell, old_cell in zip(COLUMNS, row, old, strict=True):
-                if new_cell != old_cell:
-                    table.update_cell(mac, key, new_cell)
+            for column, _ in self.shown_columns:
+                if row[column.key] != old[column.key]:
+                    table.update_cell(mac, column.key, row[column.key])
         self._rows[mac] = row
 
     def _row(self, machine: Machine, now: float) -> Row:
         entry = self.session.plan.get(machine.mac)
-        stage_style = fmt.STAGE_STYLES.get(machine.stage, "")
+        stuck = stalls.stall(machine, now, self.pending.asks(machine.mac))
         mark = MARK if machine.mac in self.marked else " "
-        return (
-            _cell(f"{mark} {machine.mac}", "bold" if mark != " " else ""),
-            _cell(machine.vendor),
-            _cell((entry.hostname if entry else None) or ""),
-            _cell(machine.firmware),
-            _cell(machine.ip or ""),
-            _cell(fmt.assigned(entry, machine), "italic" if entry is None or not entry.profile else ""),
-            _cell(fmt.stage_text(machine), stage_style),
-            _cell(fmt.progress(machine)),
-            _cell(fmt.elapsed(machine, now)),
-        )
+        if stuck is not None:
+            # The step it got to stays in Stage; Progress says it stalled and the likely cause
+            # (the whole cause where the column has room; the details always have it).
+            stage = _cell(fmt.stage_text(machine), STALLED_STYLE)
+            room = self._column_width("progress") - 1
+            transfer = machine.transfer
+            if transfer is not None and not transfer.finished and transfer.percent is not None:
+                shown = f"stalled at {transfer.percent:.0f}%: {stuck.hint}"
+            else:
+                shown = f"stalled: {stuck.cause}"
+                if len(shown) > room:
+                    shown = f"stalled: {stuck.hint}"
+            progress = _cell(shown, "yellow")
+        else:
+            stage = _cell(fmt.stage_text(machine), fmt.STAGE_STYLES.get(machine.stage, ""))
+            progress = _cell(fmt.progress(machine))
+        return {
+            "mac": _cell(f"{mark} {machine.mac}", "bold" if mark != " " else ""),
+            "vendor": _cell(machine.vendor),
+            "hostname": _cell((entry.hostname if entry else None) or ""),
+            "firmware": _cell(machine.firmware),
+            "ip": _cell(machine.ip or ""),
+            "os": _cell(fmt.assigned(entry, machine), "italic" if entry is None or not entry.profile else ""),
+            "stage": stage,
+            "progress": progress,
+            "elapsed": _cell(fmt.elapsed(machine, now)),
+        }
 
     def _refresh_header(self) -> None:
+        width = max(20, (self._width or self.app.size.width) - 2)  # the status line's padding
+        machines = self.session.registry.snapshot()
+        self.query_one("#status", Static).update(
+            Text("\n", no_wrap=True).join([self._status_line(width), self._summary_line(machines, width)])
+        )
+        self.set_class(not machines, "-empty")
+        self._refresh_rival()
+
+    def _status_line(self, width: int) -> Text:
+        """Where pxetui serves, its mode, its services, the unknown-PC policy: what fits `width`."""
         session = self.session
         cfg = session.config
         address = session.address or cfg.address
-        where = f"[b]{cfg.interface}[/b] {address}" if address else f"[b]{cfg.interface}[/b]"
+        where = Text.assemble((cfg.interface, "bold"), f" {address}" if address else "")
         services = self.pending.services
         if self.pending.ready:
-            parts = []
-            for name, desc in services.items():
+            state = Text()
+            for n, (name, desc) in enumerate(services.items()):
                 port = desc.get("port") if isinstance(desc, dict) else None
-                parts.append(f"{name.upper()} [green]●[/]" + (f" :{port}" if port else ""))
-            state = "  ".join(parts) if parts else "[yellow]no boot services in this build[/]"
+                # Only a port an operator may have chosen is worth the room at 80 columns.
+                show_port = port and (width >= 110 or name == "http")
+                state.append("  " if n else "")
+                shown = Text.assemble(name.upper(), ("●", "green"), f":{port}" if show_port else "")
+                state.append_text(shown)
+            if not services:
+                state = Text("no boot services in this build", style="yellow")
         elif self.host.starting:
-            state = "[yellow]starting services…[/]"
+            state = Text("starting services…", style="yellow")
         else:
-            state = "[dim]services not running[/]"
-        machines = session.registry.snapshot()
-        counts = {stage: 0 for stage in Stage}
-        for m in machines:
-            counts[m.stage] += 1
-        booting = len(machines) - counts[Stage.WAITING] - counts[Stage.DONE]
-        booting -= counts[Stage.FAILED]
+            state = Text("services not running", style="dim")
         policy = session.plan.unknown
-        unknown = (
-            f"unknown PCs: {policy.profile} for next {policy.remaining}"
-            if policy.profile
-            else "unknown PCs: menu"
-        )
-        marked = f"  marked {len(self.marked)}" if self.marked else ""
-        self.query_one("#status", Static).update(
-            f"pxetui  {where}  mode [b]{session.mode}[/b]   {state}\n"
-            f"machines {len(machines)}  waiting {counts[Stage.WAITING]}"
-            f"  booting {booting}  [green]done {counts[Stage.DONE]}[/]"
-            f"  [red]failed {counts[Stage.FAILED]}[/]   {unknown}{marked}"
-        )
+        if policy.profile:
+            count = "all" if policy.remaining > POLICY_MAX else f"next {policy.remaining}"
+            unknown = Text(f"unknown PCs: {policy.profile} for {count}")
+        else:
+            unknown = Text("unknown PCs: menu")
+        parts = [
+            (Text("pxetui", style="bold"), 1),
+            (where, 9),
+            (Text.assemble("mode ", (session.mode, "bold")), 8),
+            (state, 7),
+            (unknown, 5),
+        ]
+        if self.marked:
+            parts.append((Text(f"marked {len(self.marked)}", style="bold"), 6))
+        keep = layout.fit_parts([(t.plain, prio) for t, prio in parts], width)
+        return _joined([parts[i][0] for i in keep], width)
+
+    def _summary_line(self, machines: list[Machine], width: int) -> Text:
+        """`███▒▒░ 6 PCs  1 waiting  1 at DHCP  ...`: the room at a glance."""
+        if not machines:
+            return Text(NO_PC_YET, style="dim")
+        counts = stalls.summary(machines, self.clock(), self.pending.asks)
+        parts = [(Text(f"{len(machines)} PCs", style="bold"), 9)]
+        for group, count in counts.items():
+            style = GROUP_STYLES[group] if count else "dim"
+            text = Text.assemble((str(count), f"bold {style}" if count else "dim"), (f" {group}", style))
+            # Zero groups give way first; of the rest, failed and stalled stay longest.
+            important = 4 if group in ("failed", "stalled") else 3
+            parts.append((text, important if count else 1))
+        least_bar = 8
+        keep = layout.fit_parts([(t.plain, prio) for t, prio in parts], width - least_bar - 1)
+        counts_text = _joined([parts[i][0] for i in keep], width)
+        bar_width = min(40, width - len(counts_text.plain) - 1)
+        line = Text(no_wrap=True, overflow="ellipsis")
+        for group, cells in stalls.segments(counts, bar_width):
+            line.append("█" * cells, style=GROUP_STYLES[group])
+        if line.plain:
+            line.append(" ")
+        line.append_text(counts_text)
+        return line
+
+    def _refresh_rival(self) -> None:
+        session = self.session
         rival = self.query_one("#rival", Static)
         if self.pending.rival:
             rival.update(
-                f"⚠  ANOTHER DHCP SERVER answers on {cfg.interface}: {self.pending.rival}."
+                f"⚠  ANOTHER DHCP SERVER answers on {session.config.interface}: {self.pending.rival}."
                 + (
                     f" pxetui switched to {self.pending.rival_mode} mode: it hands out no more addresses."
                     if self.pending.rival_mode
@@ -326,6 +465,8 @@ class MainScreen(Screen[None]):
                     ", ".join(p.name for p in fitting) or "none"
                 )
             hostname = values.get("hostname") or None
+            if hostname and (taken := self._hostname_taken(hostname, macs[0])):
+                return taken
             try:
                 for mac in macs:
                     session.assign(mac, name, hostname)
@@ -339,11 +480,16 @@ class MainScreen(Screen[None]):
                 f"Assign a profile to {who}",
                 fields,
                 apply,
-                note="Profiles that fit the machine's firmware and arch:",
-                choices=[(p.name, p.title) for p in fitting],
+                note="Profiles that fit its firmware and arch (✓ files here, ↓ needs `pxetui fetch`):",
+                choices=self._profile_choices(fitting),
                 form_id="assign-form",
+                focus_choices=True,
             )
         )
+
+    def _profile_choices(self, profiles: Iterable[Profile]) -> list[Choice]:
+        cache = self.session.config.cache_dir
+        return [Choice(p.name, p.title, "✓" if _servable(p, cache) else "↓") for p in profiles]
 
     def action_unassign(self) -> None:
         macs = self._need_selection()
@@ -361,13 +507,17 @@ class MainScreen(Screen[None]):
                 mac = normalize_mac(values["mac"])
             except MacError as exc:
                 return str(exc)
+            if reason := unusable_mac(mac):
+                return reason
             hostname = values["hostname"] or None
-            if hostname and (reason := check_hostname(hostname)):
+            if hostname and (reason := check_hostname(hostname) or self._hostname_taken(hostname, mac)):
                 return reason
             profile = values["profile"] or None
             try:
                 if profile:
-                    session.profile(profile)
+                    # Everything assign would refuse is refused before the MAC is added:
+                    # a refused profile must not leave half an entry in the plan.
+                    self._require_assignable(mac, session.profile(profile))
                 session.add_machine(mac, hostname)
                 if profile:
                     session.assign(mac, profile)
@@ -394,6 +544,16 @@ class MainScreen(Screen[None]):
             )
         )
 
+    def _require_assignable(self, mac: str, profile: Profile) -> None:
+        machine = self.session.registry.get(mac)
+        arch = machine.arch if machine is not None else None
+        if not firmware.fits(arch, profile.arch, profile.firmware):
+            raise UsageError(f"{profile.name} does not fit {mac} ({fmt.arch_label(arch)})")
+        require_servable(profile, self.session.config.cache_dir)
+
+    def _hostname_taken(self, hostname: str, mac: str) -> str | None:
+        return self.session.plan.hostname_taken(hostname, mac)
+
     def action_import_plan(self) -> None:
         session = self.session
 
@@ -405,8 +565,11 @@ class MainScreen(Screen[None]):
             except PlanError as exc:
                 shown = exc.problems[:8]
                 more = len(exc.problems) - len(shown)
+                count = len(exc.problems)
+                # The verdict first: on a short screen the list's end may be below the fold.
                 return (
-                    "\n".join(shown + ([f"… and {more} more"] if more > 0 else []))
+                    f"Nothing was imported: {count} problem{'s' if count != 1 else ''} in the file.\n"
+                    + "\n".join(shown + ([f"… and {more} more"] if more > 0 else []))
                     + "\nNothing was imported."
                 )
             except PxetuiError as exc:
@@ -426,9 +589,20 @@ class MainScreen(Screen[None]):
 
     def action_export_report(self) -> None:
         session = self.session
+        confirmed: set[Path] = set()  # directories whose old report the operator agreed to replace
 
         def apply(values: dict[str, str]) -> str | None:
-            directory = Path(os.path.expanduser(values["directory"] or str(session.state.path)))
+            directory = Path(os.path.expanduser(values["directory"] or str(session.state.path))).absolute()
+            if reason := _make_directory(directory):
+                return reason
+            old = [p for p in _report_paths(directory) if p.exists()]
+            if old and directory not in confirmed:
+                confirmed.add(directory)
+                when = fmt.clock(old[0].stat().st_mtime)
+                return (
+                    f"{old[0]} exists (written {when}). Press Enter again to replace it,"
+                    " or give another directory."
+                )
             try:
                 csv_path, json_path = session.export_report(directory)
             except PxetuiError as exc:
@@ -439,8 +613,9 @@ class MainScreen(Screen[None]):
         self.app.push_screen(
             FormScreen(
                 "Export the session report (CSV and JSON)",
-                [Field("directory", "Directory", "", str(session.state.path))],
+                [Field("directory", "Directory (created if missing)", "", str(session.state.path))],
                 apply,
+                note=f"Writes {REPORT_NAME}.csv and {REPORT_NAME}.json there.",
                 form_id="export-form",
             )
         )
@@ -464,17 +639,25 @@ class MainScreen(Screen[None]):
         def apply(values: dict[str, str]) -> str | None:
             profile = values["profile"] or None
             count_text = values["count"] or ("0" if profile is None else "")
-            try:
-                count = int(count_text)
-            except ValueError:
-                return f"count {count_text!r} is not a whole number"
+            if count_text.lower() == "all":
+                count = POLICY_ALL
+            else:
+                try:
+                    count = int(count_text)
+                except ValueError:
+                    return f"count {count_text!r} is not a whole number (or type all)"
+                if count > POLICY_MAX:
+                    return f"{count} PCs is more than a lab has (at most {POLICY_MAX}); type all for every PC"
             try:
                 session.set_unknown_policy(profile, count)
             except PxetuiError as exc:
                 return str(exc)
-            self._done(
-                f"the next {count} unknown PCs get {profile}" if profile else "unknown PCs get the menu"
-            )
+            if profile is None:
+                self._done("unknown PCs get the menu")
+            elif count == POLICY_ALL:
+                self._done(f"every unknown PC gets {profile}")
+            else:
+                self._done(f"the next {count} unknown PCs get {profile}")
             return None
 
         self.app.push_screen(
@@ -488,10 +671,15 @@ class MainScreen(Screen[None]):
                         policy.profile or "",
                         suggestions=sorted(session.profiles),
                     ),
-                    Field("count", "How many unknown PCs get it", "e.g. 10", str(policy.remaining or "")),
+                    Field(
+                        "count",
+                        f"How many unknown PCs get it (1-{POLICY_MAX}, or all)",
+                        "e.g. 10",
+                        "all" if policy.remaining > POLICY_MAX else str(policy.remaining or ""),
+                    ),
                 ],
                 apply,
-                choices=[(p.name, p.title) for p in sorted(session.profiles.values(), key=lambda p: p.name)],
+                choices=self._profile_choices(sorted(session.profiles.values(), key=lambda p: p.name)),
                 form_id="policy-form",
             )
         )
@@ -529,7 +717,7 @@ class MainScreen(Screen[None]):
     def action_details(self) -> None:
         mac = self.cursor_mac()
         if mac is not None:
-            self.app.push_screen(DetailScreen(self.session, mac, self.clock))
+            self.app.push_screen(DetailScreen(self.session, mac, self.clock, self.pending.asks))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
@@ -538,6 +726,15 @@ class MainScreen(Screen[None]):
     def action_toggle_log(self) -> None:
         pane = self.query_one("#log-pane", Collapsible)
         pane.collapsed = not pane.collapsed
+
+    def action_toggle_raw(self) -> None:
+        """Sentences <-> the raw events: the pane is drawn again from the events it holds."""
+        self.raw_log = not self.raw_log
+        self.query_one("#log-pane", Collapsible).title = self._log_title()
+        log = self.query_one("#log", RichLog)
+        log.clear()
+        for event in self._log_events:
+            log.write(self._log_text(event))
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(self.BINDINGS))
@@ -566,12 +763,6 @@ def trim_render_caches(*widgets: DataTable[Text] | RichLog) -> None:
                 cache.maxsize = size
 
 
-def _log_line(event: Event) -> str:
-    extras = " ".join(f"{k}={v}" for k, v in event.fields.items())
-    who = f" {event.mac}" if event.mac else ""
-    return f"{fmt.clock(event.ts)} {event.name}{who} {extras}".rstrip()
-
-
 def _log_style(event: Event) -> str:
     if isinstance(event, (Error, InstallFailed, DhcpRival, DhcpNak)):
         return "red"
@@ -580,6 +771,36 @@ def _log_style(event: Event) -> str:
     if isinstance(event, PlanEvent):
         return "cyan"
     return ""
+
+
+def _servable(profile: Profile, cache_dir: Path) -> bool:
+    try:
+        require_servable(profile, cache_dir)
+    except UsageError:
+        return False
+    return True
+
+
+def _make_directory(directory: Path) -> str | None:
+    if directory.exists() and not directory.is_dir():
+        return f"cannot write the report: {directory} is not a directory (it is a file)"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create {directory}: {exc.strerror or exc}"
+    return None
+
+
+def _report_paths(directory: Path) -> list[Path]:
+    return [directory / f"{REPORT_NAME}.csv", directory / f"{REPORT_NAME}.json"]
+
+
+def _joined(parts: list[Text], width: int, separator: str = "  ") -> Text:
+    line = Text(separator, no_wrap=True, overflow="ellipsis").join(parts)
+    line.no_wrap = True
+    line.overflow = "ellipsis"
+    line.truncate(width, overflow="ellipsis")
+    return line
 
 
 def _cell(text: str, style: str = "") -> Text:

@@ -1,18 +1,36 @@
-"""The interface picker, shown when pxetui starts without an interface."""
+"""The interface picker, shown when pxetui starts without an interface.
+
+A bridge's member ports are listed last and marked: serving on a port of a bridge serves
+nobody (the bridge holds the address and takes the packets); the bridge is the choice.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from pxetui.host.netif import InterfaceInfo
 from pxetui.tui.contracts import ChooseInterface, InterfaceLister
 from pxetui.tui.screens.confirm import ConfirmScreen
+from pxetui.tui.widgets import KeyBar
+
+PICKER_KEYS = (("↑↓", "choose", 1), ("enter", "serve on it", 3), ("r", "refresh", 1), ("q", "quit", 2))
+BridgeOf = Callable[[str], str | None]
+
+
+def _sysfs_bridge_of(name: str) -> str | None:
+    """The bridge `name` is a port of (`/sys/class/net/NAME/master`), or None."""
+    try:
+        return os.path.basename(os.readlink(f"/sys/class/net/{name}/master"))
+    except OSError:
+        return None
 
 INTRO = (
     "[b]pxetui[/b]: pick the interface plugged into the lab switch. pxetui serves DHCP, TFTP and"
@@ -20,8 +38,10 @@ INTRO = (
 )
 
 
-def interface_note(info: InterfaceInfo) -> tuple[str, str]:
+def interface_note(info: InterfaceInfo, bridge: str | None = None) -> tuple[str, str]:
     """(note, style) for one interface: why it is a risky or an unusable choice."""
+    if bridge:
+        return f"port of bridge {bridge}: serve on {bridge} instead", "yellow"
     if info.default_route:
         return "⚠ default route (uplink): DHCP here can break it", "bold red"
     if not info.up:
@@ -38,9 +58,12 @@ class PickerScreen(Screen[None]):
         Binding("q", "app.quit", "Quit"),
     ]
 
-    def __init__(self, list_interfaces: InterfaceLister, choose: ChooseInterface) -> None:
+    def __init__(
+        self, list_interfaces: InterfaceLister, choose: ChooseInterface, bridge_of: BridgeOf | None = None
+    ) -> None:
         super().__init__(id="picker")
         self.list_interfaces = list_interfaces
+        self.bridge_of = bridge_of or _sysfs_bridge_of
         self.choose = choose  # the app opens the main screen and starts the services on it
         self.interfaces: dict[str, InterfaceInfo] = {}
 
@@ -48,7 +71,8 @@ class PickerScreen(Screen[None]):
         yield Static(INTRO, id="picker-intro")
         yield DataTable(id="interfaces", cursor_type="row")
         yield Static(id="picker-hint")
-        yield Footer()
+        # Enter is the table's key too, so a Footer showed the focused table's bindings without it.
+        yield KeyBar(PICKER_KEYS)
 
     def on_mount(self) -> None:
         table = self.query_one("#interfaces", DataTable)
@@ -68,10 +92,13 @@ class PickerScreen(Screen[None]):
         table = self.query_one("#interfaces", DataTable)
         table.clear()
         self.interfaces = {i.name: i for i in self.list_interfaces() if i.name != "lo"}
-        # The likely lab NICs first: up, not the uplink.
-        ordered = sorted(self.interfaces.values(), key=lambda i: (i.default_route, not i.up, i.name))
+        bridges = {name: self.bridge_of(name) for name in self.interfaces}
+        # The likely lab NICs first: up, not the uplink, not a bridge's port.
+        ordered = sorted(
+            self.interfaces.values(), key=lambda i: (bool(bridges[i.name]), i.default_route, not i.up, i.name)
+        )
         for info in ordered:
-            note, style = interface_note(info)
+            note, style = interface_note(info, bridges[info.name])
             table.add_row(
                 Text(info.name, style="bold"),
                 Text("up", style="green") if info.up else Text("down", style="red"),
