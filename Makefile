@@ -12,9 +12,18 @@ RUN_DEBS := ipxe iproute2 ieee-data python3-venv apt-cacher-ng openssl
 TEST_DEBS := $(RUN_DEBS) qemu-system-x86 ovmf ipxe-qemu dnsmasq-base kea-dhcp4-server kea-admin \
 	tftp-hpa curl udhcpc isc-dhcp-client nginx-light tcpdump tmux busybox-static \
 	debian-installer-12-netboot-amd64 xorriso iputils-ping nftables atftp cpio procps ndisc6 radvd \
-	apt-utils dpkg-dev
+	apt-utils dpkg-dev shim-signed grub-efi-amd64-signed
 
-.PHONY: run test lint unit venv deps-run deps-test clean
+# Packages are installed with their services held back (policy-rc.d exit 101): apt-cacher-ng's
+# own daemon would otherwise start and listen on every interface of this machine. pxetui runs
+# its own copy, bound to the lab address only, when it serves.
+APT_INSTALL = held() { made=; policy=/usr/sbin/policy-rc.d; \
+	if [ ! -e $$policy ]; then printf '\043!/bin/sh\nexit 101\n' | $(SUDO) tee $$policy >/dev/null \
+	&& $(SUDO) chmod 755 $$policy && made=1; fi; \
+	$(SUDO) apt-get install -y -qq --no-install-recommends "$$@"; rc=$$?; \
+	if [ -n "$$made" ]; then $(SUDO) rm -f $$policy; fi; return $$rc; }; held
+
+.PHONY: run test lint unit venv deps-run deps-test clean no-system-proxy
 
 run: deps-run venv
 	$(BIN)/pxetui $(IFACE) $(ARGS)
@@ -33,20 +42,14 @@ lint: venv
 deps-run:
 	@missing=$$(for p in $(RUN_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
-	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
-	@# pxetui runs its own apt-cacher-ng on the lab address; the package's system daemon would
-	@# listen on every interface of this machine.
-	@if command -v systemctl >/dev/null && systemctl is-enabled apt-cacher-ng >/dev/null 2>&1; then \
-	$(SUDO) systemctl disable --now apt-cacher-ng; fi
+	$(SUDO) apt-get update -qq && $(APT_INSTALL) $$missing; fi
+	@$(MAKE) -s no-system-proxy
 
 deps-test:
 	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
-	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
-	@# pxetui runs its own apt-cacher-ng on the lab address; the package's system daemon would
-	@# listen on every interface of this machine.
-	@if command -v systemctl >/dev/null && systemctl is-enabled apt-cacher-ng >/dev/null 2>&1; then \
-	$(SUDO) systemctl disable --now apt-cacher-ng; fi
+	$(SUDO) apt-get update -qq && $(APT_INSTALL) $$missing; fi
+	@$(MAKE) -s no-system-proxy
 
 venv: $(VENV)/.installed
 
@@ -58,3 +61,13 @@ $(VENV)/.installed: pyproject.toml
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache
+
+# A system apt-cacher-ng daemon (installed before this Makefile held services back, or started
+# by hand) is stopped and disabled: it would be an open proxy on this machine's own network.
+no-system-proxy:
+	@if [ -x /etc/init.d/apt-cacher-ng ] && pgrep -f '^/usr/sbin/apt-cacher-ng -c /etc/apt-cacher-ng' >/dev/null; then \
+	$(SUDO) /etc/init.d/apt-cacher-ng stop >/dev/null 2>&1 || true; fi
+	@if command -v systemctl >/dev/null && systemctl is-enabled apt-cacher-ng >/dev/null 2>&1; then \
+	$(SUDO) systemctl disable --now apt-cacher-ng >/dev/null 2>&1 || true; fi
+	@if command -v update-rc.d >/dev/null && [ -e /etc/init.d/apt-cacher-ng ]; then \
+	$(SUDO) update-rc.d apt-cacher-ng disable >/dev/null 2>&1 || true; fi

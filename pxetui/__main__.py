@@ -150,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="give UEFI PCs snponly.efi instead of ipxe.efi (drives the NIC through the firmware)",
     )
     p.add_argument(
+        "--secure-boot",
+        choices=("auto", "signed", "ipxe"),
+        default="auto",
+        help="which chain UEFI PCs get: iPXE, the signed shim + GRUB chain (Secure Boot), or auto"
+        " (default): iPXE first, the signed chain for a PC whose firmware refused iPXE",
+    )
+    p.add_argument(
         "--http-port",
         type=_port,
         default=8080,
@@ -267,6 +274,7 @@ def config_from_args(args: argparse.Namespace) -> SessionConfig:
     config.plan_csv = args.plan
     config.force = args.force
     config.snponly = args.snponly
+    config.secure_boot = args.secure_boot
     config.menu_timeout = args.menu_timeout
     config.template_dirs = list(args.templates)
     numbered_hostname(args.hostname_pattern, 1)  # a bad pattern is an error now, not at the first boot

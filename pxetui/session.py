@@ -49,7 +49,7 @@ from pxetui.model.events import (
     WakeSent,
 )
 from pxetui.model.plan import Plan, PlanEntry, PlanError, check_hostname, parse_plan_csv
-from pxetui.model.registry import Registry, Stage
+from pxetui.model.registry import Registry, Stage, needs_signed_chain
 from pxetui.model.report import write_report
 from pxetui.model.state import StateDir, StateWriter, default_state_dir
 from pxetui.services import AddressAware, Service, build_services
@@ -120,6 +120,7 @@ class SessionConfig:
     allow_upstream: list[str] = field(default_factory=list)
     router: ipaddress.IPv4Address | None = None
     dns: list[ipaddress.IPv4Address] = field(default_factory=list)
+    secure_boot: str = "auto"  # auto | signed | ipxe: which loader chain UEFI PCs get
 
     def service_settings(self) -> ServiceSettings:
         """The part of the configuration services read; checked here, once."""
@@ -136,6 +137,7 @@ class SessionConfig:
             allow_upstream=tuple(self.allow_upstream),
             router=self.router,
             dns=tuple(self.dns),
+            secure_boot=self.secure_boot,
         )
 
 
@@ -363,6 +365,9 @@ class Session:
 
     def knows(self, mac: str) -> bool:
         return mac in self.registry.machines or mac in self.plan.entries
+
+    def needs_signed_chain(self, mac: str) -> bool:
+        return needs_signed_chain(self.registry.get(mac))
 
     def _schedule_registry_save(self) -> None:
         if not self._opened:

@@ -156,8 +156,9 @@ def test_over_a_cap_a_connection_gets_503_at_once_and_is_counted(small: HttpLab)
     per_address = [e for e in reports if "from this address" in e.fields["reason"]]
     assert 1 <= len(per_address) <= 3 and per_address[-1].fields["count"] == 8
     assert all(e.fields["service"] == "http" and e.mac is None for e in reports)
-    # Closed connections free their places: the next client is served at once.
-    deadline = time.monotonic() + 5
+    # Closed connections free their places: the next client is served at once. (The service
+    # sees a close when its loop gets to it: on a loaded machine that can take seconds.)
+    deadline = time.monotonic() + 20
     while small.service.describe()["connections"] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert status_of(small.add_client(34), url) == "200"

@@ -128,7 +128,8 @@ def test_a_pc_nobody_assigns_boots_its_disk_after_the_menu_timeout_across_polls(
     assert "sanboot --no-describe --drive 0x80" in menu and "kernel" not in menu
     last = http.named("http.request", PC)[-1]
     assert last.fields["answer"] == "menu-timeout"
-    assert not http.named("menu.select")  # nobody chose: the PC just goes on to its disk
+    # Nobody chose: the menu's default, as before polling, and the operator sees it as the choice.
+    assert [e.fields["choice"] for e in http.named("menu.select", PC)] == ["local-disk"]
 
 
 @pytest.mark.parametrize("waited", ["abc", "-5", "1e9", "12345678", "%C2%B2"])

@@ -1,4 +1,4 @@
-"""DHCP benchmark: Kea's perfdhcp against pxetui and against dnsmasq, same bridge, same run.
+"""DHCP benchmark: Kea's perfdhcp against pxetui, dnsmasq and Kea itself, same bridge, same run.
 
     sudo .venv/bin/python bench/dhcp [--rate 1000,2000,3000] [--clients 200] [--seconds 8] [--rounds 1]
 
@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from pxetui.lab.netns import pxetui_command  # noqa: E402
 
 PERFDHCP = shutil.which("perfdhcp") or "/usr/sbin/perfdhcp"
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+KEA = shutil.which("kea-dhcp4") or "/usr/sbin/kea-dhcp4"
 SUBNET = ipaddress.IPv4Network("198.18.250.0/24")
 
 
@@ -89,6 +91,39 @@ def run_perfdhcp(lab: Lab, netns: str, server: str, rate: int, clients: int, sec
     return parse_perfdhcp(server, rate, done.stdout + done.stderr)
 
 
+Workload = Callable[[Lab, str, str, int, argparse.Namespace], Result]
+
+
+def workload(args: argparse.Namespace) -> Workload:
+    return run_flood if args.flood else run_dora
+
+
+def run_dora(lab: Lab, netns: str, server: str, rate: int, args: argparse.Namespace) -> Result:
+    return run_perfdhcp(lab, netns, server, rate, args.clients, args.seconds)
+
+
+def run_flood(lab: Lab, netns: str, server: str, rate: int, args: argparse.Namespace) -> Result:
+    """DISCOVERs only, from ever new random MACs, at `rate`/s; then does a real PC get a lease?
+
+    The abuse case: DISCOVERs that never REQUEST must not hold the pool against the room.
+    """
+    flood = [PERFDHCP, "-4", "-l", "eth0", "-i", "-r", str(rate), "-R", "1000000", "-p", str(args.seconds)]
+    done = lab.exec(netns, *flood, timeout=args.seconds + 30)
+    sent = re.search(r"sent packets: (\d+)", done.stdout)
+    pc = lab.add_client()
+    hook = Path(tempfile.mkdtemp(prefix="bench-dhcp-pc-")) / "udhcpc.sh"
+    hook.write_text(f'#!/bin/sh\necho "$1 $ip" >> {hook.parent / "lease"}\n')
+    hook.chmod(0o755)
+    started = time.monotonic()
+    udhcpc = shutil.which("udhcpc") or "/usr/bin/udhcpc"
+    lab.exec(pc.netns, udhcpc, "-f", "-q", "-n", "-t", "5", "-T", "2", "-i", "eth0", "-s", str(hook), timeout=30)
+    took = time.monotonic() - started
+    lease = (hook.parent / "lease").read_text() if (hook.parent / "lease").exists() else ""
+    bound = any(line.startswith("bound") for line in lease.splitlines())
+    note = f"a PC after the flood: {'lease in ' + format(took, '.1f') + ' s' if bound else 'NO lease'}"
+    return Result(server, rate, 1.0 if bound else 0.0, {}, int(sent.group(1)) if sent else 0, note)
+
+
 def wait_for_port_67(lab: Lab, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -113,7 +148,7 @@ def bench_pxetui(lab: Lab, client_ns: str, rate: int, args: argparse.Namespace, 
                     "pxetui", rate, 0.0, {}, 0, "pxetui did not start: " + events.read_text()[-300:]
                 )
             time.sleep(0.2)
-        result = run_perfdhcp(lab, client_ns, "pxetui", rate, args.clients, args.seconds)
+        result = workload(args)(lab, client_ns, "pxetui", rate, args)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -149,7 +184,31 @@ def bench_dnsmasq(lab: Lab, client_ns: str, rate: int, args: argparse.Namespace,
     )
     try:
         wait_for_port_67(lab)
-        return run_perfdhcp(lab, client_ns, "dnsmasq", rate, args.clients, args.seconds)
+        return workload(args)(lab, client_ns, "dnsmasq", rate, args)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def bench_kea(lab: Lab, client_ns: str, rate: int, args: argparse.Namespace, tmp: Path) -> Result:
+    """Kea 2.x with an in-memory lease file: ISC's own server for perfdhcp, on the same bridge."""
+    first, last = SUBNET.network_address + 10, SUBNET.network_address + 250
+    conf = tmp / "kea-dhcp4.json"
+    config = {
+        "Dhcp4": {
+            "interfaces-config": {"interfaces": [lab.bridge], "dhcp-socket-type": "raw"},
+            "lease-database": {"type": "memfile", "persist": False},
+            "valid-lifetime": 3600,
+            "subnet4": [{"id": 1, "subnet": str(SUBNET), "pools": [{"pool": f"{first} - {last}"}]}],
+            "loggers": [{"name": "kea-dhcp4", "severity": "ERROR", "output_options": [{"output": "stderr"}]}],
+        }
+    }
+    conf.write_text(json.dumps(config))
+    env = ("env", f"KEA_PIDFILE_DIR={tmp}", f"KEA_LOCKFILE_DIR={tmp}")
+    proc = lab.popen(lab.server_ns, *env, KEA, "-c", str(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port_67(lab)
+        return workload(args)(lab, client_ns, "kea", rate, args)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -165,6 +224,12 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=200, help="simulated clients (distinct MACs)")
     parser.add_argument("--seconds", type=int, default=8, help="length of each perfdhcp run")
     parser.add_argument("--rounds", type=int, default=1, help="alternate the servers this many times")
+    parser.add_argument(
+        "--flood",
+        action="store_true",
+        help="instead of DORA: DISCOVERs only from random MACs at RATE/s for SECONDS, then one real"
+        " udhcpc PC asks for a lease (e.g. --flood --rate 3 --seconds 120: 180 a minute)",
+    )
     args = parser.parse_args()
     rates = [int(r) for r in str(args.rate).split(",") if r.strip()]
     reason = lab_available()
@@ -175,6 +240,11 @@ def main() -> int:
         if not Path(tool).exists():
             print(f"bench/dhcp: needs {tool} (`make deps-test` installs it)", file=sys.stderr)
             return 2
+    servers = [bench_pxetui, bench_dnsmasq]
+    if Path(KEA).exists():
+        servers.append(bench_kea)
+    else:
+        print(f"bench/dhcp: {KEA} missing: Kea left out (`make deps-test` installs it)", file=sys.stderr)
     lab = Lab(subnet=SUBNET)
     results: list[Result] = []
     try:
@@ -184,12 +254,17 @@ def main() -> int:
             tmp = Path(tmpdir)
             for n in range(args.rounds):
                 for rate in rates:
-                    for bench in (bench_pxetui, bench_dnsmasq):
+                    for bench in servers:
                         run_dir = tmp / f"{bench.__name__}-{n}-{rate}"
                         run_dir.mkdir()
                         results.append(bench(lab, client.netns, rate, args, run_dir))
     finally:
         lab.teardown()
+    if args.flood:
+        print(f"\nperfdhcp -4 -l eth0 -i -r RATE -R 1000000 -p {args.seconds}, then udhcpc; same bridge, same run")
+        for r in results:
+            print(f"{r.asked:>6}/s {r.server:<8} DISCOVERs sent {r.sent:>6}  {r.note}")
+        return 0
     print(f"\nperfdhcp -4 -l eth0 -r RATE -R {args.clients} -p {args.seconds}; same bridge, same run")
     header = (
         f"{'asked/s':>8} {'server':<8} {'DORA/s':>8} {'DISCOVER-OFFER drops':>21} {'REQUEST-ACK drops':>18}"

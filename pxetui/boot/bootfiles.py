@@ -1,22 +1,75 @@
-"""The iPXE boot loaders pxetui hands to firmware, and which one each architecture gets.
+"""The boot loaders pxetui hands to firmware, and which one each architecture gets.
 
-Loaders come from `--boot-files DIR`, else Debian's `ipxe` package. The set of files is read
-once at start into a catalog (name -> real path); TFTP serves only names in the catalog, so a
-request can never name anything else. Debian ships /usr/lib/ipxe/ipxe.efi as a symlink to
+iPXE loaders come from `--boot-files DIR`, else Debian's `ipxe` package. The set of files is
+read once at start into a catalog (name -> real path); TFTP serves only names in the catalog,
+so a request can never name anything else. Debian ships /usr/lib/ipxe/ipxe.efi as a symlink to
 /boot/ipxe.efi: links made by the operator or the package are trusted at start, nothing a
 client sends is resolved.
+
+Beside iPXE, the Secure Boot chains (`SignedChain`: shim, the GRUB it loads, the directory
+GRUB reads its grub.cfg from) are found where Debian installs them, without options: the d-i
+netboot image (`debian-installer-12-netboot-amd64`: bootnetx64.efi + grubx64.efi, GRUB's
+prefix /debian-installer/amd64/grub), else `shim-signed` + `grub-efi-amd64-signed`
+(grubnetx64.efi, prefix /grub); the arm64 pairs likewise. GRUB's prefix and whether it has
+the `http` module are read from the GRUB image itself (its module headers), not assumed:
+Debian 12's signed GRUB has TFTP only, and under Secure Boot it cannot load modules.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pxetui.boot import firmware
-from pxetui.boot.firmware import BIOS_LOADER, UEFI_LOADER, UEFI_SNP_LOADER
+from pxetui.boot.firmware import ARM64, BIOS_LOADER, SIGNED_NAMES, UEFI_LOADER, UEFI_SNP_LOADER, X86_64
 from pxetui.errors import UsageError
 
 DEBIAN_IPXE_DIR = Path("/usr/lib/ipxe")
+DEBIAN_VENDOR = "debian"  # a profile's `secure_boot: debian` boots behind Debian's shim
+DI_IMAGES = Path("/usr/lib/debian-installer/images")
+DEBIAN_ARCHES = {X86_64: ("amd64", "x64"), ARM64: ("arm64", "aa64")}  # cpu -> (Debian arch, EFI suffix)
+SHIM_DIR = Path("/usr/lib/shim")
+GRUB_SIGNED_DIRS = {
+    X86_64: Path("/usr/lib/grub/x86_64-efi-signed"),
+    ARM64: Path("/usr/lib/grub/arm64-efi-signed"),
+}
+# GRUB's image keeps its compiled-in prefix as a module of type 3 (OBJ_TYPE_PREFIX): a header
+# {type, size} with the size 8-aligned, then the NUL-terminated path.
+_GRUB_PREFIX = re.compile(rb"\x03\x00\x00\x00(.{4})(/[\x21-\x7e]*)\x00", re.S)
+_GRUB_HTTP = b"User-Agent: GRUB"  # in GRUB's http module only (grub-core/net/http.c)
+MAX_GRUB_BYTES = 64 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class SignedChain:
+    """One vendor's Secure Boot chain: shim, the GRUB beside it, where that GRUB reads grub.cfg.
+
+    `shim` and `grub` are catalog names (what DHCP names, what shim asks for next);
+    `grub_prefix` is GRUB's compiled-in $prefix without its leading "/", relative to the TFTP
+    root, where it asks for `grub.cfg`. `http`: the GRUB can read files over HTTP.
+    """
+
+    vendor: str
+    cpu: str
+    shim: str
+    grub: str
+    grub_prefix: str
+    http: bool = False
+    origin: str = ""  # where the files came from, for the operator
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "vendor": self.vendor,
+            "cpu": self.cpu,
+            "shim": self.shim,
+            "grub": self.grub,
+            "grub_prefix": self.grub_prefix,
+            "http": self.http,
+            "origin": self.origin,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,14 +77,35 @@ class BootFiles:
     root: Path
     catalog: dict[str, Path]  # name as requested over TFTP/HTTP -> regular file on disk
     uefi_loader: str = UEFI_LOADER
+    chains: tuple[SignedChain, ...] = field(default=())  # Secure Boot chains, the default first
 
     def path(self, name: str) -> Path | None:
         return self.catalog.get(name)
 
     def loader_for_arch(self, arch: int) -> str | None:
-        """The file name a PXE client of option-93 `arch` should load, or None if there is none."""
+        """The iPXE file a PXE client of option-93 `arch` should load, or None if there is none."""
         candidates = firmware.loader_candidates(arch, snponly=self.snponly)
         return next((c for c in candidates if c in self.catalog), None)
+
+    def chain_for_arch(self, arch: int, vendor: str | None = None) -> SignedChain | None:
+        """The signed chain for option-93 `arch` (of `vendor`, else the default one), if any."""
+        names = firmware.signed_names(arch)
+        if names is None:
+            return None
+        cpu = firmware.ARCHES[arch].cpu
+        return next(
+            (c for c in self.chains if c.cpu == cpu and (vendor is None or c.vendor == vendor)),
+            None,
+        )
+
+    def chain_of(self, name: str) -> SignedChain | None:
+        """The chain a served file belongs to (its shim or its GRUB), by catalog name."""
+        return next((c for c in self.chains if name in (c.shim, c.grub)), None)
+
+    @property
+    def grub_prefixes(self) -> frozenset[str]:
+        """Where the chains' GRUBs ask for grub.cfg (catalog-relative directories)."""
+        return frozenset(c.grub_prefix for c in self.chains)
 
     def expected_loader(self, arch: int) -> str:
         """The loader file name that would serve `arch`, to name it when it is missing."""
@@ -42,7 +116,85 @@ class BootFiles:
         return self.uefi_loader == UEFI_SNP_LOADER
 
 
-def find_boot_files(directory: Path | None, snponly: bool = False) -> BootFiles:
+def grub_facts(path: Path) -> tuple[str | None, bool]:
+    """GRUB's compiled-in prefix (None: not a GRUB image) and whether it has the http module."""
+    try:
+        if path.stat().st_size > MAX_GRUB_BYTES:
+            return None, False
+        data = path.read_bytes()
+    except OSError:
+        return None, False
+    for match in _GRUB_PREFIX.finditer(data):
+        (size,) = struct.unpack("<I", match.group(1))
+        prefix = match.group(2)
+        if size == (8 + len(prefix) + 1 + 7) // 8 * 8:
+            return prefix.decode("ascii"), _GRUB_HTTP in data
+    return None, False
+
+
+def _chain(
+    vendor: str, cpu: str, shim: tuple[str, Path], grub: tuple[str, Path], origin: str
+) -> SignedChain | None:
+    """A chain from these files, or None when one is missing or GRUB's prefix cannot be read."""
+    if not shim[1].is_file() or not grub[1].is_file():
+        return None
+    prefix, http = grub_facts(grub[1])
+    if prefix is None or not prefix.strip("/"):
+        return None
+    return SignedChain(vendor, cpu, shim[0], grub[0], prefix.strip("/"), http, origin)
+
+
+def _installer_chains(images: Path) -> Iterable[tuple[SignedChain, dict[str, Path]]]:
+    """Debian's d-i netboot images (newest release first): shim bootnetx64.efi + grubx64.efi."""
+    releases = sorted((p for p in images.glob("*") if p.is_dir()), key=lambda p: p.name, reverse=True)
+    for cpu, (deb_arch, suffix) in DEBIAN_ARCHES.items():
+        for release in releases:
+            home = release / deb_arch / "text" / "debian-installer" / deb_arch
+            base = f"debian-installer/{deb_arch}"
+            shim = (f"{base}/bootnet{suffix}.efi", home / f"bootnet{suffix}.efi")
+            grub = (f"{base}/{SIGNED_NAMES[cpu].grub}", home / SIGNED_NAMES[cpu].grub)
+            chain = _chain(DEBIAN_VENDOR, cpu, shim, grub, str(home))
+            if chain is not None:
+                yield chain, {shim[0]: shim[1].resolve(), grub[0]: grub[1].resolve()}
+                break
+
+
+def _package_chains(
+    shim_dir: Path, grub_dirs: dict[str, Path]
+) -> Iterable[tuple[SignedChain, dict[str, Path]]]:
+    """`shim-signed` + `grub-efi-*-signed`: shimx64.efi.signed + grubnetx64.efi.signed."""
+    for cpu, (_, suffix) in DEBIAN_ARCHES.items():
+        names = SIGNED_NAMES[cpu]
+        shim = (f"debian/{names.shim}", shim_dir / f"shim{suffix}.efi.signed")
+        grub = (f"debian/{names.grub}", grub_dirs[cpu] / f"grubnet{suffix}.efi.signed")
+        chain = _chain(DEBIAN_VENDOR, cpu, shim, grub, f"{shim[1]} + {grub[1]}")
+        if chain is not None:
+            yield chain, {shim[0]: shim[1].resolve(), grub[0]: grub[1].resolve()}
+
+
+def find_signed_chains(
+    images: Path = DI_IMAGES, shim_dir: Path = SHIM_DIR, grub_dirs: dict[str, Path] | None = None
+) -> tuple[tuple[SignedChain, ...], dict[str, Path]]:
+    """Debian's Secure Boot chains where its packages put them, the d-i image's first per CPU."""
+    chains: list[SignedChain] = []
+    files: dict[str, Path] = {}
+    found = [*_installer_chains(images), *_package_chains(shim_dir, grub_dirs or GRUB_SIGNED_DIRS)]
+    for chain, chain_files in found:
+        chains.append(chain)
+        files.update(chain_files)
+    return tuple(chains), files
+
+
+def find_boot_files(
+    directory: Path | None,
+    snponly: bool = False,
+    chains: tuple[tuple[SignedChain, ...], dict[str, Path]] | None = None,
+) -> BootFiles:
+    """The catalog: iPXE loaders (from `directory`, else Debian's) and the signed chains.
+
+    `chains` defaults to what `find_signed_chains()` finds on this machine.
+    """
+    signed, signed_files = chains if chains is not None else find_signed_chains()
     root = directory or DEBIAN_IPXE_DIR
     if not root.is_dir():
         if directory is None:
@@ -61,4 +213,6 @@ def find_boot_files(directory: Path | None, snponly: bool = False) -> BootFiles:
             f"{root} has neither {BIOS_LOADER} nor {uefi}: install Debian's `ipxe` package"
             " or put the iPXE loaders there"
         )
-    return BootFiles(root=root, catalog=catalog, uefi_loader=uefi)
+    for name, path in signed_files.items():
+        catalog.setdefault(name, path)  # a file of the operator's own of that name wins
+    return BootFiles(root=root, catalog=catalog, uefi_loader=uefi, chains=signed)

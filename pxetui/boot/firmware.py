@@ -6,6 +6,13 @@ that PC can start, and which loader files serve it. The DHCP answer, the boot-fi
 the registry, the HTTP menu and the TUI's assign form all ask this table, so a new firmware
 kind (or a signed loader chain) is added here once. See docs/architecture.md.
 
+Two loader kinds exist: `ipxe` (Debian's iPXE, unsigned) and `signed`, the Secure Boot chain
+firmware -> shim (Microsoft-signed) -> GRUB (signed by the distribution) -> the distribution's
+signed kernel. A PC with Secure Boot on refuses iPXE, so the rows of UEFI CPUs that a
+distribution signs for (x64, arm64) list both; which one a PC gets is the DHCP answer's
+choice (`--secure-boot`). The signed chain's file names per CPU are here too: shim loads
+GRUB by this very name from the directory it was loaded from.
+
 Codes 7 and 9 both mean x64 UEFI: RFC 4578 lists 7 as "EFI BC" and 9 as "EFI x86-64", its
 errata and the IANA registry swap them, and firmware in the field sends either.
 """
@@ -29,11 +36,31 @@ PROFILE_ARCHES: Final = (X86_64, I386, ARM64)
 
 # Loader kinds, and the iPXE loader files of Debian's `ipxe` package (or --boot-files).
 IPXE: Final = "ipxe"
+SIGNED: Final = "signed"  # shim + GRUB + a signed kernel: what boots under Secure Boot
+LOADER_KINDS: Final = (IPXE, SIGNED)
 BIOS_LOADER: Final = "undionly.kpxe"
 UEFI_LOADER: Final = "ipxe.efi"
 UEFI_SNP_LOADER: Final = "snponly.efi"
 ARM64_LOADERS: Final = ("arm64-efi/ipxe.efi", "ipxe-arm64.efi")
 IA32_LOADERS: Final = ("i386-efi/ipxe.efi", "ipxe-ia32.efi")
+IPXE_LOADERS: Final = frozenset(
+    (BIOS_LOADER, UEFI_LOADER, UEFI_SNP_LOADER, *ARM64_LOADERS, *IA32_LOADERS, "snponly.efi", "ipxe.pxe")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedNames:
+    """The signed chain's files on one CPU: shim's name for GRUB is compiled into shim."""
+
+    shim: str  # what DHCP names (any name: the firmware loads what it is told)
+    grub: str  # what shim asks for next, beside itself
+    grub_platform: str  # GRUB's platform directory ($prefix/x86_64-efi/...)
+
+
+SIGNED_NAMES: Final = {
+    X86_64: SignedNames("shimx64.efi", "grubx64.efi", "x86_64-efi"),
+    ARM64: SignedNames("shimaa64.efi", "grubaa64.efi", "arm64-efi"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +72,8 @@ class ClientArch:
     cpu: str  # what the processor runs
     buildarch: str  # the iPXE build that runs on this firmware
     fits: tuple[str, ...]  # profile arches this PC can start
-    loaders: tuple[str, ...]  # loader files that serve it, best first
-    loader_kinds: tuple[str, ...] = (IPXE,)
+    loaders: tuple[str, ...]  # iPXE loader files that serve it, best first
+    loader_kinds: tuple[str, ...] = (IPXE,)  # what can boot there: ipxe, signed (shim + GRUB)
 
     @property
     def label(self) -> str:
@@ -61,7 +88,8 @@ def _row(
 ) -> ClientArch:
     # x86 BIOS runs the i386 undionly.kpxe, which starts 32- and 64-bit kernels alike.
     buildarch = I386 if firmware == BIOS else cpu
-    return ClientArch(code, name, firmware, http, cpu, buildarch, fits, loaders)
+    kinds = (IPXE, SIGNED) if firmware == UEFI and cpu in SIGNED_NAMES else (IPXE,)
+    return ClientArch(code, name, firmware, http, cpu, buildarch, fits, loaders, kinds)
 
 
 ARCHES: Final[dict[int, ClientArch]] = {
@@ -116,6 +144,19 @@ def loader_candidates(code: int, snponly: bool = False) -> tuple[str, ...]:
     if snponly:
         return tuple(UEFI_SNP_LOADER if name == UEFI_LOADER else name for name in row.loaders)
     return row.loaders
+
+
+def signed_names(code: int | None) -> SignedNames | None:
+    """The signed chain's file names for option-93 `code`; None where no signed chain boots."""
+    row = ARCHES.get(code) if code is not None else None
+    if row is None or SIGNED not in row.loader_kinds:
+        return None
+    return SIGNED_NAMES.get(row.cpu)
+
+
+def is_ipxe_loader(name: str) -> bool:
+    """Whether a served loader file is iPXE (what a Secure Boot PC refuses), by its name."""
+    return name in IPXE_LOADERS or name.rsplit("/", 1)[-1] in IPXE_LOADERS
 
 
 def expected_loader(code: int, snponly: bool = False) -> str:

@@ -40,6 +40,7 @@ KEYS = {
     "chain": "URL of an iPXE script to chain to (netboot.xyz)",
     "action": "local | shell | reboot, for entries that boot no OS",
     "release": "a release line resolved from upstream metadata: {format, url, files, ...}",
+    "secure_boot": "whose shim trusts the kernel (e.g. debian): boots under Secure Boot behind that chain",
 }
 FILE_KEYS = ("url", "path", "sha256", "from_iso")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -92,6 +93,9 @@ class Profile:
     chain: str | None = None
     action: str | None = None
     release: ReleaseSpec | None = None
+    # The vendor whose Secure Boot chain (shim + GRUB) boots this kernel: "the first shim
+    # decides which vendor may boot". None: the kernel is not known to be signed.
+    secure_boot: str | None = None
     # The cache whose pin `{{ release.tree }}` / `{{ release.version }}` read (see load_profiles).
     cache_dir: Path | None = None
 
@@ -248,7 +252,19 @@ def parse_profile(source: Path, doc: Any) -> Profile:
         chain=chain,
         action=action,
         release=release,
+        secure_boot=_vendor(source, doc.get("secure_boot"), "kernel" in files),
     )
+
+
+def _vendor(source: Path, value: Any, boots_kernel: bool) -> str | None:
+    """`secure_boot: VENDOR`: the vendor whose shim trusts this profile's kernel."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise _fail(source, "'secure_boot' must name the vendor whose shim trusts the kernel, like debian")
+    if not boots_kernel:
+        raise _fail(source, "'secure_boot' needs a 'kernel': only a signed kernel boots behind shim")
+    return value
 
 
 def _release(source: Path, doc: dict[str, Any], files: dict[str, FileRef]) -> ReleaseSpec | None:

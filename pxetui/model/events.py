@@ -268,12 +268,17 @@ class DhcpDecline(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TftpStart(Event):
     name: ClassVar[str] = "tftp.start"
+    optional: ClassVar[frozenset[str]] = _optional("kind", "answer")
     file: str
     client: str
     total: int | None
     blksize: int
     windowsize: int
     options: dict[str, str] = field(default_factory=dict)
+    # What is served, named as the HTTP service names it (the stage it means): loader,
+    # script (a grub.cfg rendered for the PC), kernel, initrd. Unset: a loader.
+    kind: str | None = None
+    answer: str | None = None  # a rendered grub.cfg: bootstrap, menu, local, or the profile booted
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

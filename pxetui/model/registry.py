@@ -10,6 +10,11 @@ once and the old one loses it, so HTTP serves that address the new holder's file
 and HTTP credit its transfers to the new holder. DHCP, TFTP and HTTP ask `mac_for_ip` per
 request: it is a dict lookup in an index kept in step with `Machine.ip`.
 
+Secure Boot: a UEFI PC that fetched the iPXE loader and comes back to DHCP without ever
+having spoken as iPXE was refused it by its firmware (Secure Boot on, iPXE unsigned). The
+machine is marked (`secure_boot = "ipxe-refused"`, kept across boots and restarts) and the
+DHCP answer gives it the signed chain (shim + GRUB) from then on (`needs_signed_chain`).
+
 Only PCs that matter get a machine: one in the plan (plan events), one that network-boots
 (a DHCP event from PXE / HTTP-boot firmware or iPXE), and from then on every event about it.
 A phone's DHCP in full mode, a forged DECLINE or an `error` naming a MAC make none: 5000 DHCP
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
-from pxetui.boot.firmware import firmware_label
+from pxetui.boot.firmware import firmware_label, is_ipxe_loader
 from pxetui.host.vendors import vendor_for
 from pxetui.model.events import (
     DhcpAck,
@@ -89,7 +94,10 @@ _LABELS = {
     Stage.FAILED: "failed",
 }
 
+IPXE_REFUSED = "ipxe-refused"  # Machine.secure_boot: the firmware refused iPXE (Secure Boot)
+
 # What the HTTP service calls each kind of file it serves, and the stage fetching it means.
+# TFTP names what it serves the same way (a grub.cfg is a "script"); unnamed is a loader.
 HTTP_KIND_STAGES = {
     "script": Stage.MENU,
     "kernel": Stage.KERNEL,
@@ -135,6 +143,9 @@ class Machine:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     menu_choice: str | None = None
     last_error: str | None = None
+    secure_boot: str | None = None  # IPXE_REFUSED once its firmware refused iPXE
+    ipxe_loaded: bool = False  # this boot: the firmware fetched a whole iPXE loader
+    spoke_ipxe: bool = False  # this boot: iPXE ran (a DHCP request said so)
 
     def to_dict(self) -> dict[str, Any]:
         """A copy that shares nothing mutable with the machine (a writer thread encodes it).
@@ -159,6 +170,9 @@ class Machine:
             "fingerprint": dict(self.fingerprint),  # values come whole from events, never changed in place
             "menu_choice": self.menu_choice,
             "last_error": self.last_error,
+            "secure_boot": self.secure_boot,
+            "ipxe_loaded": self.ipxe_loaded,
+            "spoke_ipxe": self.spoke_ipxe,
         }
 
     @classmethod
@@ -192,6 +206,20 @@ class Change:
 # service lets through per session (services/dhcp/server.py MAX_STRANGERS), so it only bites
 # when a state directory kept growing over many sessions.
 MAX_MACHINES = 5000
+
+
+def ipxe_refused(machine: Machine) -> bool:
+    """Its firmware fetched iPXE this boot and iPXE never spoke: the firmware refused it."""
+    return machine.ipxe_loaded and not machine.spoke_ipxe
+
+
+def needs_signed_chain(machine: Machine | None) -> bool:
+    """Whether `--secure-boot auto` gives this PC the signed chain on its next DHCP attempt.
+
+    Asked while the DHCP answer is being made, before the registry has seen that request:
+    a refusal pending (iPXE fetched, never ran) counts as much as the mark it will become.
+    """
+    return machine is not None and (machine.secure_boot == IPXE_REFUSED or ipxe_refused(machine))
 
 
 def creates_machine(event: Event) -> bool:
@@ -344,10 +372,28 @@ def _new_boot(machine: Machine, ts: float) -> None:
     machine.transfer = None
     machine.menu_choice = None
     machine.last_error = None
+    machine.ipxe_loaded = machine.spoke_ipxe = False
     machine.timeline.append((ts, "boot", f"boot #{machine.boots}"))
 
 
+def _note_ipxe(machine: Machine, event: DhcpClientEvent) -> None:
+    """iPXE spoke (it ran), or the firmware is back without it: the firmware refused iPXE."""
+    if event.ipxe:
+        machine.spoke_ipxe = True
+        return
+    if not isinstance(event, DhcpDiscover) or not event.netboot or not ipxe_refused(machine):
+        return
+    machine.ipxe_loaded = False
+    if machine.secure_boot != IPXE_REFUSED:
+        machine.secure_boot = IPXE_REFUSED
+        machine.last_error = (
+            "Secure Boot: iPXE refused by the firmware; the signed chain (shim + GRUB) is next"
+        )
+        machine.timeline.append((event.ts, "secure-boot", "iPXE refused"))
+
+
 def _on_dhcp(machine: Machine, event: DhcpClientEvent) -> None:
+    _note_ipxe(machine, event)
     # Only a network-boot client (firmware PXE / HTTP boot, or iPXE) starts a new boot: the
     # installer's own DHCP (udhcpc, dhclient) during the install must not reset the stage.
     if (
@@ -424,6 +470,17 @@ def _transfer_ends(machine: Machine, transfer: TransferProgress, ok: bool, reaso
         machine.last_error = reason
 
 
+def _loader_fetched(machine: Machine, file: str, ok: bool, probe: bool | None = None) -> None:
+    """A whole iPXE loader reached the firmware: iPXE should speak next, unless refused."""
+    if ok and not probe and is_ipxe_loader(file):
+        machine.ipxe_loaded = True
+
+
+def _on_tftp_start(machine: Machine, event: TftpStart) -> None:
+    stage = HTTP_KIND_STAGES.get(event.kind or "", Stage.LOADER)
+    _transfer_begins(machine, event.ts, stage, event.file, event.total)
+
+
 def _on_http_request(machine: Machine, event: HttpRequest) -> None:
     stage = HTTP_KIND_STAGES.get(event.kind)
     if stage is None:
@@ -442,12 +499,13 @@ def _fold(machine: Machine, event: Event) -> None:
         case DhcpClientEvent():
             _on_dhcp(machine, event)
         case TftpStart():
-            _transfer_begins(machine, event.ts, Stage.LOADER, event.file, event.total)
+            _on_tftp_start(machine, event)
         case TftpProgress():
             _transfer_moves(machine, event.ts, event.file, event.bytes, event.total, event.rate)
         case TftpDone():
             moved = _transfer_moves(machine, event.ts, event.file, event.bytes, event.total, event.rate)
             _transfer_ends(machine, moved, event.ok, event.reason)
+            _loader_fetched(machine, event.file, event.ok, event.probe)
         case HttpRequest():
             _on_http_request(machine, event)
         case HttpProgress():
@@ -456,6 +514,8 @@ def _fold(machine: Machine, event: Event) -> None:
             file = event.file or event.path
             moved = _transfer_moves(machine, event.ts, file, event.bytes, event.total, event.rate)
             _transfer_ends(machine, moved, event.ok, event.reason)
+            if event.kind == "loader":
+                _loader_fetched(machine, event.file, event.ok)
         case MenuSelect():
             machine.menu_choice = event.choice
             machine.timeline.append((event.ts, "menu.select", event.choice))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from pxetui.boot.unattended import Renderer
+from pxetui.model.tokens import Tokens
 from pxetui.services.context import ServiceContext
 from pxetui.services.dhcp.server import DhcpService
 from pxetui.services.http.server import HttpService
@@ -45,16 +46,16 @@ def build_services(context: ServiceContext) -> list[Service]:
     dhcp = DhcpService(context)
     # Built first, started last: `auto` asks DHCP's resolved mode when it starts.
     proxy = ProxyService(context, dhcp_mode=lambda: dhcp.mode)
+    # Kernel command lines and tokens, one of each for iPXE's scripts (HTTP) and GRUB's (TFTP).
+    unattended = Renderer(
+        template_dirs=list(settings.template_dirs),
+        settings=settings.install,
+        proxy=lambda: proxy.url,  # asked at each render: "" while the proxy does not run
+    )
+    tokens = Tokens(context.state, known=context.booter.knows)
     return [
-        TftpService(context),
-        HttpService(
-            context,
-            unattended=Renderer(
-                template_dirs=list(settings.template_dirs),
-                settings=settings.install,
-                proxy=lambda: proxy.url,  # asked at each render: "" while the proxy does not run
-            ),
-        ),
+        TftpService(context, unattended=unattended, tokens=tokens),
+        HttpService(context, unattended=unattended, tokens=tokens),
         # Before DHCP: its solicitation at start finds any IPv6 router before a PC asks.
         RouterAdvertService(context),
         # DHCP after TFTP/HTTP: it sends PCs to them, so those must already listen when it answers.

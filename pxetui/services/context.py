@@ -26,6 +26,9 @@ from pxetui.model.events import Event
 from pxetui.model.state import StateDir
 
 MODES = ("auto", "full", "proxy")
+# Which loader a UEFI PC gets: iPXE, the signed chain (shim + GRUB), or auto: iPXE first, the
+# signed chain once the PC's firmware refused iPXE (Secure Boot). See services/dhcp/answer.py.
+SECURE_BOOT_MODES = ("auto", "signed", "ipxe")
 PACKAGE_PROXY_MODES = ("auto", "on", "off")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")  # a bare host name or IPv4 address
@@ -64,6 +67,10 @@ class Booter(Protocol):
         """Whether `mac` is between DHCP and its menu in a boot pxetui is serving."""
         ...
 
+    def needs_signed_chain(self, mac: str) -> bool:
+        """Whether `mac`'s firmware refused iPXE (Secure Boot): it gets the signed chain next."""
+        ...
+
     def knows(self, mac: str) -> bool:
         """Whether `mac` booted through pxetui (the registry has it) or is in the plan.
 
@@ -96,9 +103,14 @@ class ServiceSettings:
     # DHCP options 3 and 6 in full mode: without a router no default route is handed out.
     router: ipaddress.IPv4Address | None = None
     dns: tuple[ipaddress.IPv4Address, ...] = ()
+    secure_boot: str = "auto"  # SECURE_BOOT_MODES
 
     def __post_init__(self) -> None:
         self._check_proxy()
+        if self.secure_boot not in SECURE_BOOT_MODES:
+            raise UsageError(
+                f"--secure-boot must be one of {', '.join(SECURE_BOOT_MODES)}, not {self.secure_boot!r}"
+            )
         if self.mode not in MODES:
             raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if not 1 <= self.http_port <= 65535:

@@ -2,6 +2,14 @@
 
 No sockets and no events here: `answer()` returns what to send (and how), which event to
 report and any error, so every firmware case can be unit-tested and fuzzed directly.
+
+Which loader a UEFI PC gets (`--secure-boot`, `chain_kind`): `ipxe` always iPXE; `signed`
+the Secure Boot chain (shim, then GRUB, then a signed kernel) wherever one exists for the
+PC's CPU; `auto` iPXE first, and the signed chain for a PC whose firmware fetched iPXE and
+came back without iPXE ever speaking (it refused the unsigned loader: Secure Boot), asked of
+the Booter per request. Where no iPXE exists for a CPU (Debian ships no arm64 iPXE) the
+signed chain is the only way, in every mode but `ipxe`. The chain is the one of the vendor
+the PC's assigned profile names (`secure_boot:`), else the default one.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pxetui.boot.firmware import firmware_label, is_http_boot
+from pxetui.boot.firmware import IPXE, SIGNED, firmware_label, is_http_boot
 from pxetui.services.dhcp import codec
 from pxetui.services.dhcp.codec import Packet
 from pxetui.services.dhcp.leases import LeasePool
@@ -45,6 +53,24 @@ class ServerFacts:
     expected_loader: Callable[[int], str]  # the file that would serve `arch`, to name it in errors
     planned_hostname: Callable[[str], str | None] = lambda mac: None
     boot_dir: str = ""
+    secure_boot: str = IPXE  # auto | signed | ipxe (see the module docstring)
+    # The signed chain's shim for (mac, arch), and whether its GRUB reads HTTP; None: no chain.
+    signed_loader: Callable[[str, int], tuple[str, bool] | None] = lambda mac, arch: None
+    needs_signed: Callable[[str], bool] = lambda mac: False  # the PC's firmware refused iPXE
+    # Full mode: options 3 and 6, only when the operator names them (--router, --dns). Without
+    # a router no default route is handed out: the laptop does not forward, and the installers
+    # are told to go on without one.
+    router: ipaddress.IPv4Address | None = None
+    dns: tuple[ipaddress.IPv4Address, ...] = ()
+
+    @functools.cached_property
+    def network_options(self) -> list[tuple[int, bytes]]:
+        options: list[tuple[int, bytes]] = []
+        if self.router is not None:
+            options.append((codec.OPT_ROUTER, self.router.packed))
+        if self.dns:
+            options.append((codec.OPT_DNS, b"".join(a.packed for a in self.dns)))
+        return options
 
     # Derived once: the hot path builds thousands of replies a second from these.
     @functools.cached_property
@@ -96,6 +122,41 @@ class Answer:
     decline: Decline | None = None  # what became of a DHCPDECLINE (a `dhcp.decline` event)
 
 
+def chain_kind(mode: str, refused_ipxe: bool, has_ipxe: bool, has_signed: bool) -> str | None:
+    """`ipxe` or `signed`: which chain a UEFI PC gets (None: nothing serves it)."""
+    if mode == IPXE:
+        return IPXE if has_ipxe else None
+    wants_signed = mode == SIGNED or refused_ipxe or not has_ipxe
+    if wants_signed and has_signed:
+        return SIGNED
+    return IPXE if has_ipxe else None
+
+
+def _loader_choice(packet: Packet, arch: int, http_boot: bool, facts: ServerFacts) -> BootChoice:
+    """The loader file for a PXE / HTTP boot firmware: iPXE, or the signed chain's shim."""
+    ipxe = facts.loader_for_arch(arch)
+    signed = facts.signed_loader(packet.mac, arch) if facts.secure_boot != IPXE else None
+    refused = facts.secure_boot == "auto" and signed is not None and facts.needs_signed(packet.mac)
+    kind = chain_kind(facts.secure_boot, refused, ipxe is not None, signed is not None)
+    if kind == SIGNED and signed is not None and http_boot and not signed[1]:
+        # Shim would load that GRUB by HTTP, and it reads TFTP only: it would stop at its
+        # prompt. iPXE instead is refused at once, and the firmware goes on to its next option.
+        kind = IPXE if ipxe is not None else None
+    if kind is None:
+        missing = facts.expected_loader(arch)
+        where = f" in {facts.boot_dir}" if facts.boot_dir else ""
+        return BootChoice(
+            None,
+            None,
+            error=f"no boot loader for arch {arch} ({firmware_label(arch)}): {missing} is missing{where}",
+        )
+    loader = signed[0] if kind == SIGNED and signed is not None else ipxe
+    assert loader is not None
+    if http_boot:
+        return BootChoice(facts.http_base + HTTP_LOADERS + loader, b"HTTPClient")
+    return BootChoice(loader, b"PXEClient")
+
+
 def boot_choice(packet: Packet, facts: ServerFacts) -> BootChoice:
     vendor = packet.options.get(codec.OPT_VENDOR_CLASS, b"")
     arch = codec.client_arch(packet)
@@ -111,18 +172,7 @@ def boot_choice(packet: Packet, facts: ServerFacts) -> BootChoice:
         return BootChoice(None, None)  # an ordinary DHCP client: an address, no boot file
     if arch is None:
         arch = 0
-    loader = facts.loader_for_arch(arch)
-    if loader is None:
-        missing = facts.expected_loader(arch)
-        where = f" in {facts.boot_dir}" if facts.boot_dir else ""
-        return BootChoice(
-            None,
-            None,
-            error=f"no boot loader for arch {arch} ({firmware_label(arch)}): {missing} is missing{where}",
-        )
-    if http_boot or is_http_boot(arch):
-        return BootChoice(facts.http_base + HTTP_LOADERS + loader, b"HTTPClient")
-    return BootChoice(loader, b"PXEClient")
+    return _loader_choice(packet, arch, http_boot or is_http_boot(arch), facts)
 
 
 def answer(packet: Packet, port: int, facts: ServerFacts, pool: LeasePool | None) -> Answer:
@@ -260,6 +310,7 @@ def _reply(
     ]
     if pool is not None:
         options += _lease_options(pool.lease_seconds, facts.netmask_packed)
+        options += facts.network_options
         hostname = facts.planned_hostname(packet.mac)
         if hostname:
             options.append((codec.OPT_HOSTNAME, hostname.encode("ascii", "replace")))

@@ -313,6 +313,12 @@ class DhcpService:
         def planned_hostname(mac: str) -> str | None:
             return booter.boot_plan(mac).hostname
 
+        def signed_loader(mac: str, arch: int) -> tuple[str, bool] | None:
+            # The first shim decides which vendor's kernels boot: the assigned profile's vendor.
+            profile = booter.boot_plan(mac).profile
+            chain = boot_files.chain_for_arch(arch, profile.secure_boot if profile else None)
+            return (chain.shim, chain.http) if chain is not None else None
+
         return ServerFacts(
             mode=self.mode,
             server_ip=address.ip,
@@ -322,6 +328,11 @@ class DhcpService:
             expected_loader=boot_files.expected_loader,
             planned_hostname=planned_hostname,
             boot_dir=str(boot_files.root),
+            secure_boot=self.context.settings.secure_boot,
+            signed_loader=signed_loader,
+            needs_signed=booter.needs_signed_chain,
+            router=self.context.settings.router,
+            dns=self.context.settings.dns,
         )
 
     # -- the hot path -------------------------------------------------------------------------

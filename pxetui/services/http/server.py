@@ -64,6 +64,7 @@ from pxetui.services.http.sendfile_response import TrackedFileResponse
 from pxetui.services.http.transfers import BodyTransfer, TransferMonitor
 
 SCRIPT_TYPE = "text/plain"
+MENU_DEFAULT = "local-disk"  # what an unassigned PC boots when nobody chose in its menu
 CLIENT_INFO = ("arch", "platform", "uuid", "serial", "manufacturer", "product", "lm")
 MAX_INFO_LEN = 128  # firmware strings are short; anything longer is cut, not trusted
 MAX_REASON_LEN = 300
@@ -152,6 +153,7 @@ class HttpService:
         sendfile_workers: int | None = None,
         menu_poll_interval: int = MENU_POLL_INTERVAL,
         connection_limits: ConnectionLimits | None = None,
+        tokens: Tokens | None = None,
     ) -> None:
         if idle_timeout <= 0 or stall_timeout <= 0 or progress_interval <= 0 or menu_poll_interval <= 0:
             raise UsageError("HTTP timeouts and the progress and poll intervals must be more than 0 seconds")
@@ -164,7 +166,8 @@ class HttpService:
         self._scripts = ScriptRenderer(template_dirs)
         # Kernel command lines and installer answers (preseed, autoinstall, kickstart).
         self._unattended = unattended or Renderer(template_dirs=list(template_dirs))
-        self._tokens = Tokens(context.state, known=self._booter.knows)
+        # One table with the TFTP service's (GRUB's command lines): one token per machine.
+        self._tokens = tokens or Tokens(context.state, known=self._booter.knows)
         self.refusals = RefusalReports(context.emit)
         # Connections turned away (over a cap, or no descriptor to accept them): counted apart
         # from the refusals about unknown machines, reported the same way.
@@ -440,6 +443,9 @@ class HttpService:
         except TemplateError as exc:
             self._error(mac, request, str(exc))
             raise web.HTTPInternalServerError(text=f"{exc}\n") from exc
+        if answer == "menu-timeout":
+            # The menu's default was taken, as if chosen at the PC: the operator sees the choice.
+            self._context.emit(MenuSelect(mac=mac, choice=MENU_DEFAULT, client=self._client(request)))
         return self._text(request, mac, "script", "boot.ipxe", script, answer=answer, client_info=info)
 
     def _waited(self, text: str | None) -> int:

@@ -31,6 +31,15 @@ class Refused(Exception):
 
 def catalog_name(filename: str, catalog: dict[str, Path]) -> str:
     """The catalog entry `filename` names, or Refused with the reason."""
+    name = clean_name(filename)
+    if name in catalog:
+        return name
+    raise Refused(ERR_NOT_FOUND, f"{name[:80]} is not a boot file served here")
+
+
+def clean_name(filename: str) -> str:
+    """`filename` without the leading "/" some firmwares send, or Refused: it is looked up
+    (in the catalog, or as a grub.cfg / profile file name), never joined to a path."""
     if not filename:
         raise Refused(ERR_ILLEGAL, "empty file name")
     if "\0" in filename:
@@ -42,9 +51,7 @@ def catalog_name(filename: str, catalog: dict[str, Path]) -> str:
     name = filename.lstrip("/")
     if ".." in name.split("/"):
         raise Refused(ERR_ACCESS, "'..' in file name")
-    if name in catalog:
-        return name
-    raise Refused(ERR_NOT_FOUND, f"{name[:80]} is not a boot file served here")
+    return name
 
 
 @dataclass(frozen=True, slots=True)

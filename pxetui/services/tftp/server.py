@@ -5,6 +5,10 @@ asyncio TftpTransfer (transfer.py beside it) with blksize, tsize and windowsize 
 Bad datagrams are dropped and counted; refused requests get a TFTP error and a tftp.done
 event with ok=false, so the operator sees a PC asking for a file that is not there.
 
+Beyond the catalog (the loaders, the signed chains' shim and GRUB), names under a chain's
+GRUB prefix and /files/PROFILE/ROLE are the Secure Boot chain's: grub.cfg rendered per MAC,
+the menu's choices and the verified profile files, resolved by signed_chain.py beside this.
+
 A flood must not lock PCs out: one client address runs at most MAX_PER_CLIENT transfers at
 once, and a transfer whose client never sends its first ACK gives its slot back after
 FIRST_ACK_GIVE_UP seconds (transfer.py), not the 30 s a real client that stalls gets. Requests
@@ -22,11 +26,14 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pxetui.boot.unattended import Renderer
 from pxetui.errors import UsageError
 from pxetui.model.events import TftpDone, TftpProgress, TftpStart
+from pxetui.model.tokens import Tokens
 from pxetui.services.context import ServiceContext
 from pxetui.services.tftp import packets
-from pxetui.services.tftp.requests import MODES, Refused, catalog_name, negotiate
+from pxetui.services.tftp.requests import MODES, Refused, clean_name, negotiate
+from pxetui.services.tftp.signed_chain import Quiet, Served, SignedChainFiles
 from pxetui.services.tftp.transfer import (
     FIRST_ACK_GIVE_UP,
     GIVE_UP,
@@ -60,6 +67,8 @@ class TftpStats:
     busy: int = 0  # requests over MAX_TRANSFERS or MAX_PER_CLIENT (a flood, or a loop)
     malformed: int = 0
     ignored: int = 0  # stray packets on port 69, repeated requests of a running transfer
+    optional_absent: int = 0  # files a signed boot asks for and does without (refused, no event)
+    rendered: int = 0  # grub.cfg answers rendered for the signed chain
     segmented_sends: int = 0  # windows that left in one send (UDP segmentation offload)
     unsegmented: int = 0  # transfers whose interface refused it and went block by block
 
@@ -81,6 +90,9 @@ class TftpService:
         port: int = TFTP_PORT,
         give_up: float = GIVE_UP,
         first_give_up: float = FIRST_ACK_GIVE_UP,
+        *,
+        unattended: Renderer | None = None,
+        tokens: Tokens | None = None,
     ) -> None:
         if not 0 < port < 65536:
             raise UsageError(f"TFTP port {port} is not a port: give 1-65535")
@@ -94,6 +106,7 @@ class TftpService:
         self._per_address: Counter[str] = Counter()  # running transfers per client address
         self._address = str(context.address.ip)
         self._mtu = context.interface.mtu
+        self.signed = SignedChainFiles(context, unattended, tokens)
 
     # -- Service protocol -------------------------------------------------------------------
 
@@ -117,11 +130,13 @@ class TftpService:
         self._per_address.clear()
 
     def describe(self) -> dict[str, object]:
-        catalog = self.context.boot_files.catalog
+        boot_files = self.context.boot_files
         return {
             "address": self._address,
             "port": self.port,
-            "files": len(catalog),
+            # The loader directory's files; the signed chains' shim and GRUB are listed apart.
+            "files": sum(1 for name in boot_files.catalog if boot_files.chain_of(name) is None),
+            "signed_chains": [chain.describe() for chain in boot_files.chains],
             "active": len(self._active),
             **asdict(self.stats),
         }
@@ -152,6 +167,9 @@ class TftpService:
         mac = self.context.booter.mac_for_ip(client[0])
         try:
             self._accept(packet, client, mac)
+        except Quiet as quiet:
+            self.stats.optional_absent += 1
+            self._reply_error(client, quiet.code, quiet.message)
         except Refused as refusal:
             self.stats.refused += 1
             self._reply_error(client, refusal.code, refusal.message)
@@ -179,12 +197,9 @@ class TftpService:
             raise Refused(packets.ERR_ACCESS, "write refused: pxetui serves boot files read-only")
         if request.mode not in MODES:
             raise Refused(packets.ERR_ILLEGAL, f"mode {request.mode[:20]!r} not supported; use octet")
-        catalog = self.context.boot_files.catalog
-        name = catalog_name(request.filename, catalog)
-        try:
-            source = _open_source(str(catalog[name]), netascii=request.mode == "netascii")
-        except OSError as exc:
-            raise Refused(packets.ERR_NOT_FOUND, f"{name} cannot be read: {exc.strerror}") from exc
+        name = clean_name(request.filename)
+        served = self._lookup(name, client[0], mac, netascii=request.mode == "netascii")
+        source = served.source
         try:
             sock = self._transfer_socket(client)
         except OSError as exc:
@@ -194,21 +209,46 @@ class TftpService:
         transfer = TftpTransfer(
             sock, source, negotiated, self._on_progress, self._on_done, self.give_up, self.first_give_up
         )
-        active = _Active(client=client, file=name, mac=mac, transfer=transfer)
+        active = _Active(client=client, file=name, mac=served.mac, transfer=transfer)
         self._active[client] = active
         self._per_address[client[0]] += 1
+        for event in served.events:
+            self.context.emit(event)
         self.context.emit(
             TftpStart(
-                mac=mac,
+                mac=served.mac,
                 file=name,
                 client=client[0],
                 total=source.size,
                 blksize=negotiated.blksize,
                 windowsize=negotiated.windowsize,
                 options=dict(request.options),
+                kind=None if served.kind == "loader" else served.kind,
+                answer=served.answer,
             )
         )
         transfer.start()
+
+    def _lookup(self, name: str, address: str, mac: str | None, netascii: bool) -> Served:
+        """A catalog file (a loader), else the signed chain's rendered answers and files."""
+        catalog = self.context.boot_files.catalog
+        if name not in catalog:
+            beside = self.signed.grub_beside_shim(name, address)
+            if beside is None:
+                served = self.signed.resolve(name, address, mac)
+                if netascii:
+                    served.source.close()
+                    raise Refused(packets.ERR_ILLEGAL, "ask for this file in octet (binary) mode")
+                if served.kind == "script":
+                    self.stats.rendered += 1
+                return served
+            name = beside
+        try:
+            source = _open_source(str(catalog[name]), netascii=netascii)
+        except OSError as exc:
+            raise Refused(packets.ERR_NOT_FOUND, f"{name} cannot be read: {exc.strerror}") from exc
+        self.signed.loader_served(name, address)
+        return Served(source, "loader", mac)
 
     def _transfer_socket(self, client: tuple[str, int]) -> socket.socket:
         """A new port for this transfer (the server's TID), connected so only the client's

@@ -82,6 +82,20 @@ class FileSource:
             self._fd = -1
 
 
+class BytesSource:
+    """A small answer rendered for one client (a grub.cfg), served from memory."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.size = len(data)
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self._data[offset : offset + length]
+
+    def close(self) -> None:
+        self._data = b""
+
+
 class NetasciiSource:
     """A file in netascii (CR LF line ends, RFC 764), converted block by block as it is read.
 
