@@ -13,15 +13,18 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from lab import Lab, lab_available, leftover_namespaces
+from lab import Client, Lab, lab_available, leftover_namespaces
 
 from pxetui.lab.netns import pxetui_command
+
+if TYPE_CHECKING:
+    from dhcp_client import RawClient
 
 REPO = Path(__file__).resolve().parent.parent
 # `make test` sets this: a missing tool or root is then a failure, never a silent skip.
@@ -154,3 +157,14 @@ def run_pxetui(lab: Lab, tmp_path: Path) -> Iterator[Any]:
         if proc.proc.poll() is None:
             proc.proc.kill()
             proc.proc.wait(10)
+
+
+@pytest.fixture
+def raw_client(lab: Lab) -> Iterator[tuple[Client, RawClient]]:
+    """A lab host that sends and sees raw DHCP frames (a PC's firmware, or an attacker)."""
+    from dhcp_client import RawClient  # scapy: loaded only by the tests that send frames
+
+    client = lab.add_client()
+    raw = RawClient(client.netns)
+    yield client, raw
+    raw.close()

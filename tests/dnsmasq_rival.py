@@ -8,11 +8,7 @@ import time
 from pathlib import Path
 
 from conftest import need_tools
-from lab import Lab
-
-
-def prefix(lab: Lab) -> str:
-    return lab.server_ip.rsplit(".", 1)[0]
+from lab import Lab, prefix
 
 
 class Dnsmasq:

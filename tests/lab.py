@@ -86,3 +86,8 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10, step: flo
             return False
         await asyncio.sleep(step)
     return True
+
+
+def prefix(lab: Lab) -> str:
+    """The first three octets of the lab's /24 (`198.18.3`), for addresses of its hosts."""
+    return lab.server_ip.rsplit(".", 1)[0]

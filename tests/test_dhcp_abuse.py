@@ -15,14 +15,13 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import need_tools
 from dhcp_client import RawClient, dhcp_options, dhcp_packet, mac_bytes, pxe_vendor_class, random_macs
-from lab import Client, Lab
+from lab import Client, Lab, prefix
 from scapy.layers.dhcp import BOOTP
 from scapy.layers.l2 import Ether
 from test_dhcp_answer import SERVER, dora, facts_for, pxe, request_bytes
@@ -187,18 +186,6 @@ def test_an_escape_in_option_60_and_77_never_reaches_the_event(facts: ServerFact
 
 
 # -- in the lab, against a real pxetui process ------------------------------------------------
-
-
-def prefix(lab: Lab) -> str:
-    return lab.server_ip.rsplit(".", 1)[0]
-
-
-@pytest.fixture
-def raw_client(lab: Lab) -> Iterator[tuple[Client, RawClient]]:
-    client = lab.add_client()
-    raw = RawClient(client.netns)
-    yield client, raw
-    raw.close()
 
 
 def udhcpc(lab: Lab, tmp_path: Path, mac: str, tries: int = 8) -> list[str]:

@@ -28,7 +28,7 @@ from dhcp_client import (
     random_macs,
 )
 from dnsmasq_rival import Dnsmasq
-from lab import Client, Lab
+from lab import Client, Lab, prefix
 from scapy.layers.dhcp import BOOTP
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
@@ -53,10 +53,6 @@ def report_script(tmp_path: Path, name: str, line: str) -> Path:
     script.write_text(f'#!/bin/sh\necho "{line}" >> {out}\n')
     script.chmod(0o755)
     return script
-
-
-def prefix(lab: Lab) -> str:
-    return lab.server_ip.rsplit(".", 1)[0]
 
 
 def test_udhcpc_and_dhclient_get_leases_in_full_mode_and_leases_are_saved(

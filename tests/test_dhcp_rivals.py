@@ -11,14 +11,13 @@ import json
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import need_tools
 from dhcp_client import RawClient, dhcp_options, dhcp_packet, mac_bytes, pxe_vendor_class
-from lab import Client, Lab, NetnsLoop
+from lab import Client, Lab, NetnsLoop, prefix
 from scapy.layers.dhcp import BOOTP
 from test_dhcp_answer import SERVER, facts_for, pxe, request_bytes
 from test_dhcp_answer import boot_dir as answer_boot_dir
@@ -28,10 +27,6 @@ from pxetui.services.dhcp.answer import RELAYED, ServerFacts, answer
 from pxetui.services.dhcp.leases import LeasePool
 from pxetui.services.dhcp.local_servers import dhcp_listeners
 from pxetui.services.dhcp.probe import PROBE_SECONDS, PROBE_SENDS
-
-
-def prefix(lab: Lab) -> str:
-    return lab.server_ip.rsplit(".", 1)[0]
 
 
 class LabDnsmasq:
@@ -73,14 +68,6 @@ def rival_host(lab: Lab, tmp_path: Path, *, ping: bool) -> tuple[LabDnsmasq, str
     ip = f"{prefix(lab)}.2"
     host = lab.add_client(mac="52:54:00:d0:00:02", address=f"{ip}/24")
     return LabDnsmasq(lab, host.netns, "eth0", ip, tmp_path, ping=ping), ip
-
-
-@pytest.fixture
-def raw_client(lab: Lab) -> Iterator[tuple[Client, RawClient]]:
-    client = lab.add_client()
-    raw = RawClient(client.netns)
-    yield client, raw
-    raw.close()
 
 
 # -- 1. a DHCP server on this machine ---------------------------------------------------------

@@ -18,14 +18,13 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import need_tools
 from dhcp_client import RawClient, dhcp_options, dhcp_packet, mac_bytes, pxe_vendor_class, random_macs
-from lab import Client, Lab
+from lab import Client, Lab, prefix
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
@@ -39,18 +38,6 @@ from pxetui.services.dhcp.server import MAX_STRANGERS, OVERLOADED, STALE_SECONDS
 from pxetui.session import Session, SessionConfig
 
 pytestmark = pytest.mark.lab
-
-
-def prefix(lab: Lab) -> str:
-    return lab.server_ip.rsplit(".", 1)[0]
-
-
-@pytest.fixture
-def raw_client(lab: Lab) -> Iterator[tuple[Client, RawClient]]:
-    client = lab.add_client()
-    raw = RawClient(client.netns)
-    yield client, raw
-    raw.close()
 
 
 def replies_to(raw: RawClient, mac: str, kind: int, timeout: float = 3, xid: int | None = None) -> list[Any]:
