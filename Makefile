@@ -7,12 +7,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEBIAN_FRONTEND := noninteractive
 
 # What pxetui itself needs at run time.
-RUN_DEBS := ipxe iproute2 ieee-data python3-venv apt-cacher-ng openssl
+RUN_DEBS := ipxe iproute2 ieee-data python3-venv apt-cacher-ng openssl gpgv debian-archive-keyring
 # What the tests and benches drive: real clients, rival servers and whole PCs.
-TEST_DEBS := $(RUN_DEBS) qemu-system-x86 ovmf ipxe-qemu dnsmasq-base kea-dhcp4-server kea-admin \
+TEST_DEBS := $(RUN_DEBS) gnupg qemu-system-x86 ovmf ipxe-qemu dnsmasq-base kea-dhcp4-server kea-admin \
 	tftp-hpa curl udhcpc isc-dhcp-client nginx-light tcpdump tmux busybox-static \
 	debian-installer-12-netboot-amd64 xorriso iputils-ping nftables atftp cpio procps ndisc6 radvd \
-	apt-utils dpkg-dev shim-signed grub-efi-amd64-signed
+	apt-utils dpkg-dev shim-signed grub-efi-amd64-signed qemu-system-arm qemu-efi-aarch64 debian-installer-12-netboot-arm64
 
 # Packages are installed with their services held back (policy-rc.d exit 101): apt-cacher-ng's
 # own daemon would otherwise start and listen on every interface of this machine. pxetui runs
@@ -23,10 +23,23 @@ APT_INSTALL = held() { made=; policy=/usr/sbin/policy-rc.d; \
 	$(SUDO) apt-get install -y -qq --no-install-recommends "$$@"; rc=$$?; \
 	if [ -n "$$made" ]; then $(SUDO) rm -f $$policy; fi; return $$rc; }; held
 
-.PHONY: run test lint unit venv deps-run deps-test clean no-system-proxy
+.PHONY: run install test lint unit venv deps-run deps-test clean no-system-proxy
 
-run: deps-run venv
+run: deps-run venv install
 	$(BIN)/pxetui $(IFACE) $(ARGS)
+
+# `sudo pxetui` after `make run`: sudo's secure_path has /usr/local/bin, not this venv. The link
+# is made once; a dangling one (its venv is gone) is replaced; anything else already there is
+# not pxetui's link to this venv and is left alone, with a message.
+PREFIX ?= /usr/local
+ENTRY := $(CURDIR)/$(BIN)/pxetui
+install: venv
+	@link="$(PREFIX)/bin/pxetui"; \
+	if [ "$$(readlink "$$link")" = "$(ENTRY)" ]; then exit 0; fi; \
+	if [ -e "$$link" ]; then echo "$$link is not a link to $(ENTRY): left alone, so \`sudo pxetui\`" \
+	"runs that one (remove it and run \`sudo make install\`, or run $(ENTRY))" >&2; exit 0; fi; \
+	sudo=; if [ -d "$(PREFIX)/bin" ] && [ ! -w "$(PREFIX)/bin" ]; then sudo="$(SUDO)"; fi; \
+	$$sudo mkdir -p "$(PREFIX)/bin" && $$sudo ln -sfn "$(ENTRY)" "$$link" && echo "linked $$link -> $(ENTRY)"
 
 test: deps-test venv
 	$(BIN)/ruff check pxetui tests bench

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pxetui import __version__
+from pxetui.commands.options import add_cache_option, add_profiles_option
 from pxetui.errors import PxetuiError, UsageError
 from pxetui.host.limits import raise_open_file_limit
 from pxetui.model.events import Error
@@ -124,20 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="state directory for the plan, leases and machine timelines"
         " (default /var/lib/pxetui as root, else $XDG_STATE_HOME/pxetui)",
     )
-    p.add_argument(
-        "--profiles",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="extra directory of profile YAML files (overrides built-ins by name; may be repeated)",
-    )
-    p.add_argument(
-        "--cache",
-        type=Path,
-        metavar="DIR",
-        help="where downloaded OS files live (default /var/cache/pxetui as root)",
-    )
+    add_profiles_option(p)
+    add_cache_option(p)
     p.add_argument(
         "--boot-files",
         type=Path,
@@ -340,6 +329,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), exc.exit_code, args.json)
     except KeyboardInterrupt:
         return 0
+
+
+def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Each subcommand's parser, built by the function its `main` builds it with (for --help checks)."""
+    from pxetui.commands import bundle, demo, fetch, import_iso, profiles
+
+    return {
+        "profiles": profiles.build_parser(),
+        "fetch": fetch.build_parser(),
+        "import-iso": import_iso.build_parser(),
+        "import-bundle": bundle.build_parser(),
+        "demo": demo.build_parser(),
+    }
 
 
 def run_subcommand(name: str, argv: list[str]) -> int:

@@ -1,4 +1,8 @@
-"""Headless mode: run the Session and print one line per event until SIGINT/SIGTERM."""
+"""Headless mode: run the Session and print one line per event until SIGINT/SIGTERM.
+
+With --json each line is the event's JSON (`Event.to_json`, the contract scripts read); without,
+it is the sentence the TUI's event log shows (`model/sentences.py`), for a person watching.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from collections import deque
 from typing import TextIO
 
 from pxetui.model.events import Event, EventsDropped
+from pxetui.model.sentences import log_line
 from pxetui.session import Session
 
 PRINT_BACKLOG = 10_000  # lines waiting for a slow reader before any is dropped
@@ -68,7 +73,7 @@ class EventPrinter:
                 return
 
     def _format(self, event: Event) -> str:
-        return event.to_json() if self.json_lines else event.describe()
+        return event.to_json() if self.json_lines else log_line(event)
 
     def close(self) -> None:
         """Print what is waiting (for at most CLOSE_TIMEOUT if the reader is stuck), then stop."""

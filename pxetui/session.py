@@ -14,14 +14,14 @@ import contextlib
 import functools
 import ipaddress
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 from pxetui.boot import firmware
 from pxetui.boot.bootfiles import BootFiles, find_boot_files
-from pxetui.boot.cache import require_servable
+from pxetui.boot.cache import require_servable, servable_problem
 from pxetui.boot.profiles import Profile, default_cache_dir, load_profiles
 from pxetui.boot.unattended import InstallSettings, numbered_hostname
 from pxetui.errors import PxetuiError, UsageError
@@ -165,6 +165,9 @@ class Session:
         self._writer: StateWriter | None = None  # registry saves while the services run
         self._address_watch: asyncio.Task[None] | None = None
         self._opened = False
+        # Profiles whose files a fetch is downloading now (fetch on first use): they may be
+        # assigned, and their PCs wait at a retry script until the files are verified.
+        self.fetching: set[str] = set()
         self.bus.subscribe(self._on_event)
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -186,11 +189,13 @@ class Session:
     async def start(self) -> None:
         """Open, check the interface, start every service, then emit service.ready."""
         self.bus.bind_loop(asyncio.get_running_loop())
+        cfg = self.config
+        # A wrong interface or a missing sudo is refused before the state directory is made.
+        netif.check_interface(cfg.interface, cfg.address)
+        netif.check_root()
         self.open()
         self._remove_leftover_address()
-        cfg = self.config
         info = netif.check_interface(cfg.interface, cfg.address)
-        netif.check_root()
         if cfg.address is not None and not netif.has_address(info, cfg.address):
             # Record it before adding, so a crashed session's address is removed next start.
             self.state.save("address", {"interface": cfg.interface, "address": str(cfg.address)})
@@ -335,7 +340,12 @@ class Session:
         if entry is None:
             return BootPlan()
         profile = self.profiles.get(entry.profile) if entry.profile else None
-        return BootPlan(profile=profile, boot_local=entry.boot_local, hostname=entry.hostname)
+        return BootPlan(
+            profile=profile,
+            boot_local=entry.boot_local,
+            hostname=entry.hostname,
+            fetching=profile is not None and profile.name in self.fetching,
+        )
 
     def menu_choice(self, mac: str) -> Profile | None:
         machine = self.registry.get(mac)
@@ -414,17 +424,68 @@ class Session:
 
     @on_session_loop
     def assign(self, mac: str, profile: str, hostname: str | None = None) -> PlanEntry:
-        mac = self._pc_mac(mac)
-        # A PC assigned a profile whose files are missing or unverified would fail to boot:
-        # refuse now, naming the `pxetui fetch` command that fixes it.
+        return self.assign_machines([mac], profile, hostname)[0]
+
+    @on_session_loop
+    def assign_machines(
+        self, macs: Sequence[str], profile: str, hostname: str | None = None
+    ) -> list[PlanEntry]:
+        """Assign `profile` to every MAC, or (when one is refused) to none of them."""
+        pcs = [self._pc_mac(mac) for mac in macs]
         chosen = self.profile(profile)
-        self._require_fit(mac, chosen)
-        require_servable(chosen, self.config.cache_dir)
+        for mac in pcs:
+            self._require_fit(mac, chosen)
+        # A PC assigned a profile whose files are missing or unverified would fail to boot:
+        # refuse now, naming the `pxetui fetch` command that fixes it (unless a fetch runs).
+        self._require_files(chosen)
         if hostname:
-            self._require_hostname(mac, hostname)
-        entry = self.plan.assign(mac, profile, hostname)
-        self._plan_changed(PlanAssign(mac=mac, profile=profile, hostname=entry.hostname))
-        return entry
+            if len(pcs) > 1:
+                raise UsageError(
+                    f"one hostname ({hostname}) cannot name {len(pcs)} PCs; assign them without one"
+                )
+            self._require_hostname(pcs[0], hostname)
+        entries = []
+        for mac in pcs:
+            entry = self.plan.assign(mac, profile, hostname)
+            self._plan_changed(PlanAssign(mac=mac, profile=profile, hostname=entry.hostname))
+            entries.append(entry)
+        return entries
+
+    def _require_files(self, profile: Profile) -> None:
+        """The profile's files are here and verified, or a fetch of them is running now.
+
+        Being fetched is a state, not a way round the check: the HTTP service sends such a
+        PC a script that waits and asks again, never a URL of a file not yet verified.
+        """
+        if profile.name not in self.fetching:
+            require_servable(profile, self.config.cache_dir)
+
+    # -- fetch on first use ---------------------------------------------------------------
+
+    @on_session_loop
+    def add_profile(self, profile: Profile) -> None:
+        """A profile made while pxetui runs (an ISO imported from the TUI): servable from now on."""
+        self.profiles[profile.name] = replace(profile, cache_dir=self.config.cache_dir)
+
+    @on_session_loop
+    def fetch_started(self, profile: str) -> None:
+        """A fetch of `profile`'s files runs: it may be assigned; its PCs wait for the files."""
+        self.fetching.add(self.profile(profile).name)
+
+    @on_session_loop
+    def fetch_finished(self, profile: str, error: str | None = None) -> None:
+        """The fetch ended: verified files boot; after a failure its waiting PCs are named."""
+        self.fetching.discard(profile)
+        if error is None:
+            return
+        waiting = sorted(mac for mac, e in self.plan.entries.items() if e.profile == profile)
+        if waiting:
+            shown = ", ".join(waiting[:4]) + (f" and {len(waiting) - 4} more" if len(waiting) > 4 else "")
+            error += (
+                f"; {len(waiting)} PC(s) assigned to {profile} ({shown}) cannot boot it:"
+                " fetch it again or assign another profile"
+            )
+        self.emit(Error(reason=f"fetching {profile} failed: {error}"))
 
     @staticmethod
     def _pc_mac(text: str) -> str:
@@ -461,14 +522,23 @@ class Session:
         self._plan_changed(PlanUnassign(mac=mac))
 
     @on_session_loop
-    def add_machine(self, mac: str, hostname: str | None = None) -> PlanEntry:
+    def add_machine(self, mac: str, hostname: str | None = None, profile: str | None = None) -> PlanEntry:
+        """Add `mac` to the plan (with `profile` assigned): all of it or, when refused, nothing."""
         mac = self._pc_mac(mac)
         if hostname:
             self._require_hostname(mac, hostname)
+        if profile is not None:
+            # Everything assign would refuse is refused before the MAC is added:
+            # a refused profile must not leave half an entry in the plan.
+            chosen = self.profile(profile)
+            self._require_fit(mac, chosen)
+            self._require_files(chosen)
         entry = self.plan.add(mac)
         if hostname:
             entry.hostname = hostname
         self._plan_changed(PlanAdd(mac=mac, hostname=entry.hostname))
+        if profile is not None:
+            entry = self.assign(mac, profile)
         return entry
 
     @on_session_loop
@@ -493,7 +563,7 @@ class Session:
     @on_session_loop
     def set_unknown_policy(self, profile: str | None, count: int = 0) -> None:
         if profile is not None:
-            require_servable(self.profile(profile), self.config.cache_dir)
+            self._require_files(self.profile(profile))
             if count <= 0:
                 raise UsageError("give the number of unknown machines that get the profile (1 or more)")
         self.plan.unknown.profile = profile
@@ -529,10 +599,14 @@ class Session:
                 continue
             if name not in checked:
                 try:
-                    require_servable(self.profile(name), self.config.cache_dir)
-                    checked[name] = None
+                    chosen = self.profile(name)
                 except UsageError as exc:
                     checked[name] = str(exc)
+                else:
+                    problem = (
+                        None if name in self.fetching else servable_problem(chosen, self.config.cache_dir)
+                    )
+                    checked[name] = None if problem is None else str(problem)
             reason = checked[name]
             if reason is not None:
                 problems.append(f"{source}: {entry.mac}: {reason}")

@@ -10,15 +10,20 @@ installers' real host names work and no test ever reaches a real mirror. Address
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lab import Client, Lab, ip
+
+from pxetui.host.netif import InterfaceInfo
+from pxetui.services.context import ServiceContext, ServiceSettings
 
 PACKAGES = ("pxt-alpha", "pxt-beta", "pxt-gamma")
 MIRROR_HOSTS = ("deb.debian.org", "security.debian.org")
@@ -210,3 +215,25 @@ def internet(lab: Lab, work: Path) -> Iterator[Internet]:
         yield net.start()
     finally:
         net.stop()
+
+
+def service_context(settings: ServiceSettings, address: str = "198.18.7.1/24") -> ServiceContext:
+    """A context for building a service without a session (its checks, its describe())."""
+    iface = InterfaceInfo(name="br0", up=True, mtu=1500, speed_mbps=0, mac="02:00:00:00:00:01")
+    return ServiceContext(
+        interface=iface, address=ipaddress.IPv4Interface(address), boot_files=None,  # type: ignore[arg-type]
+        state=None, profiles={}, booter=None, emit=lambda e: None, settings=settings,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def wait_for(proc: Any, wanted: Callable[[dict[str, Any]], bool], what: str, timeout: float = 10) -> dict[str, Any]:
+    """The first event of pxetui `proc` for which `wanted(event)` is true (waiting up to `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [e for e in proc.events if wanted(e)]
+        if found:
+            return dict(found[0])
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what}: {proc.events[-20:]}")
+        with contextlib.suppress(AssertionError):
+            proc.wait_event("<nothing>", timeout=0.3)  # takes the events that came meanwhile

@@ -46,3 +46,14 @@ def test_without_root_nothing_is_created_first(
         assert main(["eth9", "--state", str(state), *extra]) == 2
         assert "must run as root" in capsys.readouterr().err
         assert not state.exists()  # the root check came before the state directory
+
+
+def test_a_missing_interface_is_refused_before_the_state_directory_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the interface check runs after the root check: needs root to reach it")
+    state = tmp_path / "state"
+    assert main(["pxetui-nosuch0", "--headless", "--state", str(state)]) == 2
+    assert "pxetui-nosuch0" in capsys.readouterr().err
+    assert not state.exists()  # no lock, plan.json or machines.json for a session that never ran

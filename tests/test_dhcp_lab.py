@@ -5,11 +5,13 @@ Everything runs inside namespaces the `lab` fixture creates (198.18.0.0/15) and 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,11 +30,17 @@ from dhcp_client import (
     random_macs,
 )
 from dnsmasq_rival import Dnsmasq
-from lab import Client, Lab, prefix
+from lab import Client, Lab, NetnsLoop, prefix
 from scapy.layers.dhcp import BOOTP
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
+from tftp_lab import lab_service_context
+
+from pxetui.boot.bootfiles import find_signed_chains
+from pxetui.boot.firmware import ARM64
+from pxetui.services.dhcp.server import DhcpService
+from pxetui.session import SessionConfig
 
 pytestmark = pytest.mark.lab
 
@@ -153,8 +161,16 @@ def test_each_firmware_gets_its_file_in_a_frame_to_its_own_mac(
         if user == b"iPXE":
             assert proc.wait_event("dhcp.discover", mac=mac)["ipxe"] is True
 
+    # No arm64 iPXE exists: an arm64 PC gets Debian's signed arm64 chain where
+    # debian-installer-12-netboot-arm64 is installed (`make test` installs it), else an error.
     arm = "52:54:00:ab:00:99"
+    arm_chains = [c for c in find_signed_chains()[0] if c.cpu == ARM64]
     raw.send(dhcp_packet(arm, "discover", arch=11, vendor_class=pxe_vendor_class(11)))
+    if arm_chains:
+        offer = proc.wait_event("dhcp.offer", mac=arm)
+        assert offer["file"] == arm_chains[0].shim and offer["arch"] == 11
+        assert proc.stop() == 0
+        return
     error = proc.wait_event("error", mac=arm)
     assert "arm64-efi/ipxe.efi is missing" in error["reason"]
     assert not raw.replies(1, match=lambda r: r[BOOTP].chaddr[:6] == mac_bytes(arm))
@@ -473,3 +489,40 @@ def test_a_bios_pc_with_ipxe_rom_fetches_the_script_over_http_in_proxy_mode(
             vm.kill()
             vm.wait(10)
         rival.stop()
+
+
+def test_dhcp_is_answered_while_the_services_loop_is_held_up(
+    lab: Lab, tmp_path: Path, pxe_client: tuple[Client, RawClient]
+) -> None:
+    """DHCP's ports are read and answered on a thread of their own: a services' loop held up
+    by other work (in a room: 100 TFTP transfers, boot scripts, events) no longer holds back
+    every answer. Here the loop is stuck in one callback until the OFFER has arrived."""
+    config = SessionConfig(interface=lab.bridge, mode="full", force=True, state_dir=tmp_path / "state")
+    session, context = lab_service_context(lab, config, boot_dir(tmp_path))
+    service = DhcpService(context)
+    release = threading.Event()
+    with NetnsLoop(lab.server_ns) as nl:
+
+        async def start() -> None:
+            session.bus.bind_loop(asyncio.get_running_loop())
+            await service.start()
+
+        nl.run(start())
+        try:
+            nl.loop.call_soon_threadsafe(release.wait, 30)  # the loop runs nothing else meanwhile
+            _, raw = pxe_client
+            mac = "52:54:00:ab:01:01"
+            raw.send(
+                dhcp_packet(mac, "discover", xid=7, arch=7, vendor_class=pxe_vendor_class(7), uuid_option=ZERO_UUID)
+            )
+            replies = raw.replies(5, want=1, match=lambda r: r[BOOTP].chaddr[:6] == mac_bytes(mac))
+            answered_while_held = bool(replies)
+            release.set()
+            assert answered_while_held, "no OFFER while the services' loop was held up"
+            assert dhcp_options(replies[0])["message-type"] == 2
+            # Its events reach the loop once that runs again, in order: the PC is in the registry.
+            assert nl.call(lambda: session.registry.get(mac) is not None)
+            assert nl.call(lambda: service.describe()["answered"]) == 1
+        finally:
+            release.set()
+            nl.run(service.stop())

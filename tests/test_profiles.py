@@ -119,7 +119,7 @@ def test_ubuntu_names_a_release_line_not_a_point_release_file() -> None:
             "'kernel.sha256' must be 64 hex digits in quotes (YAML read it as a number)",
         ),
         ("name: d\ntitle: T\nkernel: {url: 'http://m/a', chksum: x}\n", "unknown key 'kernel.chksum'"),
-        ("name: d\ntitle: T\nkernel: {path: k}\nmirror: x\n", "unknown key 'mirror'"),
+        ("name: d\ntitle: T\nkernel: {path: k}\nmirrors: x\n", "unknown key 'mirrors'"),
     ],
 )
 def test_schema_errors_name_file_and_key(tmp_path: Path, text: str, message: str) -> None:

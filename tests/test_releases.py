@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from debian_signing import KEYRING_ENV, signed_samples, signing_key
 from lab import Lab, NetnsLoop
 from test_fetch import KERNEL, PORT, Mirror, RecordingProgress, blob, sha, write_profile
 from test_isoimport import build_iso
@@ -89,10 +90,12 @@ def samples() -> dict[str, bytes]:
 
 
 @pytest.fixture
-def upstream(lab: Lab) -> Iterator[tuple[NetnsLoop, Mirror, Mirrors]]:
+def upstream(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[NetnsLoop, Mirror, Mirrors]]:
+    # Debian's InRelease files signed by the tests' own key, which pxetui is told to trust.
+    monkeypatch.setenv(KEYRING_ENV, str(signing_key().keyring))
     with NetnsLoop(lab.server_ns) as nl:
         mirror = Mirror(lab.server_ip)
-        mirror.files.update(samples())
+        mirror.files.update(signed_samples(samples()))
         nl.run(mirror.start())
         try:
             yield nl, mirror, Mirrors(root=mirror.base + "/")
@@ -275,7 +278,8 @@ def test_debian_sha256sums_is_checked_against_the_suite_inrelease(
         )
     mirror.files[sums_path] = new_sums.encode()
     good = hashlib.sha256(new_sums.encode()).hexdigest()
-    mirror.files[inrelease_path] = mirror.files[inrelease_path].replace(sha(old_sums).encode(), good.encode())
+    edited = mirror.files[inrelease_path].decode().replace(sha(old_sums), good)
+    mirror.files[inrelease_path] = signing_key().resign(edited).encode()
     cache = tmp_path / "cache"
     profile = load_profiles()["debian-13"]
     results = nl.run(fetch_profiles([profile], cache, RecordingProgress(), mirrors=mirrors))

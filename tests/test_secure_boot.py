@@ -1,9 +1,10 @@
 """Secure Boot: the signed chain (shim -> GRUB -> signed kernel) beside iPXE.
 
 Pure parts first (the firmware table, finding the chains, which loader DHCP names, the
-"iPXE refused" rule, grub.cfg names and text), then the TFTP service answering GRUB with a
-real TFTP client (tftp-hpa) in a lab namespace. tests/e2e/test_secure_boot.py boots OVMF's
-Secure Boot firmware through all of it.
+"iPXE refused" rule, grub.cfg names and text, a profile's own shim + GRUB), then the TFTP
+service answering GRUB with a real TFTP client (tftp-hpa) in a lab namespace, and `pxetui
+fetch` verifying a profile's loaders from a lab mirror. tests/e2e/test_secure_boot.py boots
+OVMF's Secure Boot firmware through all of it, tests/e2e/test_arm64.py AAVMF's.
 """
 
 from __future__ import annotations
@@ -15,18 +16,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import need_tools
 from dhcp_client import ZERO_UUID, pxe_vendor_class
 from lab import Lab, NetnsLoop
 from scapy.layers.dhcp import BOOTP, DHCP
+from test_fetch import Mirror, RecordingProgress, mirror_loop, sha  # noqa: F401  (mirror_loop: a fixture)
 from tftp_lab import TftpServer
 
 from pxetui.boot import firmware
-from pxetui.boot.bootfiles import BootFiles, SignedChain, find_boot_files, find_signed_chains, grub_facts
+from pxetui.boot.bootfiles import (
+    BootFiles,
+    SignedChain,
+    find_boot_files,
+    find_signed_chains,
+    grub_facts,
+    profile_chain,
+)
 from pxetui.boot.grub_config import GrubRenderer, cmdline_words, grub_word, parse_name
-from pxetui.boot.profiles import ProfileError, parse_profile
+from pxetui.boot.profiles import Profile, ProfileError, load_profile, parse_profile
+from pxetui.commands.fetch import ChecksumMismatch, fetch_profiles
 from pxetui.errors import UsageError
 from pxetui.host.netif import InterfaceInfo
+from pxetui.lab.qemu import AAVMF_CODE, AAVMF_SB_VARS, OVMF_SB_CODE, VmSpec, qemu_command
 from pxetui.model.events import DhcpDiscover, Event, HttpDone, TftpDone, TftpStart
 from pxetui.model.registry import IPXE_REFUSED, Registry, Stage, needs_signed_chain
 from pxetui.services.context import ServiceContext, ServiceSettings
@@ -363,6 +375,157 @@ def test_secure_boot_profile_key() -> None:
         )
 
 
+def own_loaders_doc(home: Path, name: str = "fedora-own", **loaders: object) -> dict[str, object]:
+    """A profile with its own Secure Boot loaders (fake files under `home`, `path:` refs)."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "BOOTX64.EFI").write_bytes(b"MZ fedora shim")
+    (home / "grubx64.efi").write_bytes(fake_grub("/EFI/fedora"))
+    (home / "vmlinuz").write_bytes(b"fedora kernel")
+    secure_boot = {
+        "vendor": "fedora",
+        "shim": {"path": str(home / "BOOTX64.EFI")},
+        "grub": {"path": str(home / "grubx64.efi")},
+        **loaders,
+    }
+    return {
+        "name": name,
+        "title": "Fedora with its own shim",
+        "arch": ["x86_64"],
+        "firmware": ["uefi"],
+        "kernel": {"path": str(home / "vmlinuz")},
+        "secure_boot": secure_boot,
+    }
+
+
+def test_a_profile_names_its_own_shim_and_grub_checked_like_its_files(tmp_path: Path) -> None:
+    source = tmp_path / "p.yaml"
+    profile = parse_profile(source, own_loaders_doc(tmp_path))
+    assert profile.secure_boot == "fedora" and profile.own_loaders
+    assert profile.files["shim"].path == str(tmp_path / "BOOTX64.EFI")  # fetched and verified as files
+    shim = {"url": "https://dl.example/os/EFI/BOOT/BOOTX64.EFI", "sha256": "ab" * 32}
+    assert parse_profile(source, own_loaders_doc(tmp_path, shim=shim)).files["shim"].url == shim["url"]
+    assert not parse_profile(source, {**own_loaders_doc(tmp_path), "secure_boot": "fedora"}).own_loaders
+    for change, error in (
+        ({"grub": None}, "needs 'shim' and 'grub'"),
+        ({"vendor": None}, "'secure_boot.vendor' is missing"),
+        ({"mok": {"path": "/m"}}, "unknown key 'secure_boot.mok'"),
+        ({"shim": {"url": "ftp://x/shim.efi"}}, "'secure_boot.shim.url' must be an http"),
+        ({"shim": {"path": "/a/vmlinuz"}, "grub": {"url": "https://x/vmlinuz", "sha256": "ab" * 32}}, None),
+    ):
+        doc = own_loaders_doc(tmp_path)
+        loaders = {k: v for k, v in {**doc["secure_boot"], **change}.items() if v is not None}  # type: ignore[dict-item]
+        doc["secure_boot"] = loaders
+        if error is None:
+            parse_profile(source, doc)  # paths may share a basename: they are not in the cache
+            continue
+        with pytest.raises(ProfileError, match=error):
+            parse_profile(source, doc)
+    with pytest.raises(ProfileError, match="exactly one 'arch'"):
+        parse_profile(source, {**own_loaders_doc(tmp_path), "arch": ["x86_64", "arm64"]})
+    kernel_url = {"url": "https://x/grubx64.efi", "sha256": "cd" * 32}
+    grub_url = {"url": "https://y/grubx64.efi", "sha256": "ab" * 32}
+    with pytest.raises(ProfileError, match="share one name in the cache"):
+        parse_profile(source, {**own_loaders_doc(tmp_path, grub=grub_url), "kernel": kernel_url})
+
+
+def fedora_profile(tmp_path: Path, **loaders: object) -> Profile:
+    return parse_profile(tmp_path / "fedora-own.yaml", own_loaders_doc(tmp_path / "fedora", **loaders))
+
+
+def test_a_profile_with_its_own_loaders_gets_its_chain_or_none(tmp_path: Path) -> None:
+    paths = debian_layout(tmp_path / "debian")
+    boot = find_boot_files(loaders(tmp_path, "ipxe.efi"), chains=chains_in(paths))
+    cache = tmp_path / "cache"
+    fedora = fedora_profile(tmp_path)
+    chain = boot.chain_for(7, fedora, cache)
+    assert chain is not None and chain == profile_chain(fedora, cache)
+    assert (chain.vendor, chain.shim, chain.grub, chain.profile) == (
+        "fedora",
+        "profiles/fedora-own/shimx64.efi",  # the names shim asks for, under the profile's own directory
+        "profiles/fedora-own/grubx64.efi",
+        "fedora-own",
+    )
+    # Its GRUB's compiled-in prefix, and beside itself (Red Hat's GRUB reads grub.cfg there).
+    assert chain.prefixes == ("EFI/fedora", "profiles/fedora-own")
+    assert boot.chain_for(9, fedora, cache) == chain and boot.chain_for(16, fedora, cache) == chain
+    assert boot.chain_for(11, fedora, cache) is None and boot.chain_for(0, fedora, cache) is None
+    # Not verified yet (a URL never fetched): no chain at all, not Debian's, whose shim would
+    # refuse the Fedora kernel.
+    unfetched = fedora_profile(
+        tmp_path / "u", shim={"url": "https://dl.example/EFI/BOOT/BOOTX64.EFI", "sha256": "ab" * 32}
+    )
+    assert boot.chain_for(7, unfetched, cache) is None
+    # A profile without loaders of its own: its vendor's chain; unassigned: the default.
+    debian = parse_profile(
+        tmp_path / "d.yaml", {"name": "d", "title": "D", "kernel": {"path": "/k"}, "secure_boot": "debian"}
+    )
+    assert boot.chain_for(7, debian, cache) == boot.chains[0] == boot.chain_for(7, None, cache)
+
+
+def test_a_profiles_loaders_are_fetched_and_verified_like_its_kernel(
+    mirror_loop: tuple[NetnsLoop, Mirror],  # noqa: F811  (the fixture imported from test_fetch)
+    tmp_path: Path,
+) -> None:
+    nl, mirror = mirror_loop
+    files = {
+        "os/images/pxeboot/vmlinuz": b"a signed kernel",
+        "os/EFI/BOOT/BOOTX64.EFI": b"MZ the vendor's shim",
+        "os/EFI/BOOT/grubx64.efi": fake_grub("/EFI/fedora"),
+    }
+    mirror.files.update(files)
+    wrong = sha(b"not this grub")
+
+    def profile(grub_sha: str) -> Profile:
+        source = tmp_path / "profiles" / "fedora-net.yaml"
+        source.parent.mkdir(exist_ok=True)
+        source.write_text(
+            "name: fedora-net\ntitle: Fedora\narch: [x86_64]\n"
+            f"kernel: {{url: '{mirror.url('os/images/pxeboot/vmlinuz')}', sha256: {sha(files['os/images/pxeboot/vmlinuz'])}}}\n"
+            "secure_boot:\n  vendor: fedora\n"
+            f"  shim: {{url: '{mirror.url('os/EFI/BOOT/BOOTX64.EFI')}', sha256: {sha(files['os/EFI/BOOT/BOOTX64.EFI'])}}}\n"
+            f"  grub: {{url: '{mirror.url('os/EFI/BOOT/grubx64.efi')}', sha256: {grub_sha}}}\n"
+        )
+        return load_profile(source)
+
+    cache = tmp_path / "cache"
+    bad = profile(wrong)
+    assert profile_chain(bad, cache) is None  # nothing fetched: no chain
+    with pytest.raises(ChecksumMismatch, match="fedora-net grub: checksum mismatch"):
+        nl.run(fetch_profiles([bad], cache, RecordingProgress()))
+    assert profile_chain(bad, cache) is None  # a GRUB that fails its checksum is never served
+    good = profile(sha(files["os/EFI/BOOT/grubx64.efi"]))
+    results = nl.run(fetch_profiles([good], cache, RecordingProgress()))
+    assert {r.role for r in results} == {"kernel", "shim", "grub"}
+    chain = profile_chain(good, cache)
+    assert chain is not None and chain.prefixes == ("EFI/fedora", "profiles/fedora-net")
+    assert (cache / "fedora-net" / "BOOTX64.EFI").read_bytes() == files["os/EFI/BOOT/BOOTX64.EFI"]
+
+
+def test_the_dhcp_answer_names_the_assigned_profiles_own_shim(tmp_path: Path) -> None:
+    paths = debian_layout(tmp_path / "debian")
+    root = loaders(tmp_path, "ipxe.efi")
+    boot = find_boot_files(root, chains=chains_in(paths))
+    cache = tmp_path / "cache"
+    assigned = {MAC: fedora_profile(tmp_path)}
+
+    def signed_loader(mac: str, arch: int) -> tuple[str, bool] | None:
+        chain = boot.chain_for(arch, assigned.get(mac), cache)  # as services/dhcp/server.py asks
+        return (chain.shim, chain.http) if chain is not None else None
+
+    server_facts = ServerFacts(
+        mode="full",
+        server_ip=SERVER.ip,
+        network=SERVER.network,
+        http_base=HTTP,
+        loader_for_arch=boot.loader_for_arch,
+        expected_loader=boot.expected_loader,
+        secure_boot="signed",
+        signed_loader=signed_loader,
+    )
+    assert offered(pxe_discover(7), server_facts) == "profiles/fedora-own/shimx64.efi"
+    assert offered(pxe_discover(7, mac=OTHER), server_facts) == "debian-installer/amd64/bootnetx64.efi"
+
+
 # -- TFTP answers GRUB (a real client in a lab namespace) -----------------------------------
 
 
@@ -371,7 +534,13 @@ def chain_server(lab: Lab, tmp_path: Path) -> Iterator[TftpServer]:
     """pxetui's TFTP service with one Debian chain made of files in tmp_path."""
     need_tools("tftp")
     chains = chains_in(debian_layout(tmp_path / "debian", packages=False))
-    session = Session(SessionConfig(interface=lab.bridge, state_dir=tmp_path / "state", menu_timeout=7))
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "fedora-own.yaml").write_text(yaml.safe_dump(own_loaders_doc(tmp_path / "fedora")))
+    config = SessionConfig(
+        interface=lab.bridge, state_dir=tmp_path / "state", menu_timeout=7, profile_dirs=[profiles]
+    )
+    session = Session(config)
     session.open()
     if not session.profiles["debian-12-local"].file_path("kernel", session.config.cache_dir).is_file():
         pytest.skip("needs Debian's debian-installer-12-netboot-amd64 (make deps-test)")
@@ -447,6 +616,10 @@ def test_grub_gets_its_per_mac_answers_menu_choice_and_kernel_over_tftp(
     )
     assert get(f"{prefix}/grub.cfg-52:54:00:99:99:99") == (False, b"")
     assert server.session.registry.get("52:54:00:99:99:99") is None
+    # That refusal's tftp.done may still be on its way: count from after it.
+    assert server.wait(
+        lambda: any("99:99:99" in str(e.fields.get("reason")) for e in server.named("tftp.done"))
+    )
     # What shim and GRUB ask for on the way and do without is refused without an event.
     before = len(server.named("tftp.done"))
     assert get("debian-installer/amd64/revocations_sbat.efi") == (False, b"")
@@ -462,6 +635,51 @@ def test_grub_gets_its_per_mac_answers_menu_choice_and_kernel_over_tftp(
     assert ok and b"\nexit\n" in local and b"linux" not in local
 
 
+def test_a_profiles_own_shim_and_grub_are_served_and_its_grub_is_answered(
+    lab: Lab, chain_server: TftpServer, tmp_path: Path
+) -> None:
+    server = chain_server
+    client = lab.add_client(mac=MAC, address=f"{lab.subnet.network_address + 31}/24")
+    ip = str(lab.subnet.network_address + 31)
+    server.loop.call(lambda: server.session.registry.set_ip(MAC, ip))
+    server.session.assign(MAC, "fedora-own")
+
+    def get(name: str) -> bytes | None:
+        out = tmp_path / "got"
+        out.unlink(missing_ok=True)
+        done = client.run("tftp", "-m", "binary", server.ip, "-c", "get", f"{server.ip}:{name}", str(out))
+        ok = done.returncode == 0 and "Error" not in done.stdout + done.stderr and out.is_file()
+        return out.read_bytes() if ok else None
+
+    fedora = tmp_path / "fedora"
+    assert get("profiles/fedora-own/shimx64.efi") == (fedora / "BOOTX64.EFI").read_bytes()
+    # Shim asks for GRUB at the root: this address got Fedora's shim, so Fedora's GRUB.
+    assert get("grubx64.efi") == (fedora / "grubx64.efi").read_bytes()
+    assert get("profiles/fedora-own/grubx64.efi") == (fedora / "grubx64.efi").read_bytes()
+    for prefix in ("EFI/fedora", "profiles/fedora-own"):  # its prefix, and beside itself
+        bootstrap = get(f"{prefix}/grub.cfg")
+        assert bootstrap is not None and b"grub.cfg-$net_default_mac" in bootstrap
+    answer = get(f"EFI/fedora/grub.cfg-{MAC}")
+    assert answer is not None and b"linux /files/fedora-own/kernel" in answer
+    assert get("files/fedora-own/kernel") == (fedora / "vmlinuz").read_bytes()
+    # Only loader names are served from a profile; nothing else under profiles/.
+    for name in (
+        "profiles/fedora-own/vmlinuz",
+        "profiles/fedora-own/../debian-12-local/shimx64.efi",
+        "profiles/debian-12-local/shimx64.efi",
+        "profiles/nope/shimx64.efi",
+    ):
+        assert get(name) is None, name
+    starts = server.named("tftp.start", file="profiles/fedora-own/shimx64.efi")
+    assert starts and starts[0].mac == MAC and starts[0].fields.get("kind") is None  # a loader
+    # Another address that got Debian's shim still gets Debian's GRUB at the root.
+    other = lab.add_client(mac=OTHER, address=f"{lab.subnet.network_address + 32}/24")
+    out = tmp_path / "other"
+    for name in ("debian-installer/amd64/bootnetx64.efi", "grubx64.efi"):
+        other.run("tftp", "-m", "binary", server.ip, "-c", "get", f"{server.ip}:{name}", str(out))
+    assert out.read_bytes() == fake_grub("/debian-installer/amd64/grub")
+
+
 def test_the_command_line_takes_secure_boot() -> None:
     from pxetui.__main__ import build_parser, config_from_args
 
@@ -471,3 +689,24 @@ def test_the_command_line_takes_secure_boot() -> None:
     assert config.secure_boot == "signed" and config.service_settings().secure_boot == "signed"
     with pytest.raises(SystemExit):
         parser.parse_args(["eth1", "--secure-boot", "maybe"])
+
+
+def test_the_lab_builds_secure_boot_arm64_and_http_boot_pcs(tmp_path: Path) -> None:
+    log, variables = tmp_path / "serial.log", tmp_path / "vars.fd"
+    secure = qemu_command(VmSpec("sb", MAC, "tap0", secure_boot=True), log, variables)
+    assert "q35,smm=on" in secure and f"if=pflash,format=raw,unit=0,file={OVMF_SB_CODE},readonly=on" in secure
+    arm = qemu_command(VmSpec("arm", MAC, "tap0", cpu="arm64", secure_boot=True), log, variables)
+    assert arm[0] == "qemu-system-aarch64" and "virt" in arm and f"file={AAVMF_CODE}" in " ".join(arm)
+    assert VmSpec("arm", MAC, "tap0", cpu="arm64", secure_boot=True).flash == (AAVMF_CODE, AAVMF_SB_VARS)
+    http = qemu_command(VmSpec("http", MAC, "tap0", network_boot="http"), log)
+    assert "name=opt/org.tianocore/IPv4PXESupport,string=no" in http and "-bios" in http
+    assert "-fw_cfg" not in qemu_command(VmSpec("pxe", MAC, "tap0"), log)
+    with pytest.raises(UsageError, match="own copy"):
+        qemu_command(VmSpec("sb", MAC, "tap0", secure_boot=True), log)  # the store is per guest
+    for bad in (
+        {"firmware": "bios", "cpu": "arm64"},
+        {"cpu": "arm64", "network_boot": "http"},
+        {"cpu": "riscv"},
+    ):
+        with pytest.raises(UsageError):
+            VmSpec("bad", MAC, "tap0", **bad)  # type: ignore[arg-type]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
+import os
 import random
+import signal
 import socket
 import struct
 import subprocess
@@ -437,7 +440,8 @@ def test_port_in_use_is_a_clear_error(lab: Lab, tmp_path: Path, boot: tuple[Path
     with NetnsLoop(lab.server_ns) as nl:
         blocker = nl.call(lambda: _bound_udp(lab.server_ip, 69))
         try:
-            with pytest.raises(PxetuiError, match="another TFTP server"):
+            # The holder is named: this test's own process (tests/test_tftp_port_holder.py: dnsmasq, pxetui).
+            with pytest.raises(PxetuiError, match=rf"\(pid {os.getpid()}\) holds UDP 69 on {lab.server_ip}"):
                 start_tftp(lab, nl, tmp_path / "state", boot[0])
         finally:
             blocker.close()
@@ -470,3 +474,61 @@ def test_service_is_built_by_the_session() -> None:
     )
     services = build_services(context)
     assert isinstance(services[0], TftpService) and services[0].name == "tftp"
+
+
+def held_up_atftp(client: Client, server_ip: str, out: Path, run_s: float, stop_s: float) -> tuple[int, int]:
+    """atftp (blksize 1468, windowsize 4) that is stopped for `stop_s` after every `run_s`
+    of running, as a client on a loaded machine is: its ACKs come late, none is lost.
+    Returns (exit code, pauses)."""
+    options = ["--option", "blksize 1468", "--option", "windowsize 4", "--option", "tsize 0"]
+    fetch_cmd = ["atftp", *options, "-g", "-r", "ipxe.efi", "-l", str(out), server_ip]
+    cmd = ["ip", "netns", "exec", client.netns, *fetch_cmd]  # netns exec execs: the pid is atftp's
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pauses = 0
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(run_s)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGSTOP)
+            pauses += 1
+            time.sleep(stop_s)
+            proc.send_signal(signal.SIGCONT)
+    return proc.wait(10), pauses
+
+
+def test_a_held_up_atftp_gets_no_needless_resends(
+    lab: Lab, server: TftpServer, boot: tuple[Path, dict[str, bytes]], tmp_path: Path
+) -> None:
+    """Low RTT, no loss, but the client stops for 30 ms again and again: a fixed 20 ms timer
+    resent a window at every stop (and an early second OACK makes atftp abort). The adaptive
+    timer learns from the first needless resend that this client is slow, not lossy."""
+    need_tools("atftp")
+    client = lab.add_client(address=f"{lab.subnet.network_address + 34}/24")
+    out = tmp_path / "held-up.efi"
+    code, pauses = held_up_atftp(client, server.ip, out, run_s=0.001, stop_s=0.03)
+    assert code == 0 and sha(out.read_bytes()) == sha(boot[1]["ipxe.efi"])
+    assert server.wait(lambda: bool(server.named("tftp.done", ok=True)))
+    (finished,) = server.named("tftp.done", ok=True)
+    assert pauses >= 5, pauses  # the client really was held up, many times
+    assert int(finished.fields["retransmits"]) <= 3, (finished.fields, pauses)
+
+
+def test_atftp_with_loss_recovers_quickly(
+    lab: Lab, server: TftpServer, boot: tuple[Path, dict[str, bytes]], tmp_path: Path
+) -> None:
+    """The adaptive timer still resends at RTT pace when packets are really lost."""
+    need_tools("atftp", "nft")
+    client = lab.add_client(address=f"{lab.subnet.network_address + 35}/24")
+    udp_loss(lab, client, 3)
+    options = ["--option", "blksize 1468", "--option", "windowsize 4", "--option", "tsize 0"]
+    got = 0
+    for i in range(3):  # atftp itself gives up on some losses (a lost OACK): most must work
+        out = tmp_path / f"lossy-{i}.efi"
+        fetch_cmd = ["atftp", "--tftp-timeout", "1", *options, "-g", "-r", "ipxe.efi", "-l", str(out)]
+        done = client.run(*fetch_cmd, server.ip)
+        got += done.returncode == 0 and out.exists() and sha(out.read_bytes()) == sha(boot[1]["ipxe.efi"])
+    assert got >= 2
+    assert server.wait(lambda: len(server.named("tftp.done", ok=True)) >= got)
+    done_ok = server.named("tftp.done", ok=True)
+    assert sum(int(e.fields["retransmits"]) for e in done_ok) > 0  # the loss was real and recovered
+    assert max(float(e.fields["seconds"]) for e in done_ok) < 20  # RTT-paced, not atftp's seconds

@@ -10,6 +10,14 @@ from hypothesis import strategies as st
 
 from pxetui.services.tftp import packets
 from pxetui.services.tftp.requests import Refused, catalog_name, negotiate, to_netascii
+from pxetui.services.tftp.transfer import (
+    INITIAL_RTO,
+    MAX_FLOOR,
+    MAX_QUICK_RTO,
+    MIN_RTO,
+    NEEDLESS_FLOOR_FACTOR,
+    RetransmitTimeout,
+)
 
 CATALOG = {"ipxe.efi": Path("/x/ipxe.efi"), "arm64-efi/ipxe.efi": Path("/x/a")}
 
@@ -82,3 +90,46 @@ def test_negotiation() -> None:
 
 def test_netascii_conversion() -> None:
     assert to_netascii(b"a\nb\rc\r\n") == b"a\r\nb\r\0c\r\0\r\n"
+
+
+def test_retransmit_timeout_starts_long_then_follows_the_rtt() -> None:
+    timeout = RetransmitTimeout()
+    assert timeout.rto == INITIAL_RTO  # nothing measured yet: a client's first answer is slow
+    timeout.sample(0.0002)
+    assert timeout.rto == MIN_RTO  # a LAN round trip: the floor
+    timeout.sample(0.030)  # the client was held up once
+    assert timeout.rto > 0.030  # the variance term widens the timer beyond that delay
+
+
+def test_retransmit_timeout_backs_off_until_a_clean_sample() -> None:
+    timeout = RetransmitTimeout()
+    timeout.sample(0.0002)
+    timeout.timed_out()
+    timeout.timed_out()
+    assert timeout.rto == pytest.approx(4 * MIN_RTO)
+    for _ in range(20):
+        timeout.timed_out()
+    assert timeout.rto == MAX_QUICK_RTO  # the quick timer stays bounded
+    timeout.sample(0.0002)
+    assert timeout.rto == MIN_RTO
+
+
+@given(st.lists(st.floats(min_value=0, max_value=5), min_size=1, max_size=50))
+def test_retransmit_timeout_stays_between_floor_and_cap(samples: list[float]) -> None:
+    timeout = RetransmitTimeout()
+    for rtt in samples:
+        timeout.sample(rtt)
+        assert MIN_RTO <= timeout.rto <= MAX_QUICK_RTO
+
+
+def test_a_needless_resend_raises_the_floor_to_the_clients_real_delay() -> None:
+    timeout = RetransmitTimeout()
+    for _ in range(50):
+        timeout.sample(0.0002)
+    timeout.resend_was_needless(0.060)  # the ACK came after 60 ms: slow, not lost
+    for _ in range(200):
+        timeout.sample(0.0002)  # fast again: the variance term forgets, the floor does not
+    assert timeout.needless == 1
+    assert timeout.rto == pytest.approx(NEEDLESS_FLOOR_FACTOR * 0.060)
+    timeout.resend_was_needless(10.0)
+    assert timeout.floor == MAX_FLOOR

@@ -18,6 +18,8 @@ import tui_scenario as sc
 from textual import events
 from textual.widgets import Button, DataTable, Input, OptionList, RichLog, Static
 
+from pxetui.host.netif import InterfaceInfo, Member
+from pxetui.model import sentences
 from pxetui.model.events import (
     EVENT_TYPES,
     DhcpAck,
@@ -28,7 +30,7 @@ from pxetui.model.events import (
 )
 from pxetui.model.registry import Machine, Stage, TransferProgress
 from pxetui.session import Session
-from pxetui.tui import launch, layout, sentences, stalls
+from pxetui.tui import launch, layout, stalls
 from pxetui.tui.app import PxetuiApp
 from pxetui.tui.screens.detail import DetailScreen
 from pxetui.tui.screens.forms import FormScreen
@@ -502,17 +504,15 @@ async def test_details_wording(session: Session) -> None:
         assert any("chose debian-12-local from the menu" in line for line in main_screen(app).log_sentences)
 
 
-async def test_the_picker_marks_bridge_ports_and_shows_enter(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from pxetui.tui.screens import picker as picker_module
+async def test_the_picker_marks_bridge_ports_and_shows_enter(tmp_path: Path) -> None:
+    def interfaces() -> list[InterfaceInfo]:  # as host/netif.py lists them: the port knows its bridge
+        return [
+            dataclasses.replace(i, member_of=Member("br-lab", "bridge")) if i.name == "enx00e04c680001" else i
+            for i in sc.fake_interfaces()
+        ]
 
-    def bridge_of(name: str) -> str | None:
-        return "br-lab" if name == "enx00e04c680001" else None
-
-    monkeypatch.setattr(picker_module, "_sysfs_bridge_of", bridge_of)  # no such port on this machine
     session = sc.open_session(tmp_path / "state", interface="")
-    app = sc.make_app(session)
+    app = sc.make_app(session, list_interfaces=interfaces)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         picker = app.screen

@@ -83,6 +83,34 @@ async def stuck_at_dhcp(pilot: Any, app: PxetuiApp, session: Session) -> None:
     app.flush_updates()
     await pilot.pause()
 
+def proxy_running(uplink: bool, then: Steps = nothing) -> Steps:
+    """Issue 14: the package proxy runs; its figures come, with or without a route out."""
+
+    async def steps(pilot: Any, app: PxetuiApp, session: Session) -> None:
+        facts: dict[str, object] = {"state": "running", "uplink": uplink, "url": "http://198.18.0.1:3142"}
+        if not uplink:
+            facts["warning"] = sc.NO_UPLINK
+        sc.proxy_ready(session, facts)
+        sc.publish(session, 90, sc.proxy_stats(uplink=uplink))
+        app.flush_updates()
+        await pilot.pause()
+        await then(pilot, app, session)
+
+    return steps
+
+
+async def profiles_screen(pilot: Any, app: PxetuiApp, session: Session) -> None:
+    """Issue 16: the OS profiles (o): one downloading, upstream asked (debian-12-local: installed)."""
+    from pxetui.tui.downloads import Download
+
+    session.config.cache_dir = Path("lab-cache")  # relative to the test's directory: the same in every run
+    app.downloads["debian-12"] = Download("debian-12", "debian-12 initrd", 21_000_000, 42_000_000)
+    app.upstream.update({"ubuntu-24.04": "24.04.4", "debian-13": "13.2", "fedora-server": "45"})
+    await pilot.press("o")
+    await pilot.pause()
+    await pilot.pause(0.2)
+
+
 # name -> (session interface, rival DHCP seen, steps after the scenario's events)
 CASES: dict[str, tuple[str, bool, Steps]] = {
     "picker": ("", False, nothing),
@@ -109,11 +137,23 @@ CASES: dict[str, tuple[str, bool, Steps]] = {
     "import-malformed-csv-80x24": ("enx00e04c680001", False, keys("i", values={"path": "many.csv"}, submit=True)),
     "empty": ("enx00e04c680001", False, nothing),
     "main-stalled-summary": ("enx00e04c680001", False, stuck_at_dhcp),
+    "profiles": ("enx00e04c680001", False, profiles_screen),
+    # Issue 14: the package proxy's figures at 80x24 and wide, and a laptop with no uplink.
+    "main-proxy-80x24": ("enx00e04c680001", False, proxy_running(uplink=True)),
+    "main-proxy-200x50": ("enx00e04c680001", False, proxy_running(uplink=True)),
+    "main-no-uplink-80x24": ("enx00e04c680001", False, proxy_running(uplink=False)),
+    "detail-proxy": ("enx00e04c680001", False, proxy_running(uplink=True, then=on_row(sc.PC_BIOS, keys("enter")))),
 }
 # name -> (terminal size, seconds after the scenario's NOW that the clock says)
-SIZES = {"main-80x24": (80, 24), "import-malformed-csv-80x24": (80, 24), "main-200x50": (200, 50), "empty": (80, 24)}
+SIZES = {"main-80x24": (80, 24), "import-malformed-csv-80x24": (80, 24), "main-200x50": (200, 50), "empty": (80, 24),
+         "main-proxy-80x24": (80, 24), "main-proxy-200x50": (200, 50), "main-no-uplink-80x24": (80, 24)}  # fmt: skip
 LATER = {"main-stalled-summary": 240.0}
 MANY_BAD = "mac,profile,hostname\n" + "".join(f"52:54:00:zz:00:{i:02},debian-12,pc-{i}\n" for i in range(12))
+# Issue 17: the picker at 80x24 on a laptop whose lab NIC is a bridge's port: the port and a
+# bond's member are marked, last, with why; the key bar names Enter.
+CASES["picker-ports-80x24"] = ("", False, keys("down", "down"))  # the cursor on the port: why, in full
+SIZES["picker-ports-80x24"] = (80, 24)
+INTERFACES = {"picker-ports-80x24": sc.bridged_interfaces}
 
 
 async def render(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -127,7 +167,7 @@ async def render(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     if interface and not empty:
         sc.plan_lab(session)  # before the app subscribes: plan events (real time) stay out of the log
     now = sc.NOW + LATER.get(name, 0.0)
-    app = sc.make_app(session, clock=lambda: now)
+    app = sc.make_app(session, clock=lambda: now, list_interfaces=INTERFACES.get(name, sc.fake_interfaces))
     async with app.run_test(size=SIZES.get(name, sc.SIZE)) as pilot:
         if interface and not empty:
             sc.boot_events(session, rival=rival)

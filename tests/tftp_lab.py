@@ -76,18 +76,13 @@ class TftpServer:
         return self.loop.call(self.service.describe)
 
 
-def start_tftp(
-    lab: Lab,
-    nl: NetnsLoop,
-    state: Path,
-    boot_dir: Path | None,
-    mtu: int = 1500,
-    port: int = 69,
-    give_up: float = 30.0,
-) -> TftpServer:
-    # An opened (never started) Session is the service's Booter and event bus; the service
-    # itself gets only its context, as in Session.start.
-    session = Session(SessionConfig(interface=lab.bridge, state_dir=state))
+def lab_service_context(
+    lab: Lab, config: SessionConfig, boot_dir: Path | None, mtu: int = 1500
+) -> tuple[Session, ServiceContext]:
+    """An opened (never started) Session, the services' Booter and event bus, and the context
+    a service on the lab bridge gets from it, as in Session.start (which reads the interface
+    from /sys, the host's view for a thread in a lab namespace: hence built by hand here)."""
+    session = Session(config)
     session.open()
     boot: BootFiles = find_boot_files(boot_dir)
     context = ServiceContext(
@@ -100,6 +95,19 @@ def start_tftp(
         emit=session.emit,
         settings=session.settings,
     )
+    return session, context
+
+
+def start_tftp(
+    lab: Lab,
+    nl: NetnsLoop,
+    state: Path,
+    boot_dir: Path | None,
+    mtu: int = 1500,
+    port: int = 69,
+    give_up: float = 30.0,
+) -> TftpServer:
+    session, context = lab_service_context(lab, SessionConfig(interface=lab.bridge, state_dir=state), boot_dir, mtu)
     service = TftpService(context, port=port, give_up=give_up)
     server = TftpServer(lab=lab, session=session, service=service, loop=nl)
 

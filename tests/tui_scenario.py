@@ -12,7 +12,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
-from pxetui.host.netif import InterfaceInfo
+from pxetui.host.netif import InterfaceInfo, Member
 from pxetui.model.events import (
     DhcpAck,
     DhcpDiscover,
@@ -23,6 +23,7 @@ from pxetui.model.events import (
     HttpRequest,
     InstallDone,
     InstallFailed,
+    ProxyStats,
     ServiceReady,
     TftpDone,
     TftpProgress,
@@ -30,6 +31,7 @@ from pxetui.model.events import (
     make_event,
 )
 from pxetui.model.plan import PlanEntry
+from pxetui.services.proxy.uplink import NO_UPLINK
 from pxetui.session import Session, SessionConfig
 from pxetui.tui.app import PxetuiApp
 
@@ -69,6 +71,30 @@ def fake_interfaces() -> list[InterfaceInfo]:
         InterfaceInfo(name="eth1", up=False, mtu=1500, speed_mbps=0, mac="3c:52:82:00:00:11"),
         InterfaceInfo(name="lo", up=True, mtu=65536, speed_mbps=0, mac="00:00:00:00:00:00"),
     ]
+
+
+def bridged_interfaces() -> list[InterfaceInfo]:
+    """A laptop with a bridge for its lab VMs: the bridge holds the address, its port and a bond's
+    member are no place to serve (host/netif.py `member_of`, as list_interfaces reads it)."""
+    return [
+        InterfaceInfo(
+            name="eth0", up=True, mtu=1500, speed_mbps=1000, mac="3c:52:82:00:00:10",
+            ipv4=(ipaddress.IPv4Interface("192.168.1.23/24"),), default_route=True,
+        ),
+        InterfaceInfo(
+            name="enp3s0", up=True, mtu=1500, speed_mbps=1000, mac="00:e0:4c:68:00:02",
+            member_of=Member("br-lab", "bridge"),
+        ),
+        InterfaceInfo(
+            name="br-lab", up=True, mtu=1500, speed_mbps=0, mac="00:e0:4c:68:00:02",
+            ipv4=(ipaddress.IPv4Interface("198.18.0.1/24"),),
+        ),
+        InterfaceInfo(
+            name="eth2", up=True, mtu=1500, speed_mbps=1000, mac="3c:52:82:00:00:12",
+            member_of=Member("bond0", "bond"),
+        ),
+        InterfaceInfo(name="lo", up=True, mtu=65536, speed_mbps=0, mac="00:00:00:00:00:00"),
+    ]  # fmt: skip
 
 
 def open_session(state: Path, interface: str = "enx00e04c680001") -> Session:
@@ -201,6 +227,28 @@ def boot_events(session: Session, *, rival: bool = False) -> None:
     tftp = {"file": "ipxe.efi", "client": "198.18.0.106", "total": 1_048_576}
     publish(session, 81, TftpStart(mac=PC_LOADER, blksize=1468, windowsize=4, **tftp))  # type: ignore[arg-type]
     publish(session, 82, TftpProgress(mac=PC_LOADER, bytes=419_430, rate=2_100_000, **tftp))  # type: ignore[arg-type]
+
+
+def proxy_ready(session: Session, proxy: dict[str, object], offset: float = 0.5) -> None:
+    """service.ready again, now listing the package proxy with `proxy` (its describe())."""
+    services: dict[str, dict[str, object]] = {
+        "dhcp": {"port": 67}, "tftp": {"port": 69}, "http": {"port": 8080}, "proxy": proxy,
+    }  # fmt: skip
+    ready = ServiceReady(
+        mode=session.mode, interface="enx00e04c680001", address="198.18.0.1", http_port=8080,
+        services=services, state_dir="/var/lib/pxetui",  # as root would see it: the SVGs show it
+    )  # fmt: skip
+    publish(session, offset, ready)
+
+
+def proxy_stats(uplink: bool = True) -> ProxyStats:
+    """The proxy's figures mid-morning: the BIOS PC installed through it, the UEFI PC is starting."""
+    return ProxyStats(
+        url="http://198.18.0.1:3142", upstream_bytes=412_000_000, served_bytes=1_236_000_000,
+        from_cache=824_000_000, cache_bytes=430_000_000, files=2_310, refused=2,
+        clients={"198.18.0.101": 1_200_000_000, "198.18.0.100": 36_000_000, "198.18.0.7": 120},
+        uplink=uplink, upstream_ok=uplink, warning=None if uplink else NO_UPLINK,
+    )  # fmt: skip
 
 
 def make_app(session: Session, **kwargs: Any) -> PxetuiApp:

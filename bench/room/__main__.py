@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """A room of N PCs switched on at once, on one 1 Gbit/s link: pxetui against dnsmasq + nginx.
 
-Run as root from the repository: `sudo .venv/bin/python bench/room [--pcs 20 50 100] [--quick]`
-(--quick: 5 and 10 PCs). Each PC is a lab namespace on the bridge doing what a UEFI PC does
+Run as root from the repository: `sudo .venv/bin/python bench/room [--pcs 20 50 100] [--quick]
+[--rounds N] [--tui] [--keep DIR]` (--quick: 5 and 10 PCs; --tui: pxetui as the TUI in tmux;
+--keep: the servers' logs and every PC's DHCP send/receive times, pcs.json). Each PC is a lab namespace on the bridge doing what a UEFI PC does
 (bench/room/pc.py): DHCP with PXE options (all with one cloned UUID, every third with the same
 xid), TFTP of ipxe.efi (tsize probe + ERROR 8, then blksize 1468 windowsize 4), DHCP as iPXE,
 the HTTP boot script, kernel + initrd over HTTP: ~50 MB of random bytes made in a temporary
-directory, served by pxetui from a `path:` profile and by nginx from the same files.
+directory, served by pxetui from a `path:` profile and by nginx from the same files. The PCs
+run at nice 10 (pc.py PC_NICENESS): here they share the server's cores, in a real room they
+do not.
 
 The server's side of the bridge is shaped to 1 Gbit/s with `tc qdisc add dev br0 root tbf rate
 1gbit` (both servers sit on br0 itself, so everything they send goes through that qdisc, like a
@@ -30,6 +33,7 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import statistics
@@ -75,6 +79,7 @@ class RoomResult:
     failures: list[str] = field(default_factory=list)
     wire_drops: int = 0  # packets the 1 Gbit/s queue dropped (full for 20 ms)
     notes: dict[str, int] = field(default_factory=dict)  # the server's own counts, from its events/log
+    tui: bool = False  # pxetui ran as the TUI
 
 
 def make_files(work: Path) -> tuple[Path, Path]:
@@ -178,6 +183,47 @@ class PxetuiServer:
                 self.proc.wait(10)
 
 
+class PxetuiTuiServer(PxetuiServer):
+    """The same pxetui as the operator's TUI, in a tmux terminal (160x45): the room's 100 rows
+    and their moving progress bars are drawn while the services answer (the DHCP target is
+    "with the TUI running"). It prints no events, so the server notes stay empty."""
+
+    def __init__(self, lab: Lab, work: Path, files: tuple[Path, Path], macs: list[str]) -> None:
+        super().__init__(lab, work, files, macs)
+        self.command = [c for c in self.command if c not in ("--headless", "--json")]
+        self.tmux = ["tmux", "-L", f"pxetui-room-{work.name}"]
+        self._pids: list[int] = []
+
+    def __enter__(self) -> PxetuiTuiServer:
+        shell = f"ip netns exec {self.lab.server_ns} {shlex.join(self.command)} 2>{self.work / 'pxetui.stderr'}"
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", "room", "-x", "160", "-y", "45", shell], check=True)
+        deadline = time.monotonic() + 60
+        while not (self._listening("u", 67) and self._listening("t", PXETUI_HTTP)):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"pxetui's TUI did not start: {(self.work / 'pxetui.stderr').read_text()[-2000:]}")
+            time.sleep(0.2)
+        found = self.lab.exec(self.lab.server_ns, "ip", "netns", "pids", self.lab.server_ns).stdout.split()
+        for pid in found:
+            with contextlib.suppress(OSError):
+                if b"pxetui" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    self._pids.append(int(pid))
+        return self
+
+    def _listening(self, proto: str, port: int) -> bool:
+        return bool(self.lab.exec(self.lab.server_ns, "ss", f"-H{proto}ln", f"sport = :{port}").stdout.strip())
+
+    @property
+    def pids(self) -> list[int]:
+        return self._pids
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run([*self.tmux, "send-keys", "-t", "room", "q"], check=False, capture_output=True)
+        deadline = time.monotonic() + 20
+        while any(psutil.pid_exists(pid) for pid in self._pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        subprocess.run([*self.tmux, "kill-server"], check=False, capture_output=True)
+
+
 def classic_pids(stack: ClassicStack) -> list[int]:
     return [proc.pid for proc in stack.procs]
 
@@ -233,7 +279,7 @@ def measure(stack: str, count: int, files: tuple[Path, Path], args: argparse.Nam
             work = Path(tmp)
             server: PxetuiServer | ClassicStack
             if stack == "pxetui":
-                server = PxetuiServer(lab, work, files, macs)
+                server = (PxetuiTuiServer if args.tui else PxetuiServer)(lab, work, files, macs)
             else:
                 server = ClassicStack(lab, work, CLASSIC_HTTP, kernel=files[0], initrd=files[1])
             with server:
@@ -242,8 +288,9 @@ def measure(stack: str, count: int, files: tuple[Path, Path], args: argparse.Nam
                 results, _ = run_pcs(lab, macs, args.timeout, args.spread)
                 cpu, rss = meter.stop()
             if args.keep:
-                keep(work, Path(args.keep) / f"{count}-{stack}-{n}")
+                keep(work, Path(args.keep) / f"{count}-{stack}-{n}", results)
             room = summarize(stack, results, cpu, rss)
+            room.tui = stack == "pxetui" and args.tui
             room.wire_drops = wire_drops(lab)
             room.notes = server_notes(work)
             return room
@@ -282,9 +329,11 @@ def server_notes(work: Path) -> dict[str, int]:
     return notes
 
 
-def keep(work: Path, into: Path) -> None:
-    """The servers' own logs (pxetui's events, dnsmasq's log) for reading where time went."""
+def keep(work: Path, into: Path, results: list[PcResult]) -> None:
+    """The servers' own logs (pxetui's events, dnsmasq's log) and each PC's result (its DHCP
+    send and receive times included) for reading where time went."""
     into.mkdir(parents=True, exist_ok=True)
+    (into / "pcs.json").write_text(json.dumps([asdict(r) for r in results]))
     for name in ("events.jsonl", "pxetui.stderr", "dnsmasq.log", "nginx.error.log"):
         if (work / name).exists():
             shutil.copy(work / name, into / name)
@@ -301,7 +350,7 @@ def line(room: RoomResult) -> str:
     last = f"{room.last_s:7.1f}" if room.last_s is not None else "      -"
     over = f"{room.last_s / room.limit_s:6.2f}x" if room.last_s is not None and room.limit_s else "      -"
     dhcp = f"{p50:7.1f} {p99:7.1f}" if p50 is not None and p99 is not None else "      -       -"
-    name = "pxetui" if room.stack == "pxetui" else "dnsmasq+nginx"
+    name = ("pxetui" + (" TUI" if room.tui else "")) if room.stack == "pxetui" else "dnsmasq+nginx"
     return (
         f"  {name:<14} {room.finished:>3}/{room.pcs:<3} {last} {room.limit_s:7.1f} {over} {dhcp}"
         f" {room.resent:>6} {room.cpu_s:7.1f} {room.peak_rss_mib:8.1f}"
@@ -326,6 +375,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=1, help="rounds per N; odd rounds measure the classic stack first")
     p.add_argument("--timeout", type=float, default=240, help="seconds a room may take once powered on")
     p.add_argument("--spread", type=float, default=0.0, help="power the PCs on over this many seconds")
+    p.add_argument("--stacks", nargs="+", choices=STACKS, default=list(STACKS), help="only these (investigation)")
+    p.add_argument("--tui", action="store_true", help="run pxetui as the TUI (in tmux), not headless")
     p.add_argument("--json", action="store_true", help="print one JSON object per N")
     p.add_argument("--keep", metavar="DIR", help="copy each server's log / events into DIR")
     args = p.parse_args()
@@ -345,7 +396,7 @@ def main() -> int:
             print(HEADER)
             got: dict[str, list[RoomResult]] = {s: [] for s in STACKS}
             for r in range(args.rounds):
-                for stack in STACKS if r % 2 == 0 else STACKS[::-1]:
+                for stack in [s for s in (STACKS if r % 2 == 0 else STACKS[::-1]) if s in args.stacks]:
                     room = measure(stack, count, files, args, lab_number)
                     lab_number += 1
                     got[stack].append(room)

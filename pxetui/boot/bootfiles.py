@@ -13,6 +13,14 @@ prefix /debian-installer/amd64/grub), else `shim-signed` + `grub-efi-amd64-signe
 (grubnetx64.efi, prefix /grub); the arm64 pairs likewise. GRUB's prefix and whether it has
 the `http` module are read from the GRUB image itself (its module headers), not assumed:
 Debian 12's signed GRUB has TFTP only, and under Secure Boot it cannot load modules.
+
+A profile may bring its own loaders (`secure_boot: {vendor, shim, grub}`, fetched and verified
+like its kernel): "the first shim decides which vendor may boot", so a Fedora kernel needs
+Fedora's shim. `profile_chain` makes a chain of them once both are verified, served under
+`profiles/NAME/` (shimx64.efi, grubx64.efi: the names shim asks for); its GRUB reads grub.cfg
+under its compiled-in prefix or, as Red Hat's GRUB does on the network, beside itself.
+`BootFiles.chain_for` is the one question the DHCP answer asks: the assigned profile's own
+chain, else the chain of its vendor, else the default one.
 """
 
 from __future__ import annotations
@@ -24,7 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pxetui.boot import firmware
+from pxetui.boot.cache import verified_path
 from pxetui.boot.firmware import ARM64, BIOS_LOADER, SIGNED_NAMES, UEFI_LOADER, UEFI_SNP_LOADER, X86_64
+from pxetui.boot.profiles import Profile
 from pxetui.errors import UsageError
 
 DEBIAN_IPXE_DIR = Path("/usr/lib/ipxe")
@@ -41,6 +51,7 @@ GRUB_SIGNED_DIRS = {
 _GRUB_PREFIX = re.compile(rb"\x03\x00\x00\x00(.{4})(/[\x21-\x7e]*)\x00", re.S)
 _GRUB_HTTP = b"User-Agent: GRUB"  # in GRUB's http module only (grub-core/net/http.c)
 MAX_GRUB_BYTES = 64 << 20
+PROFILE_LOADERS = "profiles"  # TFTP: profiles/NAME/shimx64.efi, profiles/NAME/grubx64.efi
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,15 @@ class SignedChain:
     grub_prefix: str
     http: bool = False
     origin: str = ""  # where the files came from, for the operator
+    profile: str | None = None  # a profile's own loaders (`secure_boot.shim`); None: a package's
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """Where this GRUB asks for grub.cfg: its prefix; a profile's also beside itself."""
+        if self.profile is None:
+            return (self.grub_prefix,)
+        beside = self.grub.rsplit("/", 1)[0]
+        return (self.grub_prefix,) if beside == self.grub_prefix else (self.grub_prefix, beside)
 
     def describe(self) -> dict[str, object]:
         return {
@@ -98,6 +118,19 @@ class BootFiles:
             None,
         )
 
+    def chain_for(self, arch: int, profile: Profile | None, cache_dir: Path) -> SignedChain | None:
+        """The chain a PC of option-93 `arch` assigned `profile` gets (None: none boots it).
+
+        A profile with its own loaders gets those or nothing: another vendor's shim would
+        refuse its kernel, so falling back to the default chain would only fail later.
+        """
+        if profile is not None and profile.own_loaders:
+            if firmware.signed_names(arch) is None:
+                return None
+            chain = profile_chain(profile, cache_dir)
+            return chain if chain is not None and chain.cpu == firmware.ARCHES[arch].cpu else None
+        return self.chain_for_arch(arch, profile.secure_boot if profile is not None else None)
+
     def chain_of(self, name: str) -> SignedChain | None:
         """The chain a served file belongs to (its shim or its GRUB), by catalog name."""
         return next((c for c in self.chains if name in (c.shim, c.grub)), None)
@@ -130,6 +163,51 @@ def grub_facts(path: Path) -> tuple[str | None, bool]:
         if size == (8 + len(prefix) + 1 + 7) // 8 * 8:
             return prefix.decode("ascii"), _GRUB_HTTP in data
     return None, False
+
+
+_GRUB_FACTS: dict[tuple[Path, int, int], tuple[str | None, bool]] = {}
+
+
+def _grub_facts_cached(path: Path) -> tuple[str | None, bool]:
+    """grub_facts once per file version: the DHCP answer asks on every request of a PC."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None, False
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _GRUB_FACTS:
+        if len(_GRUB_FACTS) > 256:
+            _GRUB_FACTS.clear()
+        _GRUB_FACTS[key] = grub_facts(path)
+    return _GRUB_FACTS[key]
+
+
+def profile_chain(profile: Profile, cache_dir: Path) -> SignedChain | None:
+    """The chain of `profile`'s own shim and GRUB, once both are verified; None before.
+
+    A GRUB whose prefix cannot be read (not a GRUB image, or one without a prefix) is asked
+    for grub.cfg beside itself only.
+    """
+    if not profile.own_loaders or profile.secure_boot is None:
+        return None
+    cpu = profile.arch[0]
+    names = SIGNED_NAMES.get(cpu)
+    shim = verified_path(profile, "shim", cache_dir)
+    grub = verified_path(profile, "grub", cache_dir)
+    if names is None or shim is None or grub is None:
+        return None
+    base = f"{PROFILE_LOADERS}/{profile.name}"
+    prefix, http = _grub_facts_cached(grub)
+    return SignedChain(
+        vendor=profile.secure_boot,
+        cpu=cpu,
+        shim=f"{base}/{names.shim}",
+        grub=f"{base}/{names.grub}",
+        grub_prefix=(prefix or "").strip("/") or base,
+        http=http,
+        origin=f"profile {profile.name}: {shim} + {grub}",
+        profile=profile.name,
+    )
 
 
 def _chain(

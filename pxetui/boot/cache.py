@@ -19,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from pxetui.boot.profiles import Profile
-from pxetui.boot.upstream import read_pin
+from pxetui.boot.upstream import pin_path, read_pin
 from pxetui.errors import UsageError
 
 PART_SUFFIX = ".part"
@@ -147,15 +147,129 @@ def fetch_command(profile: Profile, cache_dir: Path) -> str:
     return f"pxetui fetch {profile.name} --cache {cache_dir}"
 
 
-def require_servable(profile: Profile, cache_dir: Path) -> None:
-    """Raise a UsageError naming what is missing and the command that fixes it."""
+class NotServable(UsageError):
+    """A profile whose files are not all here and verified; `fetchable`: `pxetui fetch` fixes it."""
+
+    def __init__(self, message: str, profile: Profile, fetchable: bool) -> None:
+        super().__init__(message)
+        self.profile = profile
+        self.fetchable = fetchable
+
+
+def servable_problem(profile: Profile, cache_dir: Path) -> NotServable | None:
+    """Why `profile` cannot boot yet (naming what is missing and the fix), or None when it can.
+
+    The one check behind the Session's refusals and the TUI's ✓/↓ marks.
+    """
     statuses = [s for s in profile_status(profile, cache_dir) if s.state is not FileState.PRESENT]
     if not statuses:
-        return
+        return None
     listed = ", ".join(f"{s.role} {s.state.value} ({s.path})" for s in statuses)
     local = [s for s in statuses if profile.files[s.role].path]
     if local:
         fix = "install or copy the file(s) named by 'path:' in " + str(profile.source)
     else:
         fix = "run: " + fetch_command(profile, cache_dir)
-    raise UsageError(f"profile {profile.name!r} cannot boot yet: {listed}; {fix}")
+    message = f"profile {profile.name!r} cannot boot yet: {listed}; {fix}"
+    return NotServable(message, profile, fetchable=not local)
+
+
+def is_servable(profile: Profile, cache_dir: Path) -> bool:
+    return servable_problem(profile, cache_dir) is None
+
+
+def require_servable(profile: Profile, cache_dir: Path) -> None:
+    """Raise a NotServable (a UsageError) naming what is missing and the command that fixes it."""
+    problem = servable_problem(profile, cache_dir)
+    if problem is not None:
+        raise problem
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """What a re-check of one file found: `ok`, and a sentence for the operator."""
+
+    role: str
+    ok: bool
+    message: str
+
+
+def expected_sha256(profile: Profile, role: str, cache_dir: Path) -> str | None:
+    """The SHA-256 a cached file must have: its marker's, else the profile's or the pin's."""
+    path = profile.file_path(role, cache_dir)
+    marker = read_marker(path)
+    if marker is not None and isinstance(marker.get("sha256"), str):
+        return str(marker["sha256"])
+    ref = profile.files[role]
+    if ref.sha256:
+        return ref.sha256
+    if ref.release:
+        pin = read_pin(cache_dir / profile.name)
+        pinned = pin.files.get(role) if pin else None
+        return pinned.sha256 if pinned else None
+    return None
+
+
+def verify_files(profile: Profile, cache_dir: Path) -> list[Verified]:
+    """Hash every cached file of `profile` again (seconds per GB: run it off the UI's loop).
+
+    A file that matches is marked verified again (a file copied in by hand becomes servable);
+    one that does not loses its marker, so it is never served until fetched again.
+    """
+    results = []
+    for role, ref in profile.files.items():
+        path = profile.file_path(role, cache_dir)
+        if not path.is_file():
+            results.append(Verified(role, False, f"{role}: missing ({path})"))
+            continue
+        expected = expected_sha256(profile, role, cache_dir)
+        got = sha256_file(path)
+        if ref.path and expected is None:
+            results.append(Verified(role, True, f"{role}: the operator's own file, sha256 {got[:12]}…"))
+        elif expected is None:
+            results.append(Verified(role, False, f"{role}: no checksum known for {path}; fetch it again"))
+        elif got == expected:
+            if not ref.path:
+                write_marker(path, got, origin_of(profile, role, cache_dir))
+            results.append(Verified(role, True, f"{role}: sha256 matches ({got[:12]}…)"))
+        else:
+            marker_path(path).unlink(missing_ok=True)
+            results.append(
+                Verified(
+                    role,
+                    False,
+                    f"{role}: sha256 {got[:12]}… is not the expected {expected[:12]}…; not served",
+                )
+            )
+    return results
+
+
+def remove_files(profile: Profile, cache_dir: Path) -> int:
+    """Delete the files the cache holds for `profile` (and a release's pin); bytes freed.
+
+    The operator's own `path:` files are left alone: they are not the cache's to delete.
+    """
+    freed = 0
+    for role, ref in profile.files.items():
+        if ref.path:
+            continue
+        path = profile.file_path(role, cache_dir)
+        for leftover in (path, part_path(path)):
+            if leftover.is_file() and not leftover.is_symlink():
+                freed += leftover.stat().st_size
+        forget(path)
+        part_path(path).unlink(missing_ok=True)
+    if profile.release is not None:
+        home = cache_dir / profile.name
+        pin = read_pin(home)
+        pin_path(home).unlink(missing_ok=True)
+        if pin is not None:
+            version_dir = home / pin.version
+            if version_dir.is_dir() and not version_dir.is_symlink():
+                for child in version_dir.iterdir():
+                    if child.is_file() and not child.is_symlink():
+                        freed += child.stat().st_size if not child.name.startswith(".") else 0
+                        child.unlink()
+                if not any(version_dir.iterdir()):
+                    version_dir.rmdir()
+    return freed

@@ -26,6 +26,7 @@ from pxetui.errors import PxetuiError
 EXTRA_CHOICES = {"-local": "Boot from the local disk", "-shell": "iPXE shell", "-reboot": "Reboot"}
 EXTRA_ACTIONS = {"-local": "local", "-shell": "shell", "-reboot": "reboot"}
 CONFIRM_SECONDS = 30  # "Erase the disk ...?" goes back to the menu after this long
+FETCH_WAIT_SECONDS = 5  # a PC whose profile is being fetched asks again this often
 _LINE_BREAKS = re.compile(r"\s+")
 
 
@@ -148,4 +149,26 @@ class ScriptRenderer:
             initrd_url=urls.get("initrd"),
             cmdline=ipxe_line(cmdline),
             retry_url=retry_url,
+        )
+
+    def wait_for_files(
+        self,
+        profile: Profile,
+        base: str,
+        machine: MachineContext,
+        retry_url: str,
+        seconds: int = FETCH_WAIT_SECONDS,
+    ) -> str:
+        """Fetch on first use: `profile`'s files are being downloaded; wait `seconds`, ask again.
+
+        The PC is never given a file URL until every file is verified; `retry_url` is the
+        probe, which asks again with the PC's whole identity.
+        """
+        return self._render(
+            "ipxe/wait.ipxe.j2",
+            profile=profile,
+            machine=machine,
+            base=base,
+            retry_url=retry_url,
+            seconds=max(1, seconds),
         )

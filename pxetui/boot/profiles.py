@@ -40,8 +40,14 @@ KEYS = {
     "chain": "URL of an iPXE script to chain to (netboot.xyz)",
     "action": "local | shell | reboot, for entries that boot no OS",
     "release": "a release line resolved from upstream metadata: {format, url, files, ...}",
-    "secure_boot": "whose shim trusts the kernel (e.g. debian): boots under Secure Boot behind that chain",
+    "mirror": "{path: DIR}: a local Debian mirror (dists/ and pool/ in DIR) that pxetui serves itself",
+    "secure_boot": "whose shim trusts the kernel (e.g. debian), or {vendor, shim, grub}: the profile's own"
+    " signed loaders, each {url, sha256} or {path} or {from_iso}",
 }
+# `secure_boot: {vendor, shim, grub}`: the profile's own Secure Boot loaders, kept in `files`
+# under these roles so they are fetched, verified and bundled like its kernel.
+LOADER_ROLES = ("shim", "grub")
+SECURE_BOOT_KEYS = ("vendor", *LOADER_ROLES)
 FILE_KEYS = ("url", "path", "sha256", "from_iso")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -98,9 +104,18 @@ class Profile:
     secure_boot: str | None = None
     # The cache whose pin `{{ release.tree }}` / `{{ release.version }}` read (see load_profiles).
     cache_dir: Path | None = None
+    # `mirror: {path: DIR}`: a local package mirror (a Debian mirror copied onto a USB disk)
+    # that the HTTP service serves under /mirror/NAME/; the answer files point the installer at
+    # it instead of the upstream mirror and the package proxy.
+    mirror: Path | None = None
 
     def fits(self, arch: str | None) -> bool:
         return arch is None or arch in self.arch
+
+    @property
+    def own_loaders(self) -> bool:
+        """Whether the profile brings its own Secure Boot shim and GRUB (`secure_boot.shim`)."""
+        return all(role in self.files for role in LOADER_ROLES)
 
     @property
     def cmdline(self) -> str:
@@ -238,6 +253,8 @@ def parse_profile(source: Path, doc: Any) -> Profile:
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise _fail(source, "'description' must be a string")
+    secure_boot = _secure_boot(source, doc.get("secure_boot"), files, doc.get("arch"))  # may add loaders
+    mirror = _mirror(source, doc.get("mirror"))
     return Profile(
         name=name,
         title=doc["title"].strip(),
@@ -252,8 +269,68 @@ def parse_profile(source: Path, doc: Any) -> Profile:
         chain=chain,
         action=action,
         release=release,
-        secure_boot=_vendor(source, doc.get("secure_boot"), "kernel" in files),
+        secure_boot=secure_boot,
+        mirror=mirror,
     )
+
+
+MIRROR_KEYS = ("path",)
+
+
+def _mirror(source: Path, value: Any) -> Path | None:
+    """`mirror: {path: DIR}`: checked at load, so a missing USB disk is said before any PC boots."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _fail(source, "'mirror' must be a mapping: mirror: {path: /media/usb/debian}")
+    for key in value:
+        if key not in MIRROR_KEYS:
+            raise _fail(source, f"unknown key 'mirror.{key}' (known: {', '.join(MIRROR_KEYS)})")
+    path = value.get("path")
+    if not isinstance(path, str) or not path:
+        raise _fail(source, "'mirror.path' must be the directory of a local mirror (with dists/ and pool/)")
+    directory = Path(path) if Path(path).is_absolute() else source.parent / path
+    if not directory.is_dir():
+        raise _fail(source, f"'mirror.path' {directory}: no such directory (is the disk mounted?)")
+    if not (directory / "dists").is_dir():
+        raise _fail(
+            source,
+            f"'mirror.path' {directory} has no dists/: name the directory that holds dists/ and pool/"
+            " (for a copy of deb.debian.org/debian, the debian/ directory)",
+        )
+    return directory.resolve()
+
+
+def _secure_boot(source: Path, value: Any, files: dict[str, FileRef], arch: Any) -> str | None:
+    """`secure_boot: VENDOR`, or `{vendor, shim, grub}` with the profile's own loaders.
+
+    The loaders go into `files` (roles shim, grub). One shim serves one CPU, so a profile
+    with its own loaders names exactly one arch.
+    """
+    if not isinstance(value, dict):
+        return _vendor(source, value, "kernel" in files)
+    for key in value:
+        if key not in SECURE_BOOT_KEYS:
+            raise _fail(source, f"unknown key 'secure_boot.{key}' (known: {', '.join(SECURE_BOOT_KEYS)})")
+    if not all(role in value for role in LOADER_ROLES):
+        raise _fail(source, "'secure_boot' as a mapping needs 'shim' and 'grub' (and 'vendor')")
+    arches = [arch] if isinstance(arch, str) else arch if isinstance(arch, list) else ["x86_64"]
+    if len(arches) != 1:
+        raise _fail(
+            source,
+            "'secure_boot' with its own shim and grub needs exactly one 'arch': a shim runs on one CPU",
+        )
+    vendor = _vendor(source, value.get("vendor"), "kernel" in files)
+    if vendor is None:
+        raise _fail(source, "'secure_boot.vendor' is missing: the vendor whose shim this is, like fedora")
+    for role in LOADER_ROLES:
+        files[role] = _file_ref(source, f"secure_boot.{role}", value[role])
+    if any(files[role].from_iso for role in LOADER_ROLES) and "iso" not in files:
+        raise _fail(source, "'from_iso' needs an 'iso' to take the file from")
+    basenames = [ref.basename for ref in files.values() if not ref.path and not ref.release]
+    if len(set(basenames)) != len(basenames):
+        raise _fail(source, f"two files would share one name in the cache: {', '.join(basenames)}")
+    return vendor
 
 
 def _vendor(source: Path, value: Any, boots_kernel: bool) -> str | None:

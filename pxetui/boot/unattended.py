@@ -5,7 +5,10 @@ in assets/unattended/.
 Each machine's files carry its own hostname and its own completion token, so one PC can report
 only its own install as done. While pxetui's package proxy runs, every answer file sends the
 installer's downloads through it (`proxy` in the templates: "" while it does not run), asked at
-each render, so a file fetched after the proxy stopped no longer names it.
+each render, so a file fetched after the proxy stopped no longer names it. A profile with a
+local mirror (`mirror: {path: DIR}`, served by pxetui's HTTP service under /mirror/NAME/) points
+the installer at that mirror instead (`mirror` in the templates), without the proxy: it must
+work with no uplink at all.
 
 The installed machine must be reachable: the invoking user's SSH keys are taken by default
 (`default_ssh_keys`, via SUDO_USER), and `--password` is stored only as a SHA-512 crypt hash
@@ -142,6 +145,16 @@ def hash_password(password: str) -> str:
     return hashed
 
 
+# d-i's network questions answered on the kernel command line (see Renderer.cmdline).
+NETWORK_ANSWERS = (("netcfg/no_default_route", "true"), ("netcfg/get_nameservers", ""))
+MIRROR_ROUTE = "/mirror/"  # the HTTP service serves a profile's local mirror under /mirror/NAME/
+
+
+def mirror_url(profile: Profile, base_url: str) -> str:
+    """`http://ADDR:PORT/mirror/NAME`: where pxetui serves `profile`'s local mirror, else ""."""
+    return f"{base_url}{MIRROR_ROUTE}{profile.name}" if profile.mirror is not None else ""
+
+
 def kickstart_repo(profile: Profile) -> str:
     """The installation tree a kickstart profile names with `inst.repo=` on its command line."""
     if profile.template != "kickstart":
@@ -192,20 +205,40 @@ class Renderer:
 
     def cmdline(self, profile: Profile, machine: MachineContext) -> str:
         line = self._render(self._env.from_string(profile.cmdline), machine, profile)
-        proxy = self.proxy()
+        proxy = self._proxy_for(profile)
         if proxy and profile.template == "kickstart" and "inst.proxy=" not in line:
             # Anaconda fetches its stage2 (inst.repo) before it reads the kickstart's --proxy.
             line = f"{line} inst.proxy={proxy}"
+        if profile.template == "preseed":
+            # d-i configures the network to fetch the preseed, so the preseed's own answers
+            # come too late: on a switch without a router or DNS it stopped at "Continue
+            # without a default route?", then at "name servers" (seen in QEMU,
+            # tests/e2e/test_debian_installer.py). Answers on the kernel command line are read
+            # before that first network step. No name server is needed: the preseed names
+            # pxetui and its proxy by address. (Asked only when DHCP gave none.)
+            for question, answer in NETWORK_ANSWERS:
+                if f"{question}=" not in line:
+                    line = f"{line} {question}={answer}"
         return line
 
+    def _proxy_for(self, profile: Profile) -> str:
+        """The package proxy for `profile`'s installer: none with a local mirror (pxetui serves
+        that itself, and the proxy would refuse it: it forwards to package hosts only)."""
+        return "" if profile.mirror is not None else self.proxy()
+
     def _render(self, template: jinja2.Template, machine: MachineContext, profile: Profile) -> str:
+        mirror = mirror_url(profile, machine.base_url)
         try:
             return template.render(
                 machine=machine,
                 settings=self.settings,
                 late_command=self.late_command(machine),
-                proxy=self.proxy(),
+                proxy=self._proxy_for(profile),
                 repo=kickstart_repo(profile),
+                mirror=mirror,
+                # d-i's mirror/http/hostname takes HOST:PORT, mirror/http/directory the rest.
+                mirror_host=mirror.removeprefix("http://").split("/", 1)[0] if mirror else "",
+                mirror_directory=MIRROR_ROUTE + profile.name if mirror else "",
             )
         except jinja2.TemplateError as exc:
             raise UsageError(f"template {template.name or 'cmdline'}: {exc}") from exc

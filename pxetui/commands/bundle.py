@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from pxetui.boot.cache import forget, is_verified, part_path, profile_status, read_marker, write_marker
 from pxetui.boot.profiles import Profile, default_cache_dir, is_valid_name
 from pxetui.boot.upstream import PIN_NAME, read_pin
+from pxetui.commands.options import add_cache_option
 from pxetui.errors import UsageError
 
 MANIFEST = "pxetui-bundle.json"
@@ -140,15 +141,21 @@ def _import(tar: tarfile.TarFile, bundle: Path, cache_dir: Path) -> list[Importe
     return done
 
 
-def main(argv: list[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pxetui import-bundle",
         description="Put a bundle made by `pxetui fetch NAME... --bundle FILE` into the cache,"
         " verifying every file.",
     )
-    p.add_argument("bundle", type=Path, metavar="FILE")
-    p.add_argument("--cache", type=Path, default=None, metavar="DIR")
-    args = p.parse_args(argv)
+    p.add_argument(
+        "bundle", type=Path, metavar="FILE", help="the tar file `pxetui fetch NAME... --bundle FILE` wrote"
+    )
+    add_cache_option(p, "the cache the files go into")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     cache = args.cache or default_cache_dir()
     for item in import_bundle(args.bundle, cache):
         release = f" release {item.version}" if item.version else ""

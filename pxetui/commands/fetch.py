@@ -49,6 +49,7 @@ from pxetui.boot.upstream import (
 )
 from pxetui.boot.upstream.mirror import MIRROR_ENV, Mirrors, parse_mirrors
 from pxetui.boot.upstream.sums import parse_checksums
+from pxetui.commands.options import add_cache_option, add_profiles_option
 from pxetui.errors import PxetuiError
 
 CHUNK = 256 * 1024
@@ -685,7 +686,7 @@ def check_cache_writable(cache: Path, given: bool) -> str | None:
     return None
 
 
-def main(argv: list[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pxetui fetch",
         description="Download profiles' files into the cache: resumable, SHA-256 verified, several at once.",
@@ -696,8 +697,8 @@ def main(argv: list[str]) -> int:
         metavar="NAME[@VERSION]",
         help="profile names (see `pxetui profiles`); NAME@VERSION pins a release (ubuntu-24.04@24.04.3)",
     )
-    p.add_argument("--profiles", type=Path, action="append", default=[], metavar="DIR")
-    p.add_argument("--cache", type=Path, default=None, metavar="DIR", help=f"default {DEFAULT_CACHE}")
+    add_profiles_option(p)
+    add_cache_option(p, "where the files go")
     p.add_argument(
         "--mirror",
         action="append",
@@ -712,7 +713,11 @@ def main(argv: list[str]) -> int:
         metavar="FILE",
         help="also write what these profiles need into FILE, for `pxetui import-bundle FILE` offline",
     )
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     cache = args.cache or default_cache_dir()
     mirrors = parse_mirrors(args.mirror)
     known = load_profiles(args.profiles, cache)
@@ -758,3 +763,23 @@ def main(argv: list[str]) -> int:
         print(f"{failed} of {len(outcomes)} profile(s) failed; the others are fetched", file=sys.stderr)
         return 1
     return 0
+
+
+async def newest_releases(
+    profiles: Sequence[Profile],
+    cache_dir: Path,
+    mirrors: Mirrors | None = None,
+    timeout: aiohttp.ClientTimeout | None = None,
+) -> dict[str, str | PxetuiError]:
+    """{name: the newest version upstream offers, or why it is unknown} per release profile."""
+    tracked = [p for p in profiles if p.release is not None]
+    async with http_session(timeout) as http:
+        fetcher = Fetcher(cache_dir, http, TextProgress(tty=False), mirrors=mirrors)
+
+        async def one(profile: Profile) -> tuple[str, str | PxetuiError]:
+            try:
+                return profile.name, (await fetcher.resolve(profile)).version
+            except PxetuiError as exc:
+                return profile.name, exc
+
+        return dict(await asyncio.gather(*(one(p) for p in tracked)))

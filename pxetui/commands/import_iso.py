@@ -29,6 +29,7 @@ from pxetui.boot.profiles import (
     load_profile,
     load_profiles,
 )
+from pxetui.commands.options import add_cache_option
 from pxetui.errors import UsageError
 
 
@@ -303,7 +304,7 @@ def default_profiles_out(cache_dir: Path) -> Path:
     return cache_dir / "profiles"
 
 
-def main(argv: list[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pxetui import-iso",
         description="Copy the kernel and initrd out of an installer ISO (no mounting) and write"
@@ -311,7 +312,7 @@ def main(argv: list[str]) -> int:
     )
     p.add_argument("iso", type=Path, metavar="PATH", help="the installer ISO")
     p.add_argument("--name", help="profile name (default: from the file name)")
-    p.add_argument("--cache", type=Path, metavar="DIR", help="where the kernel and initrd go")
+    add_cache_option(p, "where the kernel and initrd (and a casper ISO) go")
     p.add_argument(
         "--out",
         type=Path,
@@ -319,7 +320,11 @@ def main(argv: list[str]) -> int:
         help="where the profile YAML goes (default: CACHE/profiles; pass it to --profiles)",
     )
     p.add_argument("--force", action="store_true", help="replace a profile of the same name")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     cache = args.cache or default_cache_dir()
     out = args.out or default_profiles_out(cache)
     result = import_iso(args.iso, cache, out, args.name, args.force)

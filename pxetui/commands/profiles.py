@@ -16,6 +16,7 @@ from pathlib import Path
 from pxetui.boot.cache import FileState, profile_status
 from pxetui.boot.profiles import Profile, default_cache_dir, load_profiles
 from pxetui.boot.upstream.mirror import MIRROR_ENV, Mirrors, parse_mirrors
+from pxetui.commands.options import add_cache_option, add_profiles_option
 from pxetui.errors import PxetuiError
 
 
@@ -92,10 +93,14 @@ async def check_upstream(profiles: list[Profile], cache_dir: Path, mirrors: Mirr
         return dict(await asyncio.gather(*(one(p) for p in tracked)))
 
 
-def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="pxetui profiles", description="List OS profiles.")
-    p.add_argument("--profiles", type=Path, action="append", default=[], metavar="DIR")
-    p.add_argument("--cache", type=Path, default=None, metavar="DIR")
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pxetui profiles",
+        description="List OS profiles: each one's pinned release and whether its files are present"
+        " and verified in the cache.",
+    )
+    add_profiles_option(p)
+    add_cache_option(p, "the cache looked in")
     p.add_argument("--json", action="store_true", help="one JSON object per profile")
     p.add_argument(
         "--check",
@@ -109,7 +114,11 @@ def main(argv: list[str]) -> int:
         metavar="URL|HOST=URL",
         help=f"with --check: ask a local mirror instead (also ${MIRROR_ENV}); see `pxetui fetch --help`",
     )
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     cache = args.cache or default_cache_dir()
     profiles = load_profiles(args.profiles, cache)
     if args.check:

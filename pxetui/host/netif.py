@@ -18,6 +18,17 @@ class InterfaceError(UsageError):
     pass
 
 
+SYSFS_NET = Path("/sys/class/net")
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """What an interface is a port of: serving on it serves nobody, the master takes its packets."""
+
+    master: str  # the bridge (or bond, team, ...) it is enslaved to
+    kind: str  # "bridge", "bond" or "device"
+
+
 @dataclass(frozen=True, slots=True)
 class InterfaceInfo:
     name: str
@@ -27,10 +38,54 @@ class InterfaceInfo:
     mac: str
     ipv4: tuple[ipaddress.IPv4Interface, ...] = field(default_factory=tuple)
     default_route: bool = False
+    member_of: Member | None = None  # a bridge's (or bond's) port: not a place to serve
 
     @property
     def address(self) -> ipaddress.IPv4Interface | None:
         return self.ipv4[0] if self.ipv4 else None
+
+
+def member_of(name: str, sysfs: Path = SYSFS_NET) -> Member | None:
+    """The device `name` is enslaved to (`NAME/master`; a bridge port has `NAME/brport`), or None.
+
+    A bridge port still shows link and sometimes an address, but the kernel hands its frames to
+    the bridge: pxetui bound there sees no DHCP at all. The bridge is where to serve.
+    """
+    here = sysfs / name
+    try:
+        master = os.path.basename(os.readlink(here / "master"))
+    except OSError:
+        master = ""
+    bridge_port = (here / "brport").exists()
+    if not master and not bridge_port:
+        return None
+    if bridge_port:
+        kind = "bridge"
+    elif (here / "bonding_slave").exists():
+        kind = "bond"
+    else:
+        kind = "device"
+    return Member(master=master or "its bridge", kind=kind)
+
+
+def unusable_reason(info: InterfaceInfo) -> str | None:
+    """Why pxetui cannot serve on `info` at all (a choice the picker refuses), or None."""
+    if info.name == "lo":
+        return "the loopback: pick a NIC"
+    member = info.member_of
+    if member is None:
+        return None
+    return f"{_membership(member)}: serve on {member.master} instead"
+
+
+def _membership(member: Member) -> str:
+    what = {"bridge": "a port of bridge", "bond": "a member of bond"}.get(member.kind, "enslaved to")
+    return f"{what} {member.master}"
+
+
+def choosable(interfaces: list[InterfaceInfo]) -> list[InterfaceInfo]:
+    """The interfaces an operator may pick to serve on: not the loopback, no bridge or bond port."""
+    return [i for i in interfaces if unusable_reason(i) is None]
 
 
 def default_route_interfaces(route_file: Path = Path("/proc/self/net/route")) -> set[str]:
@@ -46,7 +101,7 @@ def default_route_interfaces(route_file: Path = Path("/proc/self/net/route")) ->
     return names
 
 
-def list_interfaces() -> list[InterfaceInfo]:
+def list_interfaces(sysfs: Path = SYSFS_NET) -> list[InterfaceInfo]:
     addrs = psutil.net_if_addrs()
     stats = psutil.net_if_stats()
     defaults = default_route_interfaces()
@@ -69,6 +124,7 @@ def list_interfaces() -> list[InterfaceInfo]:
                 mac=mac,
                 ipv4=tuple(ipv4),
                 default_route=name in defaults,
+                member_of=member_of(name, sysfs),
             )
         )
     return result
@@ -91,6 +147,12 @@ def check_interface(name: str, address: ipaddress.IPv4Interface | None) -> Inter
     info = find_interface(name)
     if name == "lo":
         raise InterfaceError("pxetui serves PCs on a network: 'lo' is the loopback, pick a NIC")
+    if info.member_of is not None:
+        master = info.member_of.master
+        raise InterfaceError(
+            f"{name} is {_membership(info.member_of)}: its packets go to {master}, so pxetui would"
+            f" see no PC there; serve on {master}: `sudo pxetui {master}`"
+        )
     if not info.up:
         raise InterfaceError(
             f"interface {name} is down: plug in the cable and run `sudo ip link set {name} up`"

@@ -382,6 +382,34 @@ class InstallFailed(Event):
     client: str
 
 
+# -- package proxy ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProxyStats(Event):
+    """The package proxy's figures, sent every few seconds while they change (and once at start).
+
+    `clients` is bytes served per client address since the proxy started: the registry credits
+    them to the machine holding each address. `from_cache` is what the room did not have to
+    download (served minus taken from upstream); `upstream_ok` says whether the laptop reaches
+    a package host now (None: not asked yet).
+    """
+
+    name: ClassVar[str] = "proxy.stats"
+    optional: ClassVar[frozenset[str]] = _optional("upstream_ok", "warning")
+    url: str
+    upstream_bytes: int
+    served_bytes: int
+    from_cache: int
+    cache_bytes: int
+    files: int
+    refused: int
+    clients: Mapping[str, int] = field(default_factory=dict)
+    uplink: bool = True  # some default route leaves through another interface than the lab's
+    upstream_ok: bool | None = None
+    warning: str | None = None  # what to tell the operator while there is no uplink
+
+
 # -- IPv6 router adverts ------------------------------------------------------------------
 
 
@@ -460,7 +488,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DhcpDecline,
         TftpStart, TftpProgress, TftpDone,
         HttpRequest, HttpProgress, HttpDone, MenuSelect, InstallDone, InstallFailed,
-        RouterAdvertSent, RouterSeen,
+        RouterAdvertSent, RouterSeen, ProxyStats,
         PlanAssign, PlanUnassign, PlanAdd, PlanBootLocal, PlanRemove, PlanUnknownPolicy, PlanImport,
     )
 }  # fmt: skip

@@ -49,6 +49,7 @@ from pxetui.model.events import (
     MenuSelect,
     PlanEvent,
     PlanRemove,
+    ProxyStats,
     TftpDone,
     TftpProgress,
     TftpStart,
@@ -146,6 +147,7 @@ class Machine:
     secure_boot: str | None = None  # IPXE_REFUSED once its firmware refused iPXE
     ipxe_loaded: bool = False  # this boot: the firmware fetched a whole iPXE loader
     spoke_ipxe: bool = False  # this boot: iPXE ran (a DHCP request said so)
+    proxy_bytes: int = 0  # package bytes the proxy served it, over all its boots and sessions
 
     def to_dict(self) -> dict[str, Any]:
         """A copy that shares nothing mutable with the machine (a writer thread encodes it).
@@ -173,6 +175,7 @@ class Machine:
             "secure_boot": self.secure_boot,
             "ipxe_loaded": self.ipxe_loaded,
             "spoke_ipxe": self.spoke_ipxe,
+            "proxy_bytes": self.proxy_bytes,
         }
 
     @classmethod
@@ -242,6 +245,8 @@ class Registry:
         # `apply`, `set_ip` and `load_document`); `mac_for_ip` checks each answer against the
         # machine, so one removed from `machines` is never named.
         self._holders: dict[str, str] = {}
+        self.proxy: ProxyStats | None = None  # the package proxy's last figures
+        self._proxy_counted: dict[str, int] = {}  # client address -> its bytes credited so far
 
     def get(self, mac: str) -> Machine | None:
         return self.machines.get(mac)
@@ -305,6 +310,9 @@ class Registry:
 
     def apply(self, event: Event) -> Change | None:
         """Fold one event into the machine it names; None for events about no machine."""
+        if isinstance(event, ProxyStats):
+            self._credit_proxy(event)
+            return None
         if event.mac is None or isinstance(event, PlanRemove):
             return None
         if event.mac not in self.machines and not self._admits(event):
@@ -327,6 +335,21 @@ class Registry:
             self._moved(machine, held, weak=_weak_claim(event))
         machine_changed_stage = machine.stage is not before
         return Change(machine=machine, stage_changed=machine_changed_stage or new, new=new)
+
+    def _credit_proxy(self, event: ProxyStats) -> None:
+        """Credit each client address's new bytes to the machine holding that address now.
+
+        The proxy counts per address since it started; crediting the growth (not the total)
+        keeps bytes with the machine that fetched them when an address later moves to another PC.
+        An address no machine holds (a laptop on the switch) is credited to nobody.
+        """
+        self.proxy = event
+        for address, total in event.clients.items():
+            grown = total - self._proxy_counted.get(address, 0)
+            self._proxy_counted[address] = total
+            mac = self.mac_for_ip(address)
+            if grown > 0 and mac is not None:
+                self.machines[mac].proxy_bytes += grown
 
     def _admits(self, event: Event) -> bool:
         """May `event`, about a MAC without a machine, create one?"""

@@ -52,7 +52,7 @@ def build_services(context: ServiceContext) -> list[Service]:
         settings=settings.install,
         proxy=lambda: proxy.url,  # asked at each render: "" while the proxy does not run
     )
-    tokens = Tokens(context.state, known=context.booter.knows)
+    tokens = Tokens(context.state, known=context.booter.knows, background=True)  # saves off the loop
     return [
         TftpService(context, unattended=unattended, tokens=tokens),
         HttpService(context, unattended=unattended, tokens=tokens),

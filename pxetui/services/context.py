@@ -42,6 +42,9 @@ class BootPlan:
     profile: Profile | None = None  # the assigned profile (None: none, or not a loaded profile)
     boot_local: bool = False  # the next boot goes to the local disk
     hostname: str | None = None  # the planned hostname, if the plan names one
+    # The profile's files are being fetched now: a PC that asks waits and asks again
+    # (fetch on first use); it is sent to the files only once they are verified.
+    fetching: bool = False
 
 
 class Booter(Protocol):

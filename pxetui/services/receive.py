@@ -63,7 +63,7 @@ def received_at(ancdata: list[tuple[int, int, bytes]]) -> float | None:
 def fresh_datagrams(
     sock: socket.socket,
     bufsize: int,
-    max_age: float,
+    max_age: float | Callable[[bytes], float],
     on_stale: Callable[[float], None],
     batch: int = BATCH,
     clock: Callable[[], float] = time.time,
@@ -71,8 +71,10 @@ def fresh_datagrams(
     """Like `waiting_datagrams`, but a datagram that waited in the queue longer than `max_age`
     seconds is not yielded: `on_stale(age)` is called for it instead.
 
-    Up to `batch` fresh ones and STALE_SKIP stale ones per call, so a backlog is skipped
-    quickly and the loop still gets its turn. A datagram without a timestamp is fresh.
+    `max_age` may depend on the datagram (a callable given its bytes): DHCP lets a REQUEST,
+    whose DISCOVER was answered already, wait longer than a DISCOVER. Up to `batch` fresh
+    ones and STALE_SKIP stale ones per call, so a backlog is skipped quickly and the loop
+    still gets its turn. A datagram without a timestamp is fresh.
     """
     fresh = stale = 0
     while fresh < batch and stale < STALE_SKIP:
@@ -84,7 +86,7 @@ def fresh_datagrams(
             return
         stamp = received_at(ancdata)
         age = clock() - stamp if stamp is not None else 0.0
-        if age > max_age:
+        if age > (max_age if isinstance(max_age, float | int) else max_age(data)):
             stale += 1
             on_stale(age)
             continue

@@ -12,6 +12,7 @@ from pxetui.boot import firmware
 from pxetui.boot.profiles import Profile
 from pxetui.model.plan import PlanEntry
 from pxetui.model.registry import Machine, Stage
+from pxetui.model.units import rate, size  # the sentences say them alike
 
 BAR_WIDTH = 6
 _BLOCKS = " ▏▎▍▌▋▊▉█"
@@ -51,25 +52,6 @@ def duration(seconds: float | None) -> str:
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-
-
-def rate(bytes_per_second: float) -> str:
-    mb = bytes_per_second / 1e6
-    if mb >= 100:
-        return f"{mb:.0f}MB/s"
-    if mb >= 0.1:
-        return f"{mb:.1f}MB/s"
-    return f"{bytes_per_second / 1e3:.0f}kB/s"
-
-
-def size(n: int) -> str:
-    if n < 1_000:
-        return f"{n} B"  # a boot script: "0kB" read as "nothing came"
-    if n >= 10_000_000:
-        return f"{n / 1e6:.0f}MB"
-    if n >= 1_000_000:
-        return f"{n / 1e6:.1f}MB"
-    return f"{n / 1e3:.0f}kB"
 
 
 def bar(fraction: float, width: int = BAR_WIDTH) -> str:

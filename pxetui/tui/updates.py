@@ -28,6 +28,7 @@ from pxetui.model.events import (
     InstallDone,
     InstallFailed,
     PlanEvent,
+    ProxyStats,
     ServiceReady,
     TftpProgress,
     TftpStart,
@@ -58,9 +59,10 @@ class PendingUpdates:
 
     def _add(self, event: Event) -> None:
         self.events_seen += 1
-        if not isinstance(event, (TftpProgress, HttpProgress)):
+        if not isinstance(event, (TftpProgress, HttpProgress, ProxyStats)):
             # Progress is the flood (10 a second per transfer) and the table shows it; the
             # log keeps the steps, which would otherwise be pushed out of it within seconds.
+            # The proxy's figures (every 2 s while PCs install) are the header's.
             self.events.append(event)
         if event.mac is not None:
             self.macs.add(event.mac)
@@ -76,7 +78,7 @@ class PendingUpdates:
             self.rival = f"{event.process} on this machine" if event.process else where
             self.rival_mode = event.switched_to or self.rival_mode
             self.header = True
-        elif isinstance(event, (PlanEvent, DhcpClientEvent, InstallDone, InstallFailed, Error)):
+        elif isinstance(event, (PlanEvent, DhcpClientEvent, InstallDone, InstallFailed, Error, ProxyStats)):
             self.header = True  # counters and the policy line change with these
 
     def _count_asks(self, event: Event, mac: str) -> None:

@@ -2,8 +2,10 @@
 
 OVMF_CODE_4M.ms.fd + OVMF_VARS_4M.ms.fd from Debian's `ovmf` refuse Debian's unsigned iPXE
 ("Access Denied"); Debian's own chain (shim from the d-i netboot image, its GRUB, the signed
-installer kernel) boots, and the kernel says `secureboot: Secure boot enabled`. An OVMF
-without Secure Boot goes on getting iPXE under the same `--secure-boot auto`.
+installer kernel) boots, and the kernel says `secureboot: Secure boot enabled`; so does a
+profile that brings its own shim + GRUB (here Debian's shim-signed + grub-efi-amd64-signed
+pair), named per profile. An OVMF without Secure Boot goes on getting iPXE under the same
+`--secure-boot auto`.
 
 Within one power-on OVMF tries PXEv4 once, then PXEv6, HTTPv4 (which cannot use Debian's
 GRUB: it has no http module), HTTPv6 and its shell, then waits for a key. So in `auto`, the
@@ -13,154 +15,83 @@ the operator's power button, or the PC's own retry, would), and nobody tells pxe
 
 from __future__ import annotations
 
-import json
-import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import need_tools
+import yaml
 from lab import Lab
 
-from pxetui.lab.qemu import QEMU, Vm, VmSpec
+from e2e.chain import SIGNED_CHAIN, in_order, machine_state, planned, steps
+from pxetui.boot.profiles import builtin_profiles_dir
+from pxetui.lab.qemu import Vm, VmSpec
 
 pytestmark = [pytest.mark.lab, pytest.mark.e2e]
 
-SB_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.ms.fd")
-SB_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
-PLAIN_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
-PLAIN_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
-SIGNED_CHAIN = [
-    "dhcp.discover",
-    "dhcp.ack",
-    "tftp.start:loader",  # shim (bootnetx64.efi), then its GRUB
-    "tftp.start:script",  # grub.cfg, then grub.cfg-MAC
-    "tftp.start:kernel",
-    "tftp.start:initrd",
-]
 
-
-class FlashVm(Vm):
-    """A UEFI PC from OVMF's split flash images (own copy of the variables), with a monitor."""
-
-    def __init__(self, spec: VmSpec, netns: str, workdir: Path, code: Path, vars_template: Path) -> None:
-        super().__init__(spec, netns, workdir)
-        self.vars = workdir / f"{spec.name}.vars.fd"
-        shutil.copy(vars_template, self.vars)
-        self.code = code
-        self.monitor = workdir / f"{spec.name}.monitor"
-
-    def command(self) -> list[str]:
-        secure = self.code.name.endswith(".ms.fd")
-        machine = "q35,smm=on" if secure else "q35"
-        cmd = [QEMU, "-accel", "tcg", "-machine", machine, "-m", str(self.spec.memory_mb)]
-        if secure:  # the variable store is writable only from SMM: Secure Boot cannot be turned off
-            cmd += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
-        return [
-            *cmd,
-            "-drive", f"if=pflash,format=raw,unit=0,file={self.code},readonly=on",
-            "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}",
-            "-display", "none", "-monitor", f"unix:{self.monitor},server,nowait",
-            "-netdev", f"tap,id=n0,ifname={self.spec.tap},script=no,downscript=no",
-            "-device", f"virtio-net-pci,netdev=n0,mac={self.spec.mac},romfile=",
-            "-boot", "n", "-serial", f"file:{self.serial_log}",
-        ]  # fmt: skip
-
-    def start(self) -> None:
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.netns, *self.command()],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-
-    def reset(self) -> None:
-        """The power button: the PC starts over from its firmware, the serial log goes on."""
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.connect(str(self.monitor))
-            sock.sendall(b"system_reset\n")
-            time.sleep(0.5)
-
-
-def need_ovmf(*files: Path) -> None:
-    need_tools("qemu-system-x86_64")
-    missing = [str(f) for f in files if not f.is_file()]
+def need_ovmf(spec: VmSpec) -> None:
+    missing = spec.missing()
     if missing:
-        pytest.skip(f"needs Debian's ovmf package: {', '.join(missing)}")
+        pytest.skip(f"needs Debian's qemu-system-x86 and ovmf packages: {', '.join(missing)}")
     if not Path(
         "/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64/bootnetx64.efi"
     ).is_file():
         pytest.skip("needs debian-installer-12-netboot-amd64 (make deps-test)")
 
 
-def steps(events: list[dict[str, Any]], mac: str) -> list[str]:
-    seen: list[str] = []
-    for e in events:
-        if e.get("mac") != mac:
-            continue
-        name = e["event"]
-        if name == "tftp.start":
-            name = f"tftp.start:{e.get('kind') or 'loader'}"
-        elif name == "http.request":
-            name = f"http.request:{e.get('kind')}"
-        if not seen or seen[-1] != name:
-            seen.append(name)
-    return seen
+def pc(mac: str, secure_boot: bool = True) -> VmSpec:
+    spec = VmSpec(name=f"pc{mac[-2:]}", mac=mac, tap=f"tap{mac[-1]}", secure_boot=secure_boot)
+    need_ovmf(spec)
+    return spec
 
 
-def in_order(wanted: list[str], got: list[str]) -> bool:
-    it = iter(got)
-    return all(step in it for step in wanted)
-
-
-def machine_state(tmp_path: Path, mac: str) -> dict[str, Any]:
-    """The machine as pxetui saved it (state/machines.json)."""
-    document = json.loads((tmp_path / "state" / "machines.json").read_text())
-    return next(m for m in document["machines"] if m["mac"] == mac)
-
-
-def planned(tmp_path: Path, mac: str) -> str:
-    plan = tmp_path / "plan.csv"
-    plan.write_text(f"mac,profile,hostname\n{mac},debian-12-local,pc-sb\n")
-    return str(plan)
-
-
-def boot(lab: Lab, tmp_path: Path, mac: str, code: Path, vars_template: Path) -> FlashVm:
-    spec = VmSpec(name=f"pc{mac[-2:]}", mac=mac, tap=lab.add_tap(f"tap{mac[-1]}"), memory_mb=1024)
-    vm = FlashVm(spec, lab.server_ns, tmp_path, code, vars_template)
+def boot(lab: Lab, tmp_path: Path, spec: VmSpec) -> Vm:
+    lab.add_tap(spec.tap)
+    vm = Vm(spec, lab.server_ns, tmp_path)
     vm.start()
     return vm
 
 
-def test_secure_boot_pc_assigned_by_plan_boots_the_signed_installer(
-    lab: Lab, run_pxetui: Any, tmp_path: Path
-) -> None:
-    need_ovmf(SB_CODE, SB_VARS)
-    mac = "52:54:00:5b:e0:01"
-    args = (
-        "--mode",
-        "full",
-        "--secure-boot",
-        "signed",
-        "--package-proxy",
-        "off",
-        "--plan",
-        planned(tmp_path, mac),
+# A profile that brings its own loaders: Debian's shim-signed + grub-efi-amd64-signed packages,
+# served under profiles/NAME/ instead of the d-i image's pair (whose prefix differs: /grub).
+OWN_SHIM = Path("/usr/lib/shim/shimx64.efi.signed")
+OWN_GRUB = Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed")
+OWN = "debian-12-own-loaders"
+
+
+def own_loaders_profile(directory: Path) -> Path:
+    if not (OWN_SHIM.is_file() and OWN_GRUB.is_file()):
+        pytest.skip("needs shim-signed and grub-efi-amd64-signed (make deps-test)")
+    doc = yaml.safe_load((builtin_profiles_dir() / "debian-12-local.yaml").read_text())
+    doc.update(
+        name=OWN,
+        arch=["x86_64"],
+        secure_boot={"vendor": "debian", "shim": {"path": str(OWN_SHIM)}, "grub": {"path": str(OWN_GRUB)}},
     )
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{OWN}.yaml").write_text(yaml.safe_dump(doc))
+    return directory
+
+
+@pytest.mark.parametrize("profile", ["debian-12-local", OWN])
+def test_secure_boot_pc_assigned_by_plan_boots_the_signed_installer(
+    lab: Lab, run_pxetui: Any, tmp_path: Path, profile: str
+) -> None:
+    mac = "52:54:00:5b:e0:01"
+    spec = pc(mac)
+    args = ["--mode", "full", "--secure-boot", "signed", "--package-proxy", "off"]
+    args += ["--plan", planned(tmp_path, mac, profile)]
+    if profile == OWN:
+        args += ["--profiles", str(own_loaders_profile(tmp_path / "profiles"))]
     pxetui = run_pxetui(*args)
     ready = pxetui.wait_event("service.ready", timeout=30)
     assert ready["services"]["tftp"]["signed_chains"][0]["shim"] == "debian-installer/amd64/bootnetx64.efi"
-    vm = boot(lab, tmp_path, mac, SB_CODE, SB_VARS)
+    vm = boot(lab, tmp_path, spec)
     try:
         seconds = vm.wait_serial(r"secureboot: Secure boot enabled", timeout=400)
         assert seconds is not None, vm.serial()[-3000:]
         assert "Linux version" in vm.serial()
-        pxetui.wait_event("tftp.done", mac=mac, file="files/debian-12-local/initrd", timeout=30)
+        pxetui.wait_event("tftp.done", mac=mac, file=f"files/{profile}/initrd", timeout=30)
     finally:
         vm.stop()
     assert pxetui.stop() == 0
@@ -168,22 +99,36 @@ def test_secure_boot_pc_assigned_by_plan_boots_the_signed_installer(
     assert in_order(SIGNED_CHAIN, chain), chain
     assert "http.request:script" not in chain  # no iPXE anywhere
     ack = next(e for e in pxetui.events if e["event"] == "dhcp.ack" and e["mac"] == mac)
-    assert ack["file"] == "debian-installer/amd64/bootnetx64.efi"
-    answer = next(
-        e for e in pxetui.events if e["event"] == "tftp.start" and e.get("answer") == "debian-12-local"
-    )
-    assert answer["file"] == f"debian-installer/amd64/grub/grub.cfg-{mac}"
-    print(f"Secure Boot PC: power-on to the signed kernel in {seconds:.0f} s")
+    answer = next(e for e in pxetui.events if e["event"] == "tftp.start" and e.get("answer") == profile)
+    done = [e for e in pxetui.events if e["event"] == "tftp.done" and e.get("mac") == mac]
+    loaders = [e["file"] for e in done if e["ok"] and not e.get("probe")]  # not the size probes
+    if profile == OWN:  # the profile's own pair, named per profile, its GRUB's prefix /grub
+        assert ack["file"] == f"profiles/{OWN}/shimx64.efi"
+        assert answer["file"] == f"grub/grub.cfg-{mac}"
+        # Shim asks for its GRUB beside itself (shim 16) or at the root: either is the profile's.
+        assert loaders[0] == f"profiles/{OWN}/shimx64.efi" and loaders[1] in (
+            f"profiles/{OWN}/grubx64.efi",
+            "grubx64.efi",
+        ), loaders
+        served = {e["file"]: e["bytes"] for e in pxetui.events if e["event"] == "tftp.done" and e["ok"]}
+        assert OWN_GRUB.stat().st_size in [
+            served.get("grubx64.efi"),
+            served.get(f"profiles/{OWN}/grubx64.efi"),
+        ]
+    else:
+        assert ack["file"] == "debian-installer/amd64/bootnetx64.efi"
+        assert answer["file"] == f"debian-installer/amd64/grub/grub.cfg-{mac}"
+    print(f"Secure Boot PC ({profile}): power-on to the signed kernel in {seconds:.0f} s")
 
 
 def test_auto_marks_a_pc_that_refuses_ipxe_and_its_next_boot_takes_the_signed_chain(
     lab: Lab, run_pxetui: Any, tmp_path: Path
 ) -> None:
-    need_ovmf(SB_CODE, SB_VARS)
     mac = "52:54:00:5b:e0:02"
+    spec = pc(mac)
     pxetui = run_pxetui("--mode", "full", "--package-proxy", "off", "--plan", planned(tmp_path, mac))  # auto
     pxetui.wait_event("service.ready", timeout=30)
-    vm = boot(lab, tmp_path, mac, SB_CODE, SB_VARS)
+    vm = boot(lab, tmp_path, spec)
     try:
         # The firmware fetches iPXE, refuses it, tries its other options and gives up.
         gave_up = vm.wait_serial(r"No bootable option or device was found", timeout=400)
@@ -193,6 +138,9 @@ def test_auto_marks_a_pc_that_refuses_ipxe_and_its_next_boot_takes_the_signed_ch
         vm.reset()
         seconds = vm.wait_serial(r"secureboot: Secure boot enabled", timeout=400)
         assert seconds is not None, vm.serial()[-3000:]
+        print(
+            f"auto: iPXE refused, options exhausted after {gave_up:.0f} s; next power-on to the signed kernel in {seconds:.0f} s"
+        )
         pxetui.wait_event("tftp.done", mac=mac, file="files/debian-12-local/initrd", timeout=30)
     finally:
         vm.stop()
@@ -206,13 +154,13 @@ def test_auto_marks_a_pc_that_refuses_ipxe_and_its_next_boot_takes_the_signed_ch
 def test_unassigned_secure_boot_pc_gets_the_grub_menu_whose_default_is_the_local_disk(
     lab: Lab, run_pxetui: Any, tmp_path: Path
 ) -> None:
-    need_ovmf(SB_CODE, SB_VARS)
     mac = "52:54:00:5b:e0:03"
+    spec = pc(mac)
     pxetui = run_pxetui(
         "--mode", "full", "--secure-boot", "signed", "--package-proxy", "off", "--menu-timeout", "5"
     )
     pxetui.wait_event("service.ready", timeout=30)
-    vm = boot(lab, tmp_path, mac, SB_CODE, SB_VARS)
+    vm = boot(lab, tmp_path, spec)
     try:
         pxetui.wait_event("menu.select", mac=mac, timeout=400)
         # GRUB handed back to the firmware: OVMF, told the option succeeded, shows its boot
@@ -234,11 +182,11 @@ def test_unassigned_secure_boot_pc_gets_the_grub_menu_whose_default_is_the_local
 def test_a_pc_without_secure_boot_still_gets_ipxe_under_auto(
     lab: Lab, run_pxetui: Any, tmp_path: Path
 ) -> None:
-    need_ovmf(PLAIN_CODE, PLAIN_VARS)
     mac = "52:54:00:5b:e0:04"
+    spec = pc(mac, secure_boot=False)
     pxetui = run_pxetui("--mode", "full", "--package-proxy", "off", "--plan", planned(tmp_path, mac))  # auto
     pxetui.wait_event("service.ready", timeout=30)
-    vm = boot(lab, tmp_path, mac, PLAIN_CODE, PLAIN_VARS)
+    vm = boot(lab, tmp_path, spec)
     try:
         seconds = vm.wait_serial("Linux version", timeout=400)
         assert seconds is not None, vm.serial()[-3000:]
@@ -253,3 +201,4 @@ def test_a_pc_without_secure_boot_still_gets_ipxe_under_auto(
     assert all(e.get("file") != "debian-installer/amd64/bootnetx64.efi" for e in pxetui.events)
     assert "secureboot: Secure boot enabled" not in vm.serial()
     assert machine_state(tmp_path, mac)["secure_boot"] is None
+    print(f"PC without Secure Boot (iPXE path): power-on to the installer kernel in {seconds:.0f} s")

@@ -34,8 +34,8 @@ def parse_checksums(text: str) -> dict[str, str]:
 def inrelease_fields(text: str) -> tuple[dict[str, str], dict[str, str]]:
     """(the header fields, {path: sha256} of its SHA256: section) of a Debian (In)Release file.
 
-    The PGP armour of InRelease is skipped, not checked: the file came over HTTPS from the
-    mirror, and what it adds here is that SHA256SUMS is the one this suite's Release names.
+    Give it what `debian.verified_inrelease` returned (the part gpgv verified); the PGP armour
+    of a whole InRelease is skipped here, not checked.
     """
     fields: dict[str, str] = {}
     sha256: dict[str, str] = {}

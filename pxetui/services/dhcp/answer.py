@@ -8,8 +8,14 @@ the Secure Boot chain (shim, then GRUB, then a signed kernel) wherever one exist
 PC's CPU; `auto` iPXE first, and the signed chain for a PC whose firmware fetched iPXE and
 came back without iPXE ever speaking (it refused the unsigned loader: Secure Boot), asked of
 the Booter per request. Where no iPXE exists for a CPU (Debian ships no arm64 iPXE) the
-signed chain is the only way, in every mode but `ipxe`. The chain is the one of the vendor
-the PC's assigned profile names (`secure_boot:`), else the default one.
+signed chain is the only way, in every mode but `ipxe`. The chain is the assigned profile's
+own shim + GRUB (`secure_boot: {vendor, shim, grub}`), else the one of the vendor it names
+(`secure_boot: VENDOR`), else the default one (`BootFiles.chain_for`, asked through
+`signed_loader`).
+
+UEFI HTTP Boot clients (vendor class `HTTPClient`, arch 16/19) get `HTTPClient` back in
+option 60 and a whole `http://` URL as the boot file, in full and proxy mode: what EDK II's
+HttpBootDxe needs to count an offer (checked with OVMF, tests/e2e/test_http_boot.py).
 """
 
 from __future__ import annotations

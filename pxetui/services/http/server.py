@@ -7,11 +7,15 @@ Routes (nothing else is served; there are no directory listings):
   /loaders/<name>             iPXE loaders from the boot-files catalog (UEFI HTTP boot)
   /files/<profile>/<role>     kernel / initrd / iso of a profile (sendfile, Range, HEAD)
   /config/<mac>/<name>        install files rendered for that one machine (preseed.cfg, ...)
+  /mirror/<profile>/<path>    a profile's local package mirror (`mirror: {path: DIR}`), read-only
   /done, /failed              the installer's report, checked against the machine's token
 
 Every name a client sends is looked up in a table (catalog, profiles, roles, template names);
 no client text is ever joined onto a filesystem path, so `..`, encoded slashes and the like
-cannot reach anything: they are simply not in the table (404).
+cannot reach anything: they are simply not in the table (404). The one exception is a local
+mirror, a directory tree by nature: there a path's parts are checked (no empty, `.` or `..`
+part) and the file it resolves to (symlinks followed) must still be inside the mirror
+directory and a regular file, else 404; no listings there either.
 
 The menu (an unassigned PC) offers only profiles whose files are present and verified; an
 unattended install asks "erase the disk?" at the PC first. Left alone, the PC asks again every
@@ -194,6 +198,7 @@ class HttpService:
         app.router.add_get("/loaders/{name:.+}", self._loader)
         app.router.add_get("/files/{profile}/{role}", self._file)
         app.router.add_get("/config/{mac}/{name}", self._config)
+        app.router.add_get("/mirror/{profile}/{path:.*}", self._mirror)
         for path, failed in (("/done", False), ("/failed", True)):
             handler = self._report_handler(failed)
             app.router.add_get(path, handler)
@@ -251,6 +256,7 @@ class HttpService:
             await self._runner.cleanup()
             self._runner = None
         self.sendfile.close()
+        self._tokens.flush()  # tokens handed out are on disk before the session ends
 
     def describe(self) -> dict[str, object]:
         gate = self.gate
@@ -432,6 +438,11 @@ class HttpService:
         try:
             if plan.boot_local:
                 answer, script = "local", self._scripts.action("local", base, machine)
+            elif plan.profile is not None and plan.fetching and not self._can_boot(plan.profile):
+                # Fetch on first use: never a URL of a file not yet verified; wait, ask again.
+                retry = f"{base}/boot.ipxe"
+                script = self._scripts.wait_for_files(plan.profile, base, machine, retry)
+                answer = "wait-fetch"
             elif plan.profile is not None:
                 profile = plan.profile
                 answer, script = profile.name, self._boot_script(profile, mac, token)
@@ -583,6 +594,16 @@ class HttpService:
         )
         return TrackedFileResponse(path, transfer, self.monitor, self._context.emit, self.sendfile)
 
+    async def _mirror(self, request: web.Request) -> web.StreamResponse:
+        profile = self._profiles.get(request.match_info["profile"])
+        if profile is None or profile.mirror is None:
+            raise web.HTTPNotFound()
+        path = mirror_file(profile.mirror, request.match_info["path"])
+        if path is None:
+            raise web.HTTPNotFound()
+        mac = self._credit(request, None)
+        return await self._send_file(request, path, "mirror", path.name, mac)
+
     # -- per-machine install files and reports ------------------------------------------------
 
     async def _config(self, request: web.Request) -> web.StreamResponse:
@@ -631,3 +652,22 @@ class HttpService:
         else:
             self._context.emit(InstallDone(mac=mac, client=client))
         return web.Response(text="ok\n")
+
+
+def mirror_file(root: Path, relative: str) -> Path | None:
+    """The regular file `relative` names inside the mirror directory `root` (resolved), or None.
+
+    `relative` is the client's (already percent-decoded) path: an empty, `.` or `..` part, a NUL,
+    or a symlink leading out of `root` names nothing.
+    """
+    parts = relative.split("/")
+    if not relative or "\0" in relative or any(part in ("", ".", "..") for part in parts):
+        return None
+    try:
+        root = root.resolve()
+        path = root.joinpath(*parts).resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a symlink loop
+        return None
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    return path

@@ -39,8 +39,8 @@ TEMPLATE_HOSTS: dict[str, tuple[str, ...]] = {
 
 def profile_hosts(profile: Profile, install: InstallSettings) -> set[str]:
     """The package hosts an unattended install of `profile` downloads from."""
-    if profile.template is None:
-        return set()
+    if profile.template is None or profile.mirror is not None:
+        return set()  # nothing to install, or a local mirror pxetui serves itself
     hosts = set(TEMPLATE_HOSTS.get(profile.template, ()))
     if profile.template == "preseed":
         hosts.add(install.mirror_host)
@@ -91,7 +91,7 @@ def acng_conf(
 
 
 @dataclass
-class ProxyStats:
+class LogCounts:
     """Counts read back from apt-cacher-ng's transfer log."""
 
     upstream_bytes: int = 0  # taken from the package hosts

@@ -9,7 +9,12 @@ closed to every host but the package hosts. pxetui only:
   and socket), its cache under pxetui's cache directory (`CACHE/proxy`, kept between sessions),
 - starts it bound to the lab address and waits until it accepts connections (or names why not),
 - reads its transfer log once a second for the counts (`stats`), reporting refused requests
-  as `error` events (at most one a second, with the count),
+  as `error` events (at most one a second, with the count), and sends the figures as a
+  `proxy.stats` event every STATS_INTERVAL seconds while they change: bytes from upstream and
+  served, per client address (the registry credits them to machines), the cache's size on disk
+  (summed in a thread every CACHE_SIZE_INTERVAL) and whether a package host answers now (a TCP
+  connect to port 80 of the first allowed host that resolves, every PROBE_INTERVAL, only while
+  the routing table has an uplink: nothing is sent otherwise),
 - reports an exit it did not ask for as an `error` event, and stops it at stop (SIGTERM, then
   SIGKILL).
 
@@ -32,9 +37,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pxetui.errors import PxetuiError, UsageError
-from pxetui.model.events import Error
+from pxetui.model.events import Error, ProxyStats
 from pxetui.services.context import ServiceContext
-from pxetui.services.proxy.config import ProxyStats, acng_conf, allowed_hosts
+from pxetui.services.proxy.config import LogCounts, acng_conf, allowed_hosts
 from pxetui.services.proxy.uplink import NO_UPLINK, uplink_present
 
 BINARY_PLACES = ("/usr/sbin/apt-cacher-ng",)
@@ -42,6 +47,10 @@ READY_TIMEOUT = 10.0  # seconds for the child to accept connections
 STOP_TIMEOUT = 5.0
 LOG_POLL = 1.0  # seconds between reads of its transfer log
 REFUSAL_REPORT_INTERVAL = 1.0
+STATS_INTERVAL = 2.0  # seconds between proxy.stats events (only sent when a figure changed)
+CACHE_SIZE_INTERVAL = 10.0  # seconds between walks of the cache directory
+PROBE_INTERVAL = 30.0  # seconds between checks that a package host answers
+PROBE_TIMEOUT = 3.0
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 WORK_PREFIX = "pxetui-proxy-"
 
@@ -68,6 +77,40 @@ def remove_stale_work_dirs(tmp: Path | None = None) -> list[Path]:
             shutil.rmtree(work, ignore_errors=True)
             removed.append(work)
     return removed
+
+
+def directory_bytes(root: Path) -> int:
+    """Bytes of the files under `root` (allocated size would differ little for .debs)."""
+    total = 0
+    stack = [root]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue  # removed meanwhile (apt-cacher-ng replaces files as it revalidates)
+    return total
+
+
+async def upstream_answers(hosts: tuple[str, ...], port: int = 80) -> bool:
+    """Whether one of `hosts` accepts a TCP connection now (the first few tried, in order)."""
+    for host in hosts[:3]:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PROBE_TIMEOUT)
+        except (OSError, TimeoutError):
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
 
 
 def find_binary() -> str | None:
@@ -97,7 +140,7 @@ class ProxyService:
         self.state = "off"
         self.reason = ""
         self.uplink = True
-        self.stats = ProxyStats()
+        self.stats = LogCounts()
         self._proc: asyncio.subprocess.Process | None = None
         self._work: Path | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -105,6 +148,9 @@ class ProxyService:
         self._log_offset = 0
         self._refused_reported = 0
         self._refused_at = 0.0
+        self.cache_bytes = 0
+        self.upstream_ok: bool | None = None
+        self._sent: tuple[object, ...] = ()
 
     @property
     def url(self) -> str:
@@ -148,6 +194,7 @@ class ProxyService:
         self._tasks = [
             loop.create_task(self._watch_exit(), name="pxetui-proxy-exit"),
             loop.create_task(self._follow_log(), name="pxetui-proxy-log"),
+            loop.create_task(self._measure(), name="pxetui-proxy-measure"),
         ]
 
     async def _launch(self, binary: str, work: Path) -> None:
@@ -230,9 +277,52 @@ class ProxyService:
         )
 
     async def _follow_log(self) -> None:
+        sent_at = 0.0
         while True:
             self.read_log()
+            now = time.monotonic()
+            if now - sent_at >= STATS_INTERVAL:
+                self.emit_stats()
+                sent_at = now
             await asyncio.sleep(LOG_POLL)
+
+    async def _measure(self) -> None:
+        """The slow figures: the cache's size, and whether a package host answers."""
+        probed_at = -PROBE_INTERVAL
+        while True:
+            self.cache_bytes = await asyncio.to_thread(directory_bytes, self.cache_dir)
+            now = time.monotonic()
+            if now - probed_at >= PROBE_INTERVAL:
+                probed_at = now
+                self.uplink = uplink_present(self.context.interface.name)
+                self.upstream_ok = await upstream_answers(self.hosts) if self.uplink else False
+            await asyncio.sleep(CACHE_SIZE_INTERVAL)
+
+    def stats_event(self) -> ProxyStats:
+        stats = self.stats
+        return ProxyStats(
+            url=self.url,
+            upstream_bytes=stats.upstream_bytes,
+            served_bytes=stats.served_bytes,
+            from_cache=max(0, stats.served_bytes - stats.upstream_bytes),
+            cache_bytes=self.cache_bytes,
+            files=stats.files_served,
+            refused=stats.refused,
+            clients=dict(stats.per_client),
+            uplink=self.uplink,
+            upstream_ok=self.upstream_ok,
+            warning=None if self.uplink else NO_UPLINK,
+        )
+
+    def emit_stats(self) -> None:
+        """Send `proxy.stats` when a figure changed since the last one sent."""
+        event = self.stats_event()
+        fields = event.fields
+        figures = tuple(sorted(fields.pop("clients").items())) + tuple(fields.values())
+        if figures == self._sent:
+            return
+        self._sent = figures
+        self.context.emit(event)
 
     def read_log(self) -> None:
         """Count the transfer log lines written since the last read."""
@@ -268,14 +358,6 @@ class ProxyService:
         )
         self._refused_reported, self._refused_at = refused, now
 
-    def per_machine(self) -> dict[str, int]:
-        """Bytes served per MAC (addresses pxetui does not know are kept by address)."""
-        result: dict[str, int] = {}
-        for client, nbytes in self.stats.per_client.items():
-            key = self.context.booter.mac_for_ip(client) or client
-            result[key] = result.get(key, 0) + nbytes
-        return result
-
     async def stop(self) -> None:
         self._stopping = True
         for task in self._tasks:
@@ -285,6 +367,8 @@ class ProxyService:
                 await task
         self._tasks = []
         self.read_log()
+        if self.state == "running":
+            self.emit_stats()  # the last figures, for the exit summary and the JSON log
         await self._kill()
         self._remove_work()
         if self.state == "running":
@@ -314,6 +398,8 @@ class ProxyService:
             facts["warning"] = NO_UPLINK
         if self.state == "running":
             facts.update(url=self.url, cache=str(self.cache_dir), upstream=list(self.hosts))
+            if self.upstream_ok is not None:
+                facts["upstream_ok"] = self.upstream_ok
         if self.reason:
             facts["reason"] = self.reason
         facts.update(self.stats.as_dict())

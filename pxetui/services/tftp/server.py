@@ -28,6 +28,7 @@ from typing import Any
 
 from pxetui.boot.unattended import Renderer
 from pxetui.errors import UsageError
+from pxetui.host.sockets import WILDCARD, udp_port_holders
 from pxetui.model.events import TftpDone, TftpProgress, TftpStart
 from pxetui.model.tokens import Tokens
 from pxetui.services.context import ServiceContext
@@ -352,12 +353,32 @@ def _open_source(path: str, netascii: bool) -> Source:
 
 def _bind_advice(address: str, port: int, exc: OSError) -> str:
     if exc.errno == errno.EADDRINUSE:
-        return (
-            f"cannot serve TFTP on {address}:{port}: another TFTP server is using the port"
-            " (tftpd-hpa, dnsmasq, in.tftpd?). Stop it, e.g. `sudo systemctl stop tftpd-hpa`"
-        )
+        return f"cannot serve TFTP on {address}:{port}: {_holder_advice(address, port)}"
     if exc.errno == errno.EACCES:
         return f"cannot serve TFTP on {address}:{port}: port {port} needs root; run pxetui with sudo"
     if exc.errno == errno.EADDRNOTAVAIL:
         return f"cannot serve TFTP on {address}:{port}: the address is not on the interface any more"
     return f"cannot serve TFTP on {address}:{port}: {exc.strerror or exc}"
+
+
+def _holder_advice(address: str, port: int) -> str:
+    """Who holds the port (the kernel's sockets, their processes) and how to free it."""
+    holders = udp_port_holders(port, address)
+    named = [h for h in holders if h.process]
+    if not named:
+        return (
+            "another TFTP server holds the port (pxetui cannot see which:"
+            f" `sudo ss -ulpn 'sport = :{port}'` shows it); stop it, or serve on another interface"
+        )
+    holder = named[0]
+    where = "every address" if holder.address == WILDCARD else holder.address
+    if holder.process == "pxetui":
+        return (
+            f"another pxetui (pid {holder.pid}) already serves TFTP on {where}:"
+            " quit it first, or serve another interface"
+        )
+    stop = {
+        "in.tftpd": "`sudo systemctl stop tftpd-hpa`",
+        "dnsmasq": "stop it, or turn its TFTP off (enable-tftp)",
+    }.get(holder.process or "", "stop it")
+    return f"{holder.describe()} holds UDP {port} on {where}: {stop}, then start pxetui again"

@@ -17,6 +17,10 @@ kernel and initrd with its command line; else the menu of what this chain can bo
 Shim asks for a few optional files (revocations, its certificate) and GRUB for its module
 lists; they do not exist and that is normal, so they are refused without an event (which
 would show as the PC's last error).
+
+A profile's own loaders (`secure_boot: {vendor, shim, grub}`) are served here too, as
+`profiles/NAME/shimx64.efi` and `.../grubx64.efi`, only once verified (`bootfiles.profile_chain`);
+their GRUB's grub.cfg names are answered like the packages' chains'.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 
 from pxetui.boot import grub_config
-from pxetui.boot.bootfiles import SignedChain
+from pxetui.boot.bootfiles import PROFILE_LOADERS, SignedChain, profile_chain
 from pxetui.boot.cache import FileState, profile_status, verified_path
 from pxetui.boot.grub_config import GrubRenderer, GrubRequest
 from pxetui.boot.ipxe_scripts import TemplateError
@@ -93,20 +97,68 @@ class SignedChainFiles:
         """The catalog name of the GRUB a shim asks for at the TFTP root (shim 16 does so).
 
         Which GRUB: the one of the chain whose shim this client was just served, else the
-        default chain's of that file name.
+        default chain's of that file name. A profile's own GRUB is not in the catalog:
+        None, and `resolve` serves it.
         """
         chain = self._shim_of.get(client)
         if chain is not None and name == chain.grub.rsplit("/", 1)[-1]:
-            return chain.grub
+            return chain.grub if chain.profile is None else None
         return next(
             (c.grub for c in self._context.boot_files.chains if c.grub.rsplit("/", 1)[-1] == name), None
         )
 
     # -- rendered answers and profile files ---------------------------------------------------
 
+    def _profile_chains(self) -> list[SignedChain]:
+        """The chains of profiles with their own loaders, those whose files are verified."""
+        cache_dir = self._context.settings.cache_dir
+        found = (
+            profile_chain(p, cache_dir) for _, p in sorted(self._context.profiles.items()) if p.own_loaders
+        )
+        return [chain for chain in found if chain is not None]
+
+    def _all_chains(self) -> list[SignedChain]:
+        return [*self._context.boot_files.chains, *self._profile_chains()]
+
+    def _profile_loader(self, name: str, client: str, owner: str | None) -> Served | None:
+        """A profile's own shim or GRUB (`profiles/NAME/FILE`, or GRUB asked at the root)."""
+        parts = name.split("/")
+        if len(parts) == 3 and parts[0] == PROFILE_LOADERS:
+            profile = self._context.profiles.get(parts[1])
+            chain = profile_chain(profile, self._context.settings.cache_dir) if profile else None
+        elif len(parts) == 1:
+            chain = self._shim_of.get(client)  # the GRUB of the profile shim it was just served
+        else:
+            return None
+        if chain is None or chain.profile is None:
+            return None
+        role = {chain.shim.rsplit("/", 1)[-1]: "shim", chain.grub.rsplit("/", 1)[-1]: "grub"}.get(parts[-1])
+        if role is None or (len(parts) == 1 and role != "grub"):
+            return None
+        profile = self._context.profiles[chain.profile]
+        cache_dir = self._context.settings.cache_dir
+        path = verified_path(profile, role, cache_dir)
+        if path is None:
+            return None
+        if profile.files[role].path is None and not path.resolve().is_relative_to(
+            (cache_dir / profile.name).resolve()
+        ):
+            raise Refused(ERR_NOT_FOUND, f"{path} points outside the cache; not served")  # a planted symlink
+        try:
+            source = FileSource(str(path))
+        except OSError as exc:
+            raise Refused(ERR_NOT_FOUND, f"{path.name} cannot be read: {exc.strerror}") from exc
+        if role == "shim":
+            self._shim_of[client] = chain
+        return Served(source, "loader", owner)
+
     def resolve(self, name: str, client: str, owner: str | None) -> Served:
         """What `name` asked by `client` (held by `owner`) is, or Refused / Quiet."""
-        request = grub_config.parse_name(name, self._context.boot_files.grub_prefixes)
+        loader = self._profile_loader(name, client, owner)
+        if loader is not None:
+            return loader
+        chains = self._all_chains()
+        request = grub_config.parse_name(name, {prefix for chain in chains for prefix in chain.prefixes})
         if request is None:
             if _OPTIONAL.search(name):
                 raise Quiet(ERR_NOT_FOUND, f"{name[:80]} is not served here (optional)")
@@ -117,19 +169,26 @@ class SignedChainFiles:
             if request.what == grub_config.BOOTSTRAP:
                 text = self._grub.bootstrap(request.prefix)
                 return Served(BytesSource(text.encode()), "script", owner, answer="bootstrap")
-            return self._for_machine(request, client, owner)
+            return self._for_machine(request, client, owner, chains)
         except TemplateError as exc:
             self._error(owner, client, str(exc), name)
             raise Refused(ERR_UNDEFINED, "pxetui could not render this answer") from exc
 
-    def _chain(self, request: GrubRequest) -> SignedChain | None:
-        return next((c for c in self._context.boot_files.chains if c.grub_prefix == request.prefix), None)
+    def _chain(self, request: GrubRequest, client: str, chains: list[SignedChain]) -> SignedChain | None:
+        """The chain whose GRUB asked: the one whose shim this address got, if its prefix fits
+        (two GRUBs may share a prefix, like `/grub`), else the first with that prefix."""
+        served = self._shim_of.get(client)
+        if served is not None and request.prefix in served.prefixes:
+            return served
+        return next((c for c in chains if request.prefix in c.prefixes), None)
 
-    def _for_machine(self, request: GrubRequest, client: str, owner: str | None) -> Served:
+    def _for_machine(
+        self, request: GrubRequest, client: str, owner: str | None, chains: list[SignedChain]
+    ) -> Served:
         mac = request.mac
         assert mac is not None
         token = self._may_boot(mac, client, owner)
-        chain = self._chain(request)
+        chain = self._chain(request, client, chains)
         if request.what == grub_config.SELECT:
             return self._select(request, mac, client, token, chain)
         plan = self._booter.boot_plan(mac)

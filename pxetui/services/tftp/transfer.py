@@ -34,7 +34,17 @@ from pxetui.services.tftp import packets
 from pxetui.services.tftp.requests import Negotiated, to_netascii
 
 MIN_RTO = 0.02  # seconds: the floor of the retransmit timer, well above LAN RTTs (~0.1 ms)
-QUICK_RETRIES = 5  # resends at RTT pace (20, 40, 80, 160, 320 ms) before assuming a silent client
+# Before the first RTT sample (the OACK, or the first window without options): a client's first
+# answer includes its own start-up (atftp opens its output file, a firmware its buffer), and
+# an OACK resent too early makes atftp abort ("unexpected OACK"; 21 of 100 PCs in bench/room
+# on a loaded machine with the old 20 ms).
+INITIAL_RTO = 0.25
+MAX_QUICK_RTO = 1.0  # the RTT-paced timer never waits longer than this (see QUICK_RETRIES)
+# A resend that turns out needless (the client re-acknowledged our duplicate) raises the
+# transfer's floor to this many times the delay the client really took, up to MAX_FLOOR.
+NEEDLESS_FLOOR_FACTOR = 2.0
+MAX_FLOOR = 0.5
+QUICK_RETRIES = 5  # resends at RTT pace (doubling from the RTO) before assuming a silent client
 # Then wait longer than the clients' own timeout (atftp, firmware: ~5 s) before each resend.
 # Clients that silently drop duplicate blocks restart their timer on every packet, so a
 # server that kept resending every second would stop them from ever re-sending a lost ACK.
@@ -150,6 +160,56 @@ class NetasciiSource:
             self._fd = -1
 
 
+class RetransmitTimeout:
+    """How long a window waits for its ACK before it is resent: RFC 6298's estimator.
+
+    RTO = SRTT + 4 RTTVAR, at least the floor. A fixed short timer fires early whenever the
+    server or the client is held up (a loaded machine, 100 atftp starting at once): the ACK
+    was only late, the resend is needless, and a duplicate window costs the client work and
+    the wire bytes. The variance term widens the timer when the RTT jumps about; Karn's rule
+    (no sample from a window sent twice) keeps a resend from shrinking it; after a timeout
+    the timer stays doubled until a clean sample says the path is fast again. A resend the
+    client proves needless (it acknowledged the duplicate too) raises the floor itself to
+    NEEDLESS_FLOOR_FACTOR times the delay it really took: that client is slow, not lossy.
+    Pure arithmetic on the seconds it is given; the transfer owns the clock.
+    """
+
+    def __init__(self, floor: float = MIN_RTO, initial: float = INITIAL_RTO) -> None:
+        self.floor = floor
+        self.initial = initial
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.backoff = 1  # doubled per timeout, back to 1 with the next clean sample
+        self.needless = 0  # resends found needless
+
+    @property
+    def rto(self) -> float:
+        """Seconds to wait for the ACK of what is sent now."""
+        base = self.initial if self.srtt is None else max(self.floor, self.srtt + 4 * self.rttvar)
+        return min(MAX_QUICK_RTO, base * self.backoff)
+
+    def sample(self, rtt: float) -> None:
+        """A round trip measured on something sent once (Karn: never on a resend)."""
+        rtt = max(0.0, rtt)
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+        self.backoff = 1
+
+    def timed_out(self) -> None:
+        """No ACK within `rto`: the next wait is twice as long (until a clean sample)."""
+        if self.rto < MAX_QUICK_RTO:
+            self.backoff *= 2
+
+    def resend_was_needless(self, delay: float) -> None:
+        """The client had what was resent: it took `delay` seconds, nothing was lost."""
+        self.needless += 1
+        self.floor = min(MAX_FLOOR, max(self.floor, NEEDLESS_FLOOR_FACTOR * delay))
+        self.sample(delay)
+
+
 @dataclass(slots=True)
 class Outcome:
     ok: bool
@@ -193,12 +253,16 @@ class TftpTransfer:
         self._timer_at = 0.0  # when the scheduled timer fires
         self._deadline = 0.0  # when a resend is due; moves on every send, the timer follows lazily
         self._window_sent_at = 0.0
+        self._first_sent_at = 0.0  # when what is in flight was first sent (a resend keeps it)
         self._window_resent = False  # Karn: no RTT sample from a window sent twice
         self._dup_resent_base = 0
+        # A timer resend whose window was then acknowledged: (its last block, how long the
+        # client took from the first send). A duplicate ACK of that block proves it needless.
+        self._suspect: tuple[int, float] | None = None
         self._progress_at = self.started  # last time the client moved forward
         self._progress_event_at = self.started
-        self._srtt: float | None = None
-        self._rto = MIN_RTO
+        self.timeout = RetransmitTimeout()
+        self._rto = self.timeout.rto
         self._unanswered = 0  # timer resends since the client last moved forward
         self._outcome: Outcome | None = None
 
@@ -216,6 +280,11 @@ class TftpTransfer:
     @property
     def done(self) -> bool:
         return self._outcome is not None
+
+    @property
+    def needless_resends(self) -> int:
+        """Resends the client proved needless (it acknowledged the duplicate as well)."""
+        return self.timeout.needless
 
     # -- I/O ------------------------------------------------------------------------------
 
@@ -300,7 +369,7 @@ class TftpTransfer:
         self.answered = True
         if self.sent_upto == 0:
             if wire_block == 0 and self._oack is not None:
-                self._note_rtt()
+                self._note_rtt(0)
                 self._progress_at = time.monotonic()
                 self._send_window()
             return
@@ -308,7 +377,9 @@ class TftpTransfer:
         offset = (wire_block - (self.base - 1)) & 0xFFFF
         acked = self.base - 1 + offset
         if offset == 0:
-            if self._dup_resent_base != self.base:
+            if self._needless_proved(acked):
+                self._dup_resent_base = self.base  # that duplicate is explained: nothing lost
+            elif self._dup_resent_base != self.base:
                 self._dup_resent_base = self.base
                 self.retransmits += 1
                 self._send_window(resend=True)
@@ -316,25 +387,31 @@ class TftpTransfer:
         if acked > self.sent_upto:
             return  # older than the window (a late duplicate), or nonsense
         if acked == self.sent_upto:
-            self._note_rtt()
+            self._note_rtt(acked)
         self.base = acked + 1
         if self.base > self.blocks:
             self._finish(Outcome(True, "complete"))
             return
         now = self._progress_at = time.monotonic()
-        self._rto = self._rto_from_srtt()
+        self._rto = self.timeout.rto
         if now - self._progress_event_at >= PROGRESS_INTERVAL:
             self._progress_event_at = now
             self._on_progress(self)
         self._send_window()
 
-    def _send_oack(self) -> None:
+    def _send_oack(self, resend: bool = False) -> None:
         assert self._oack is not None
         self._send(self._oack)
         if self.done:
             return  # the send found the client gone, and that ended the transfer
-        self._window_sent_at = time.monotonic()
+        self._mark_sent(resend)
         self._arm_timer()
+
+    def _mark_sent(self, resend: bool) -> None:
+        now = self._window_sent_at = time.monotonic()
+        if not resend:
+            self._first_sent_at = now
+        self._window_resent = resend
 
     def _send_window(self, resend: bool = False) -> None:
         end = min(self.base + self.windowsize, self.blocks + 1)
@@ -348,9 +425,9 @@ class TftpTransfer:
                 return  # the send found the client gone, and that ended the transfer
         if self._outcome is not None:
             return
+        fresh = end - 1 > self.sent_upto or self.sent_upto == 0
         self.sent_upto = max(self.sent_upto, end - 1)
-        self._window_sent_at = time.monotonic()
-        self._window_resent = resend
+        self._mark_sent(resend and not fresh)
         self._arm_timer()
 
     def _send_segmented(self, first: int, end: int) -> int:
@@ -386,15 +463,27 @@ class TftpTransfer:
         with contextlib.suppress(OSError):
             self.sock.setsockopt(socket.SOL_UDP, UDP_SEGMENT, 0)
 
-    def _note_rtt(self) -> None:
-        if self._window_resent:
-            return
-        sample = time.monotonic() - self._window_sent_at
-        self._srtt = sample if self._srtt is None else 0.875 * self._srtt + 0.125 * sample
-        self._rto = self._rto_from_srtt()
+    def _note_rtt(self, acked: int) -> None:
+        """What was in flight up to block `acked` (0: the OACK) is acknowledged."""
+        now = time.monotonic()
+        if not self._window_resent:
+            self.timeout.sample(now - self._window_sent_at)
+            self._suspect = None
+        else:
+            # Karn: no sample. If this ACK answered the first copy, the client will also
+            # acknowledge the duplicate, and that tells the resend was needless.
+            self._suspect = (acked, now - self._first_sent_at)
+        self._rto = self.timeout.rto
 
-    def _rto_from_srtt(self) -> float:
-        return MIN_RTO if self._srtt is None else min(1.0, max(MIN_RTO, 4 * self._srtt))
+    def _needless_proved(self, acked: int) -> bool:
+        """Is this duplicate ACK of `acked` the client's answer to our needless resend?"""
+        suspect = self._suspect
+        if suspect is None or suspect[0] != acked:
+            return False
+        self._suspect = None
+        self.timeout.resend_was_needless(suspect[1])
+        self._rto = self.timeout.rto
+        return True
 
     def _arm_timer(self) -> None:
         """Resend at now + RTO (or at the give-up time). Moving the deadline later, which is
@@ -426,6 +515,10 @@ class TftpTransfer:
             self._timer = None
 
     def _on_timeout(self) -> None:
+        # An ACK may have come in while the loop was busy elsewhere: read it before resending.
+        self._readable()
+        if self.done or self._timer is not None:
+            return  # it moved the transfer on (and set the timer again)
         if time.monotonic() - self._progress_at >= self.patience - 0.005:
             if self.sent_upto >= self.blocks:
                 self._finish(Outcome(True, "client went quiet after the last block (no final ACK)"))
@@ -436,12 +529,13 @@ class TftpTransfer:
             return
         self.retransmits += 1
         self._unanswered += 1
+        self.timeout.timed_out()
         if self._unanswered < QUICK_RETRIES:
-            self._rto = min(1.0, self._rto * 2)
+            self._rto = self.timeout.rto
         else:
             self._rto = min(MAX_RTO, max(SILENT_CLIENT_WAIT, self._rto * 2))
         if self.sent_upto == 0 and self._oack is not None:
-            self._send_oack()
+            self._send_oack(resend=True)
         else:
             self._send_window(resend=True)
 

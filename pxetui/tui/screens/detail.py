@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from pxetui.model.registry import Machine
+from pxetui.model.units import size
 from pxetui.session import Session
 from pxetui.tui import format as fmt
 from pxetui.tui import stalls
@@ -85,6 +86,7 @@ class DetailScreen(Screen[None]):
             ("Boots seen", str(machine.boots)),
             ("Elapsed", fmt.elapsed(machine, now) or "—"),
             ("Transfer", fmt.transfer_text(machine)),
+            ("Packages", _packages_text(machine, session.registry.proxy is not None)),
             ("Last error", machine.last_error or "—"),
         ]
         state = (tuple(info), tuple(sorted(machine.fingerprint.items(), key=str)), len(machine.timeline))
@@ -108,6 +110,13 @@ class DetailScreen(Screen[None]):
         for ts, step, detail in machine.timeline:
             offset = fmt.duration(ts - start) if start is not None else ""
             timeline.add_row(fmt.clock(ts), offset, step, detail)
+
+
+def _packages_text(machine: Machine, proxy_runs: bool) -> str:
+    """What its installer fetched through the package proxy (over all its installs)."""
+    if machine.proxy_bytes:
+        return f"{size(machine.proxy_bytes)} through the package proxy"
+    return "none through the package proxy yet" if proxy_runs else "—"
 
 
 def _stage_text(machine: Machine, now: float, asks: int | None) -> str:

@@ -3,7 +3,7 @@
 Everything here fits the terminal it is drawn on: at 80x24 the header keeps to its two lines,
 the table keeps MAC, OS, stage and progress (layout.py decides what gives way), the event log
 shrinks and the key bar shows the keys that fit; on a wide terminal the columns grow. The
-event log reads as sentences (sentences.py), the raw events one key (r) away.
+event log reads as sentences (model/sentences.py), the raw events one key (r) away.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Collapsible, DataTable, RichLog, Static
 
-from pxetui.boot import firmware
-from pxetui.boot.cache import require_servable
+from pxetui.boot.cache import NotServable, is_servable
 from pxetui.boot.profiles import Profile
-from pxetui.errors import PxetuiError, UsageError
-from pxetui.host.mac import MacError, normalize_mac, unusable_mac
+from pxetui.errors import PxetuiError
+from pxetui.host.mac import MacError, normalize_mac
 from pxetui.model.events import DhcpNak, DhcpRival, Error, Event, InstallDone, InstallFailed, PlanEvent
-from pxetui.model.plan import PlanError, check_hostname
+from pxetui.model.plan import PlanError
 from pxetui.model.registry import Machine
 from pxetui.model.report import REPORT_NAME
+from pxetui.model.sentences import log_line
 from pxetui.session import Session
 from pxetui.tui import format as fmt
 from pxetui.tui import layout, stalls
@@ -39,7 +39,6 @@ from pxetui.tui.screens.confirm import ConfirmScreen
 from pxetui.tui.screens.detail import DetailScreen
 from pxetui.tui.screens.forms import Choice, Field, FormScreen
 from pxetui.tui.screens.help import HelpScreen
-from pxetui.tui.sentences import log_line
 from pxetui.tui.updates import LOG_KEEP, PendingUpdates
 from pxetui.tui.widgets import KeyBar, bar_keys
 
@@ -62,10 +61,16 @@ GROUP_STYLES = {
     "stalled": "yellow",
 }
 STALLED_STYLE = "bold yellow"
+# The package proxy's last check of its package hosts: answered, did not, not asked yet.
+UPSTREAM_REACH = {
+    True: ("upstream ✓", "green"),
+    False: ("upstream ✗", "bold yellow"),
+    None: ("upstream ?", "dim"),
+}
 # The key bar keeps these when the terminal is narrow, most important first (help and quit always).
 KEY_PRIORITY = (
     "help", "app.quit", "assign", "add_machine", "import_plan", "unknown_policy", "toggle_mark",
-    "details", "export_report", "boot_local", "unassign", "wake", "toggle_log", "toggle_raw",
+    "details", "export_report", "boot_local", "unassign", "wake", "toggle_log", "toggle_raw", "profiles",
 )  # fmt: skip
 NO_PC_YET = "no PC yet"
 EMPTY_HINT = (
@@ -98,6 +103,7 @@ class MainScreen(Screen[None]):
         Binding("l", "boot_local", "Local", tooltip="toggle: boot the local disk next time / install again"),
         Binding("d", "remove_machine", "Remove", show=False, tooltip="take the marked machines off the plan"),
         Binding("p", "unknown_policy", "Policy", tooltip="what machines not in the plan get"),
+        Binding("o", "profiles", "OS", tooltip="the OS profiles: fetch, verify, remove, import an ISO"),
         Binding("w", "wake", "Wake", tooltip="send wake-on-LAN to the marked machines"),
         Binding("enter", "details", "Details", tooltip="timeline and DHCP fingerprint"),
         Binding("g", "toggle_log", "Log", tooltip="show / hide the event log"),
@@ -128,6 +134,7 @@ class MainScreen(Screen[None]):
         with Vertical(id="top"):
             yield Static(id="status")
             yield Static(id="rival")
+            yield Static(id="uplink")
         table: DataTable[Text] = DataTable(
             id="machines", cursor_type="row", zebra_stripes=True, cell_padding=0
         )
@@ -307,6 +314,7 @@ class MainScreen(Screen[None]):
         )
         self.set_class(not machines, "-empty")
         self._refresh_rival()
+        self._refresh_uplink()
 
     def _status_line(self, width: int) -> Text:
         """Where pxetui serves, its mode, its services, the unknown-PC policy: what fits `width`."""
@@ -322,7 +330,11 @@ class MainScreen(Screen[None]):
                 # Only a port an operator may have chosen is worth the room at 80 columns.
                 show_port = port and (width >= 110 or name == "http")
                 state.append("  " if n else "")
-                shown = Text.assemble(name.upper(), ("●", "green"), f":{port}" if show_port else "")
+                dot = self._service_dot(name, desc)
+                if dot is None:  # listed with state off (`--package-proxy off`): not running
+                    state.append_text(Text(f"{name.upper()} off", style="dim"))
+                    continue
+                shown = Text.assemble(name.upper(), dot, f":{port}" if show_port else "")
                 state.append_text(shown)
             if not services:
                 state = Text("no boot services in this build", style="yellow")
@@ -348,8 +360,60 @@ class MainScreen(Screen[None]):
         keep = layout.fit_parts([(t.plain, prio) for t, prio in parts], width)
         return _joined([parts[i][0] for i in keep], width)
 
+    def _service_dot(self, name: str, desc: object) -> tuple[str, str] | None:
+        """The dot after a service's name: green runs, yellow runs but its upstream does not
+        answer, red failed; None for a service listed with state off."""
+        state = desc.get("state") if isinstance(desc, dict) else None
+        if state == "off":
+            return None
+        if state == "failed":
+            return ("●", "red")
+        if name == "proxy":
+            stats = self.session.registry.proxy
+            if stats is not None and stats.upstream_ok is False:
+                return ("●", "yellow")
+        return ("●", "green")
+
+    def _proxy_texts(self) -> list[Text]:
+        """The package proxy's figures, longest first (the summary line takes the longest that
+        fits); none while the proxy sends none. Down: served to the PCs, up: from upstream."""
+        stats = self.session.registry.proxy
+        if stats is None or not stats.url:
+            return []
+        served, upstream = _short_size(stats.served_bytes), _short_size(stats.upstream_bytes)
+        cached, cache = _short_size(stats.from_cache), _short_size(stats.cache_bytes)
+        label, style = UPSTREAM_REACH[stats.upstream_ok]
+        address = stats.url.removeprefix("http://")
+        return [
+            Text.assemble(
+                f"proxy {address} ", (label, style),
+                f"  ↓{served} served ({cached} from cache)  ↑{upstream} from upstream  cache {cache}",
+            ),
+            Text.assemble("proxy ", (label, style), f"  ↓{served} served ({cached} cached)  ↑{upstream} up"),
+            Text.assemble("proxy ", (label[-1], style), f" ↓{served} ({cached} cached) ↑{upstream}"),
+            Text.assemble(("pkg", style if stats.upstream_ok is False else ""), f" ↓{served} ↑{upstream}"),
+        ]  # fmt: skip
+
+    def _uplink_warning(self) -> str | None:
+        """The no-uplink sentence while the laptop has no route out (the proxy's latest word)."""
+        stats = self.session.registry.proxy
+        if stats is not None:
+            return stats.warning
+        desc = self.pending.services.get("proxy")
+        warning = desc.get("warning") if isinstance(desc, dict) else None
+        return str(warning) if warning else None
+
+    def _refresh_uplink(self) -> None:
+        uplink = self.query_one("#uplink", Static)
+        warning = self._uplink_warning()
+        if warning:
+            uplink.update(f"⚠  {warning[:1].upper()}{warning[1:]}.")
+            uplink.add_class("shown")
+        else:
+            uplink.remove_class("shown")
+
     def _summary_line(self, machines: list[Machine], width: int) -> Text:
-        """`███▒▒░ 6 PCs  1 waiting  1 at DHCP  ...`: the room at a glance."""
+        """`███▒▒░ 6 PCs  1 waiting  1 at DHCP  ...  pkg ↓1.2G ↑412M`: the room at a glance."""
         if not machines:
             return Text(NO_PC_YET, style="dim")
         counts = stalls.summary(machines, self.clock(), self.pending.asks)
@@ -360,9 +424,22 @@ class MainScreen(Screen[None]):
             # Zero groups give way first; of the rest, failed and stalled stay longest.
             important = 4 if group in ("failed", "stalled") else 3
             parts.append((text, important if count else 1))
-        least_bar = 8
-        keep = layout.fit_parts([(t.plain, prio) for t, prio in parts], width - least_bar - 1)
-        counts_text = _joined([parts[i][0] for i in keep], width)
+        proxy = self._proxy_texts()
+        least_bar = 4 if proxy else 8
+        plain = [(t.plain, prio) for t, prio in parts]
+        keep = layout.fit_parts(plain, width - least_bar - 1)
+        if proxy:
+            # The proxy takes the longest of its texts that costs no PC count (zero groups
+            # give way to it); none, when even the shortest would cost one.
+            needed = {i for i in keep if parts[i][1] > 1}
+            for text in proxy:
+                reserved = layout.fit_parts(plain, width - least_bar - 1 - len(text.plain) - 2)
+                if needed <= set(reserved):
+                    keep, proxy = reserved, [text]
+                    break
+            else:
+                proxy = []
+        counts_text = _joined([parts[i][0] for i in keep] + proxy, width)
         bar_width = min(40, width - len(counts_text.plain) - 1)
         line = Text(no_wrap=True, overflow="ellipsis")
         for group, cells in stalls.segments(counts, bar_width):
@@ -451,25 +528,34 @@ class MainScreen(Screen[None]):
                 Field("hostname", "Hostname (optional)", "e.g. lab-pc-01", (entry and entry.hostname) or "")
             )
         who = macs[0] if single else f"{len(macs)} marked machines"
+        offered: set[str] = set()  # profiles whose fetch the operator was offered in this form
 
         def apply(values: dict[str, str]) -> str | None:
             name = values["profile"]
             if not name:
                 return "choose a profile from the list or type its name"
-            try:
-                profile = session.profile(name)
-            except PxetuiError as exc:
-                return str(exc)
-            if profile not in fitting:
-                return f"{name} does not fit the firmware/arch of {who}; fitting: " + (
-                    ", ".join(p.name for p in fitting) or "none"
-                )
             hostname = values.get("hostname") or None
-            if hostname and (taken := self._hostname_taken(hostname, macs[0])):
-                return taken
             try:
-                for mac in macs:
-                    session.assign(mac, name, hostname)
+                session.assign_machines(macs, name, hostname)
+            except NotServable as exc:
+                if not exc.fetchable:
+                    return str(exc)
+                if name not in offered:
+                    # Fetch on first use: the form offers it; a second Enter accepts.
+                    offered.add(name)
+                    return (
+                        f"{name} is not downloaded yet. Press Enter again to fetch it now and assign it:"
+                        f" {who} will wait at a retry screen until its files are verified, then boot."
+                        f"\n({exc})"
+                    )
+                if reason := self.host.start_fetch(name):
+                    return reason
+                try:
+                    session.assign_machines(macs, name, hostname)
+                except PxetuiError as again:
+                    return str(again)
+                self._done(f"fetching {name}; assigned to {who}: it boots once the files are verified")
+                return None
             except PxetuiError as exc:
                 return str(exc)
             self._done(f"{name} assigned to {who}")
@@ -480,7 +566,7 @@ class MainScreen(Screen[None]):
                 f"Assign a profile to {who}",
                 fields,
                 apply,
-                note="Profiles that fit its firmware and arch (✓ files here, ↓ needs `pxetui fetch`):",
+                note="Profiles that fit its firmware and arch (✓ files here, ↓ to fetch: offered on Enter):",
                 choices=self._profile_choices(fitting),
                 form_id="assign-form",
                 focus_choices=True,
@@ -489,7 +575,11 @@ class MainScreen(Screen[None]):
 
     def _profile_choices(self, profiles: Iterable[Profile]) -> list[Choice]:
         cache = self.session.config.cache_dir
-        return [Choice(p.name, p.title, "✓" if _servable(p, cache) else "↓") for p in profiles]
+        fetching = self.session.fetching
+        return [
+            Choice(p.name, p.title, "✓" if is_servable(p, cache) else ("⇣" if p.name in fetching else "↓"))
+            for p in profiles
+        ]
 
     def action_unassign(self) -> None:
         macs = self._need_selection()
@@ -507,20 +597,10 @@ class MainScreen(Screen[None]):
                 mac = normalize_mac(values["mac"])
             except MacError as exc:
                 return str(exc)
-            if reason := unusable_mac(mac):
-                return reason
             hostname = values["hostname"] or None
-            if hostname and (reason := check_hostname(hostname) or self._hostname_taken(hostname, mac)):
-                return reason
             profile = values["profile"] or None
             try:
-                if profile:
-                    # Everything assign would refuse is refused before the MAC is added:
-                    # a refused profile must not leave half an entry in the plan.
-                    self._require_assignable(mac, session.profile(profile))
-                session.add_machine(mac, hostname)
-                if profile:
-                    session.assign(mac, profile)
+                session.add_machine(mac, hostname, profile)
             except PxetuiError as exc:
                 return str(exc)
             self._done(f"added {mac}" + (f" with {profile}" if profile else ""))
@@ -543,16 +623,6 @@ class MainScreen(Screen[None]):
                 form_id="add-form",
             )
         )
-
-    def _require_assignable(self, mac: str, profile: Profile) -> None:
-        machine = self.session.registry.get(mac)
-        arch = machine.arch if machine is not None else None
-        if not firmware.fits(arch, profile.arch, profile.firmware):
-            raise UsageError(f"{profile.name} does not fit {mac} ({fmt.arch_label(arch)})")
-        require_servable(profile, self.session.config.cache_dir)
-
-    def _hostname_taken(self, hostname: str, mac: str) -> str | None:
-        return self.session.plan.hostname_taken(hostname, mac)
 
     def action_import_plan(self) -> None:
         session = self.session
@@ -736,6 +806,9 @@ class MainScreen(Screen[None]):
         for event in self._log_events:
             log.write(self._log_text(event))
 
+    def action_profiles(self) -> None:
+        self.host.open_profiles()
+
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(self.BINDINGS))
 
@@ -773,14 +846,6 @@ def _log_style(event: Event) -> str:
     return ""
 
 
-def _servable(profile: Profile, cache_dir: Path) -> bool:
-    try:
-        require_servable(profile, cache_dir)
-    except UsageError:
-        return False
-    return True
-
-
 def _make_directory(directory: Path) -> str | None:
     if directory.exists() and not directory.is_dir():
         return f"cannot write the report: {directory} is not a directory (it is a file)"
@@ -801,6 +866,15 @@ def _joined(parts: list[Text], width: int, separator: str = "  ") -> Text:
     line.overflow = "ellipsis"
     line.truncate(width, overflow="ellipsis")
     return line
+
+
+def _short_size(n: int) -> str:
+    """`412M`, `1.2G`: a size in four or five cells, for the header."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+    return f"{n}B"
 
 
 def _cell(text: str, style: str = "") -> Text:

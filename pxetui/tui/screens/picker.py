@@ -1,13 +1,14 @@
 """The interface picker, shown when pxetui starts without an interface.
 
-A bridge's member ports are listed last and marked: serving on a port of a bridge serves
-nobody (the bridge holds the address and takes the packets); the bridge is the choice.
+A bridge's (or bond's) member ports are listed last, dimmed and marked with why they cannot be
+chosen: serving on a port serves nobody (the bridge holds the address and takes the packets);
+Enter on one says to pick the bridge instead. Which interface is a port comes with the list the
+app gives the screen (`InterfaceInfo.member_of`, read by host/netif.py); the screen reads no
+system files itself.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from typing import ClassVar
 
 from rich.text import Text
@@ -16,21 +17,13 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from pxetui.host.netif import InterfaceInfo
+from pxetui.host.netif import InterfaceInfo, unusable_reason
 from pxetui.tui.contracts import ChooseInterface, InterfaceLister
 from pxetui.tui.screens.confirm import ConfirmScreen
 from pxetui.tui.widgets import KeyBar
 
 PICKER_KEYS = (("↑↓", "choose", 1), ("enter", "serve on it", 3), ("r", "refresh", 1), ("q", "quit", 2))
-BridgeOf = Callable[[str], str | None]
-
-
-def _sysfs_bridge_of(name: str) -> str | None:
-    """The bridge `name` is a port of (`/sys/class/net/NAME/master`), or None."""
-    try:
-        return os.path.basename(os.readlink(f"/sys/class/net/{name}/master"))
-    except OSError:
-        return None
+HINT = "↑/↓ choose, Enter serves on it. Nothing is sent until you press Enter."
 
 INTRO = (
     "[b]pxetui[/b]: pick the interface plugged into the lab switch. pxetui serves DHCP, TFTP and"
@@ -38,10 +31,11 @@ INTRO = (
 )
 
 
-def interface_note(info: InterfaceInfo, bridge: str | None = None) -> tuple[str, str]:
-    """(note, style) for one interface: why it is a risky or an unusable choice."""
-    if bridge:
-        return f"port of bridge {bridge}: serve on {bridge} instead", "yellow"
+def interface_note(info: InterfaceInfo) -> tuple[str, str]:
+    """(note, style) for one interface: why it is an unusable or a risky choice."""
+    unusable = unusable_reason(info)
+    if unusable:
+        return f"✗ {unusable}", "yellow"
     if info.default_route:
         return "⚠ default route (uplink): DHCP here can break it", "bold red"
     if not info.up:
@@ -58,12 +52,9 @@ class PickerScreen(Screen[None]):
         Binding("q", "app.quit", "Quit"),
     ]
 
-    def __init__(
-        self, list_interfaces: InterfaceLister, choose: ChooseInterface, bridge_of: BridgeOf | None = None
-    ) -> None:
+    def __init__(self, list_interfaces: InterfaceLister, choose: ChooseInterface) -> None:
         super().__init__(id="picker")
         self.list_interfaces = list_interfaces
-        self.bridge_of = bridge_of or _sysfs_bridge_of
         self.choose = choose  # the app opens the main screen and starts the services on it
         self.interfaces: dict[str, InterfaceInfo] = {}
 
@@ -92,15 +83,16 @@ class PickerScreen(Screen[None]):
         table = self.query_one("#interfaces", DataTable)
         table.clear()
         self.interfaces = {i.name: i for i in self.list_interfaces() if i.name != "lo"}
-        bridges = {name: self.bridge_of(name) for name in self.interfaces}
-        # The likely lab NICs first: up, not the uplink, not a bridge's port.
+        # The likely lab NICs first: up, not the uplink; the ports nobody can choose last.
         ordered = sorted(
-            self.interfaces.values(), key=lambda i: (bool(bridges[i.name]), i.default_route, not i.up, i.name)
+            self.interfaces.values(),
+            key=lambda i: (unusable_reason(i) is not None, i.default_route, not i.up, i.name),
         )
         for info in ordered:
-            note, style = interface_note(info, bridges[info.name])
+            note, style = interface_note(info)
+            unusable = unusable_reason(info) is not None
             table.add_row(
-                Text(info.name, style="bold"),
+                Text(info.name, style="dim" if unusable else "bold"),
                 Text("up", style="green") if info.up else Text("down", style="red"),
                 f"{info.speed_mbps} Mb/s" if info.speed_mbps else "",
                 info.mac,
@@ -108,11 +100,18 @@ class PickerScreen(Screen[None]):
                 Text(note, style=style),
                 key=info.name,
             )
+        self._show_hint(self.chosen())
+
+    def _show_hint(self, info: InterfaceInfo | None) -> None:
+        """What Enter does here; on a port, why it cannot be chosen (the Note is cut at 80 columns)."""
         hint = self.query_one("#picker-hint", Static)
+        unusable = unusable_reason(info) if info is not None else None
         if not self.interfaces:
             hint.update("No network interface found besides the loopback: plug in a USB NIC and press r.")
+        elif info is not None and unusable is not None:
+            hint.update(Text.assemble((info.name, "bold"), f" cannot be chosen: {unusable}."))
         else:
-            hint.update("↑/↓ choose, Enter serves on it. Nothing is sent until you press Enter.")
+            hint.update(HINT)
 
     def chosen(self) -> InterfaceInfo | None:
         table = self.query_one("#interfaces", DataTable)
@@ -125,6 +124,10 @@ class PickerScreen(Screen[None]):
         info = self.chosen()
         if info is None:
             return
+        if unusable_reason(info) is not None:  # a port: the bridge takes its packets, nothing to serve there
+            self._show_hint(info)
+            self.app.bell()
+            return
         if info.default_route:
             question = (
                 f"{info.name} carries this machine's default route: it is probably your office"
@@ -136,6 +139,9 @@ class PickerScreen(Screen[None]):
             )
             return
         self.choose(info.name)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_hint(self.interfaces.get(str(event.row_key.value)))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

@@ -4,6 +4,9 @@ The event log used to print every field (`services={'tftp': {...`, `params=[1, 3
 for a developer, noise for the person in the lab. One small function per event class says
 what happened, with the numbers that matter; the raw line (`Event.describe`) stays one key
 away in the TUI and in the machine's details. No textual here: pure text, unit-tested.
+
+Two views print them: the TUI's event log and `pxetui IFACE --headless` without --json
+(`headless.py`), so this lives in the model, below both; the JSON lines stay `Event.to_json`.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from pxetui.model.events import (
     PlanRemove,
     PlanUnassign,
     PlanUnknownPolicy,
+    ProxyStats,
     ReportExported,
     RouterAdvertSent,
     RouterSeen,
@@ -50,7 +54,7 @@ from pxetui.model.events import (
     TftpStart,
     WakeSent,
 )
-from pxetui.tui.format import rate, size
+from pxetui.model.units import rate, size
 
 E = TypeVar("E", bound=Event)
 _SENTENCES: dict[type[Event], Callable[[Any], str]] = {}
@@ -73,8 +77,14 @@ def sentence(event: Event) -> str:
     return event.describe().split(" ", 1)[1]
 
 
+# A PC's strings are made harmless where they are decoded; this keeps a terminal safe from any
+# field that was not (an operator's file name, a new event): the line is printed to a terminal.
+_CONTROLS = {c: "?" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
 def log_line(event: Event) -> str:
-    return f"{time.strftime('%H:%M:%S', time.localtime(event.ts))} {sentence(event)}"
+    line = f"{time.strftime('%H:%M:%S', time.localtime(event.ts))} {sentence(event)}"
+    return line if line.isprintable() else line.translate(_CONTROLS)
 
 
 def _who(event: Event) -> str:
@@ -233,6 +243,7 @@ _SCRIPT_ANSWERS = {
     "local": "boot its local disk",
     "menu-timeout": "nobody chose in time: boot its local disk",
     "probe": "the probe script",
+    "wait-fetch": "wait: its profile is still being fetched",
 }
 
 
@@ -342,3 +353,12 @@ def _policy(e: PlanUnknownPolicy) -> str:
 @_says(PlanImport)
 def _import(e: PlanImport) -> str:
     return f"imported {e.count} machine(s) from {e.source}"
+
+
+@_says(ProxyStats)
+def _proxy_stats(e: ProxyStats) -> str:
+    return (
+        f"package proxy: {size(e.served_bytes)} served to {len(e.clients)} PC(s),"
+        f" {size(e.upstream_bytes)} from upstream, {size(e.from_cache)} from its cache"
+        f" (cache {size(e.cache_bytes)})"
+    )
