@@ -168,3 +168,13 @@ def raw_client(lab: Lab) -> Iterator[tuple[Client, RawClient]]:
     raw = RawClient(client.netns)
     yield client, raw
     raw.close()
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The TUI tests' clock text in UTC, so screenshots and sentences match on any host."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,6 @@ from pxetui.tui.screens.confirm import ConfirmScreen
 from pxetui.tui.screens.detail import DetailScreen
 from pxetui.tui.screens.forms import FormScreen
 from pxetui.tui.screens.help import HelpScreen
-from pxetui.tui.screens.main import MainScreen
 from pxetui.tui.screens.picker import PickerScreen
 
 # What the TFTP service sends besides the file and its size.
@@ -34,13 +31,7 @@ TFTP_START: dict[str, Any] = {"client": "198.18.0.100", "blksize": 1468, "window
 TFTP_PROGRESS: dict[str, Any] = {"client": "198.18.0.100", "total": 1_000_000}
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # times on screen are UTC, whatever the host says
 
 
 class RecordingApp(PxetuiApp):
@@ -69,12 +60,6 @@ def session(tmp_path: Path) -> Session:
     return s
 
 
-def main_screen(app: PxetuiApp) -> MainScreen:
-    screen = app.screen
-    assert isinstance(screen, MainScreen), f"expected the main screen, got {screen!r}"
-    return screen
-
-
 def form(app: PxetuiApp) -> FormScreen:
     screen = app.screen
     assert isinstance(screen, FormScreen), f"expected a form, got {screen!r}"
@@ -82,7 +67,7 @@ def form(app: PxetuiApp) -> FormScreen:
 
 
 async def put_cursor_on(app: PxetuiApp, mac: str) -> None:
-    table = main_screen(app).query_one("#machines", DataTable)
+    table = sc.main_screen(app).query_one("#machines", DataTable)
     table.move_cursor(row=table.get_row_index(mac))
 
 
@@ -93,7 +78,7 @@ async def fill(pilot: Any, app: PxetuiApp, **values: str) -> None:
 
 
 def row_text(app: PxetuiApp, mac: str) -> str:
-    table = main_screen(app).query_one("#machines", DataTable)
+    table = sc.main_screen(app).query_one("#machines", DataTable)
     return " | ".join(str(cell).strip() for cell in table.get_row(mac))
 
 
@@ -118,16 +103,16 @@ async def test_rows_show_stage_progress_firmware_and_plan(session: Session) -> N
         assert "UEFI-HTTP" in row_text(app, sc.PC_HTTPBOOT) and "menu" in row_text(app, sc.PC_HTTPBOOT)
         assert "failed: no disk found" in row_text(app, sc.PC_FAILED)
         assert "iPXE loader" in row_text(app, sc.PC_LOADER) and "40%" in row_text(app, sc.PC_LOADER)
-        status = str(main_screen(app).query_one("#status").render())
+        status = str(sc.main_screen(app).query_one("#status").render())
         # Issue 17's summary reads "N done / N failed" (was "done 1").
         assert "DHCP" in status and ":8080" in status and "1 failed" in status and "1 done" in status
-        assert any("install.failed" in line for line in main_screen(app).log_lines)
+        assert any("install.failed" in line for line in sc.main_screen(app).log_lines)
 
 
 async def test_rival_dhcp_server_shows_a_warning_bar(session: Session) -> None:
     app = make(session)
     async with app.run_test(size=sc.SIZE) as pilot:
-        bar = main_screen(app).query_one("#rival")
+        bar = sc.main_screen(app).query_one("#rival")
         assert not bar.has_class("shown")
         sc.boot_events(session, rival=True)
         await settle(pilot, app)
@@ -155,7 +140,7 @@ async def test_updates_are_coalesced_not_one_redraw_per_event(session: Session) 
         await settle(pilot, app)
         refreshes = app.refreshes - before
         assert 1 <= refreshes <= 10, f"{refreshes} refreshes for {events} events"
-        table = main_screen(app).query_one("#machines", DataTable)
+        table = sc.main_screen(app).query_one("#machines", DataTable)
         assert table.row_count == len(session.registry.machines) >= 300
         assert "80%" in row_text(app, macs[0]) and "80%" in row_text(app, macs[-1])
         # One more round for every machine: visible rows are current after one refresh,
@@ -164,16 +149,16 @@ async def test_updates_are_coalesced_not_one_redraw_per_event(session: Session) 
             sc.publish(session, 30, "tftp.progress", mac, file="ipxe.efi", bytes=840_000, rate=1e6, **TFTP_PROGRESS)
         app.flush_updates()
         assert "84%" in row_text(app, macs[0]) and "80%" in row_text(app, macs[-1])
-        assert 0 < main_screen(app).stale_rows < 300
+        assert 0 < sc.main_screen(app).stale_rows < 300
         for _ in range(20):
-            if not main_screen(app).stale_rows:
+            if not sc.main_screen(app).stale_rows:
                 break
             await settle(pilot, app)
-        assert main_screen(app).stale_rows == 0
+        assert sc.main_screen(app).stale_rows == 0
         assert "84%" in row_text(app, macs[-1])
         # Progress events are in the table, not in the log (they would flood it).
-        assert not any(".progress" in line for line in main_screen(app).log_lines)
-        assert sum("tftp.start" in line for line in main_screen(app).log_lines) == 300
+        assert not any(".progress" in line for line in sc.main_screen(app).log_lines)
+        assert sum("tftp.start" in line for line in sc.main_screen(app).log_lines) == 300
 
 
 async def test_render_caches_stay_small_while_every_row_changes(session: Session) -> None:
@@ -188,13 +173,13 @@ async def test_render_caches_stay_small_while_every_row_changes(session: Session
         for mac in macs:
             sc.publish(session, 1, "dhcp.discover", mac, arch=7)
             sc.publish(session, 2, "tftp.start", mac, file="ipxe.efi", total=1_000_000, **TFTP_START)
-        table = main_screen(app).query_one("#machines", DataTable)
+        table = sc.main_screen(app).query_one("#machines", DataTable)
         for step in range(1, 41):
             for mac in macs:
                 sc.publish(session, 2 + step, "tftp.progress", mac, file="ipxe.efi", bytes=step * 20_000, rate=1e6, **TFTP_PROGRESS)
             await settle(pilot, app)
             table.scroll_down(animate=False)  # new rows on screen, old ones' entries go stale
-        log = main_screen(app).query_one("#log", RichLog)
+        log = sc.main_screen(app).query_one("#log", RichLog)
         for widget in (table, log):
             for name, size in RENDER_CACHE_SIZES.items():
                 cache = getattr(widget, name, None)
@@ -215,7 +200,7 @@ async def test_add_machine_in_cisco_notation_with_profile(session: Session) -> N
         await fill(pilot, app, mac="0011.2233.44AA", hostname="lab-pc-09", profile="debian-12-local")
         await pilot.press("enter")
         await pilot.pause()
-        main_screen(app)  # the form closed
+        sc.main_screen(app)  # the form closed
         entry = session.plan.get("00:11:22:33:44:aa")
         assert entry is not None and entry.profile == "debian-12-local" and entry.hostname == "lab-pc-09"
         await settle(pilot, app)
@@ -249,7 +234,7 @@ async def test_add_machine_bad_input_keeps_form_open_and_plan_unchanged(
         assert session.plan.to_document() == before
         await pilot.press("escape")
         await pilot.pause()
-        main_screen(app)
+        sc.main_screen(app)
     assert session.plan.to_document() == before
 
 
@@ -282,7 +267,7 @@ async def test_assign_lists_only_fitting_profiles_and_refuses_others(session: Se
         await fill(pilot, app, profile="local-disk", hostname="arm-01")
         await pilot.press("enter")
         await pilot.pause()
-        main_screen(app)
+        sc.main_screen(app)
         entry = session.plan.get(arm)
         assert entry is not None and entry.profile == "local-disk" and entry.hostname == "arm-01"
 
@@ -295,7 +280,7 @@ async def test_assign_to_marked_machines_from_the_list(session: Session) -> None
         await put_cursor_on(app, sc.PC_HTTPBOOT)
         await pilot.press("space")  # marks and moves down to PC_LOADER
         await pilot.press("space")
-        assert main_screen(app).marked == {sc.PC_HTTPBOOT, sc.PC_LOADER}
+        assert sc.main_screen(app).marked == {sc.PC_HTTPBOOT, sc.PC_LOADER}
         await pilot.press("a")
         assert not form(app).query("#field-hostname")  # one hostname cannot fit two PCs
         choices = form(app).query_one("#choices", OptionList)
@@ -304,14 +289,14 @@ async def test_assign_to_marked_machines_from_the_list(session: Session) -> None
         choices.highlighted = ids.index("debian-12-local")
         await pilot.press("enter")
         await pilot.pause()
-        main_screen(app)
+        sc.main_screen(app)
         for mac in (sc.PC_HTTPBOOT, sc.PC_LOADER):
             entry = session.plan.get(mac)
             assert entry is not None and entry.profile == "debian-12-local"
         await settle(pilot, app)
         assert "debian-12-local" in row_text(app, sc.PC_LOADER)
         await pilot.press("asterisk")  # clears the marks
-        assert main_screen(app).marked == set()
+        assert sc.main_screen(app).marked == set()
 
 
 async def test_a_finished_pc_shows_disk_next_and_l_re_arms_it(session: Session) -> None:
@@ -373,7 +358,7 @@ async def test_actions_on_an_empty_table_say_so(tmp_path: Path) -> None:
     app = make(session)
     async with app.run_test(size=sc.SIZE) as pilot:
         await pilot.press("a")
-        main_screen(app)
+        sc.main_screen(app)
         assert any(sev == "warning" and "No machine selected" in msg for sev, msg in app.notes)
 
 
@@ -390,7 +375,7 @@ async def test_import_plan_csv(session: Session, tmp_path: Path) -> None:
         await fill(pilot, app, path=str(good))
         await pilot.press("enter")
         await pilot.pause()
-        main_screen(app)
+        sc.main_screen(app)
         first = session.plan.get("52:54:00:aa:00:01")
         assert first is not None and first.profile == "debian-12-local" and first.hostname == "room-1"
         assert session.plan.get("52:54:00:aa:00:02") is not None
@@ -463,7 +448,7 @@ async def test_export_report_writes_csv_and_json(session: Session, tmp_path: Pat
         await fill(pilot, app, directory=str(out))
         await pilot.press("enter")
         await pilot.pause()
-        main_screen(app)
+        sc.main_screen(app)
     rows = {r["mac"]: r for r in csv.DictReader((out / "pxetui-report.csv").open())}
     assert rows[sc.PC_BIOS]["result"] == "done" and rows[sc.PC_BIOS]["profile"] == "debian-12-local"
     assert rows[sc.PC_BIOS]["t_done"] == "2027-01-15T08:01:00Z"
@@ -496,7 +481,7 @@ async def test_unknown_policy_gives_the_next_n_unknown_machines_a_profile(sessio
         await fill(pilot, app, profile="debian-12-local", count="2")
         await pilot.press("enter")
         await pilot.pause()
-        main_screen(app)
+        sc.main_screen(app)
         for i in range(3):
             sc.publish(session, 100 + i, "dhcp.discover", f"02:00:00:00:01:0{i}", arch=7, vendor_class=sc.UEFI_VENDOR_CLASS)
         await settle(pilot, app)
@@ -507,7 +492,7 @@ async def test_unknown_policy_gives_the_next_n_unknown_machines_a_profile(sessio
         await fill(pilot, app, profile="", count="")
         await pilot.press("enter")
         await pilot.pause()
-        main_screen(app)
+        sc.main_screen(app)
         assert session.plan.unknown.profile is None
 
 
@@ -542,7 +527,7 @@ async def test_detail_screen_shows_fingerprint_and_timeline(session: Session) ->
         assert steps == ["dhcp", "loader", "menu", "kernel"]
         await pilot.press("escape")
         await pilot.pause()
-        main_screen(app)
+        sc.main_screen(app)
 
 
 async def test_help_log_toggle_and_command_palette(session: Session) -> None:
@@ -553,7 +538,7 @@ async def test_help_log_toggle_and_command_palette(session: Session) -> None:
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         await pilot.pause()
-        screen = main_screen(app)
+        screen = sc.main_screen(app)
         pane = screen.query_one("#log-pane", Collapsible)
         assert not pane.collapsed
         await pilot.press("g")
@@ -581,7 +566,7 @@ async def test_quit_with_transfers_running_asks_first_and_saves(session: Session
         assert "2 transfers still running" in app.screen.question
         await pilot.press("n")
         await pilot.pause()
-        main_screen(app)
+        sc.main_screen(app)
         await pilot.press("q")
         await pilot.pause()
         await pilot.press("y")
@@ -648,7 +633,7 @@ async def test_picker_lists_interfaces_warns_on_default_route_and_starts(
         await pilot.press("enter")
         await pilot.pause(0.3)
         assert start.interfaces == ["enx00e04c680001"]
-        assert "DHCP" in str(main_screen(app).query_one("#status").render())
+        assert "DHCP" in str(sc.main_screen(app).query_one("#status").render())
         assert app.started
 
 

@@ -8,8 +8,6 @@ screen, the forms. Pure parts (sentences, stalls, layout) are tested without a s
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,20 +32,14 @@ from pxetui.tui import launch, layout, stalls
 from pxetui.tui.app import PxetuiApp
 from pxetui.tui.screens.detail import DetailScreen
 from pxetui.tui.screens.forms import FormScreen
-from pxetui.tui.screens.main import POLICY_ALL, MainScreen
+from pxetui.tui.screens.main import POLICY_ALL
 from pxetui.tui.screens.picker import PickerScreen
 from pxetui.tui.widgets import KeyBar
 
 SIZES = [(80, 24), (120, 36), (200, 50)]
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # times on screen are UTC, whatever the host says
 
 
 @pytest.fixture
@@ -55,11 +47,6 @@ def session(tmp_path: Path) -> Session:
     s = sc.open_session(tmp_path / "state")
     sc.plan_lab(s)
     return s
-
-
-def main_screen(app: PxetuiApp) -> MainScreen:
-    assert isinstance(app.screen, MainScreen), app.screen
-    return app.screen
 
 
 def form(app: PxetuiApp) -> FormScreen:
@@ -73,11 +60,11 @@ async def settle(pilot: Any, app: PxetuiApp) -> None:
 
 
 def status_lines(app: PxetuiApp) -> list[str]:
-    return str(main_screen(app).query_one("#status", Static).render()).splitlines()
+    return str(sc.main_screen(app).query_one("#status", Static).render()).splitlines()
 
 
 def row_text(app: PxetuiApp, mac: str) -> str:
-    table = main_screen(app).query_one("#machines", DataTable)
+    table = sc.main_screen(app).query_one("#machines", DataTable)
     return " | ".join(str(cell).strip() for cell in table.get_row(mac))
 
 
@@ -94,13 +81,13 @@ async def test_header_table_and_keys_fit_the_terminal(session: Session, size: tu
         lines = status_lines(app)
         assert len(lines) == 2 and all(len(line) <= width - 2 for line in lines), lines  # no wrap
         assert "mode full" in lines[0] and "HTTP" in lines[0] and "1 done" in lines[1]
-        table = main_screen(app).query_one("#machines", DataTable)
+        table = sc.main_screen(app).query_one("#machines", DataTable)
         keys = [str(key.value) for key in table.columns]
         assert {"mac", "os", "stage", "progress"} <= set(keys)
         assert sum(c.width for c in table.columns.values()) <= width - layout.SCROLLBAR
         uefi = row_text(app, sc.PC_UEFI)
         assert "kernel" in uefi and "45%" in uefi  # stage and progress, whatever the width
-        bar = str(main_screen(app).query_one(KeyBar).render())
+        bar = str(sc.main_screen(app).query_one(KeyBar).render())
         assert len(bar) <= width - 2 and "? Help" in bar and "q Quit" in bar and "a Assign" in bar
         if width >= 200:
             assert len(keys) == len(layout.COLUMNS)  # every column, and the OS has room
@@ -115,13 +102,13 @@ async def test_columns_follow_a_resize(session: Session) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         sc.boot_events(session)
         await settle(pilot, app)
-        table = main_screen(app).query_one("#machines", DataTable)
+        table = sc.main_screen(app).query_one("#machines", DataTable)
         table.move_cursor(row=table.get_row_index(sc.PC_LOADER))
         assert "vendor" not in [str(k.value) for k in table.columns]
         await pilot.resize_terminal(200, 50)
         await settle(pilot, app)
         assert [str(k.value) for k in table.columns] == [c.key for c in layout.COLUMNS]
-        assert main_screen(app).cursor_mac() == sc.PC_LOADER  # the cursor stayed on its PC
+        assert sc.main_screen(app).cursor_mac() == sc.PC_LOADER  # the cursor stayed on its PC
         assert "QEMU/KVM" in row_text(app, sc.PC_LOADER)
 
 
@@ -188,7 +175,7 @@ async def test_the_log_shows_sentences_and_the_raw_events_one_key_away(session: 
     async with app.run_test(size=(120, 36)) as pilot:
         sc.boot_events(session)
         await settle(pilot, app)
-        screen = main_screen(app)
+        screen = sc.main_screen(app)
         assert "08:00:30 52:54:00:12:34:01 got 198.18.0.100 (x64 UEFI), boot file ipxe.efi" in screen.log_sentences
         assert not any(marker in line for line in screen.log_sentences for marker in ("=", "None", "{", "["))
         log = screen.query_one("#log", RichLog)
@@ -283,7 +270,7 @@ async def test_stalled_pcs_show_in_the_table_the_summary_and_the_details(session
         assert "stalled: another DHCP server?" in row_text(app, sc.PC_HTTPBOOT)
         assert "stalled at 45%" in row_text(app, sc.PC_UEFI) and "kernel" in row_text(app, sc.PC_UEFI)
         assert "3 stalled" in status_lines(app)[1] and "1 done" in status_lines(app)[1]
-        table = main_screen(app).query_one("#machines", DataTable)
+        table = sc.main_screen(app).query_one("#machines", DataTable)
         table.move_cursor(row=table.get_row_index(sc.PC_HTTPBOOT))
         await pilot.press("enter")
         await pilot.pause()
@@ -333,7 +320,7 @@ async def test_the_empty_first_screen_says_what_to_do(tmp_path: Path) -> None:
     app = sc.make_app(session)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
-        hint = main_screen(app).query_one("#empty-hint", Static)
+        hint = sc.main_screen(app).query_one("#empty-hint", Static)
         assert hint.display and hint.region.height > 0
         text = str(hint.render())
         assert "Switch a PC on" in text and "n  add a PC" in text and "i  import a plan" in text
@@ -363,7 +350,7 @@ async def test_assign_starts_in_the_list_and_marks_downloaded_profiles(session: 
     async with app.run_test(size=(80, 24)) as pilot:
         sc.boot_events(session)
         await settle(pilot, app)
-        table = main_screen(app).query_one("#machines", DataTable)
+        table = sc.main_screen(app).query_one("#machines", DataTable)
         table.move_cursor(row=table.get_row_index(sc.PC_HTTPBOOT))
         await pilot.press("a")
         await pilot.pause()
@@ -421,7 +408,7 @@ async def test_a_hostname_another_pc_has_is_refused(session: Session) -> None:
         assert "already 52:54:00:12:34:01's" in form(app).error_text
         await pilot.press("escape")
         await pilot.pause()
-        table = main_screen(app).query_one("#machines", DataTable)
+        table = sc.main_screen(app).query_one("#machines", DataTable)
         table.move_cursor(row=table.get_row_index(sc.PC_BIOS))
         await pilot.press("a")
         await pilot.pause()
@@ -448,7 +435,7 @@ async def test_policy_count_has_a_maximum_and_all(session: Session) -> None:
         form(app).query_one("#field-count", Input).value = "all"
         await pilot.press("enter")
         await pilot.pause()
-        main_screen(app)
+        sc.main_screen(app)
         assert session.plan.unknown.profile == "debian-12-local" and session.plan.unknown.remaining == POLICY_ALL
         await settle(pilot, app)
         assert "unknown PCs: debian-12-local for all" in status_lines(app)[0]
@@ -464,7 +451,7 @@ async def test_export_does_not_replace_the_last_report_silently(session: Session
             await pilot.press("enter")
             await pilot.pause()
             if attempt == 0:
-                main_screen(app)  # created and written
+                sc.main_screen(app)  # created and written
         (out / "pxetui-report.csv").write_text("the operator's copy")
         await pilot.press("escape")
         await pilot.pause()
@@ -476,7 +463,7 @@ async def test_export_does_not_replace_the_last_report_silently(session: Session
         assert (out / "pxetui-report.csv").read_text() == "the operator's copy"
         await pilot.press("enter")  # again: replace it
         await pilot.pause()
-        main_screen(app)
+        sc.main_screen(app)
     assert (out / "pxetui-report.csv").read_text().startswith("mac,")
 
 
@@ -501,7 +488,7 @@ async def test_details_wording(session: Session) -> None:
             assert "(arch " not in info and "0kB of 0kB" not in info
             app.pop_screen()
             await pilot.pause()
-        assert any("chose debian-12-local from the menu" in line for line in main_screen(app).log_sentences)
+        assert any("chose debian-12-local from the menu" in line for line in sc.main_screen(app).log_sentences)
 
 
 async def test_the_picker_marks_bridge_ports_and_shows_enter(tmp_path: Path) -> None:

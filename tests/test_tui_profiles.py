@@ -38,13 +38,7 @@ SIZES = [(80, 24), (120, 36)]
 PC = sc.PC_HTTPBOOT
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # times on screen are UTC, whatever the host says
 
 
 def open_session(tmp_path: Path, profiles: Path | None = None) -> Session:

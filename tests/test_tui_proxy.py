@@ -8,8 +8,6 @@ events are built by the services' constructors (`ProxyStats`, `ProxyService.desc
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +23,11 @@ from pxetui.services.proxy.server import ProxyService
 from pxetui.session import Session
 from pxetui.tui.app import PxetuiApp
 from pxetui.tui.screens.detail import DetailScreen
-from pxetui.tui.screens.main import MainScreen
 
 RUNNING = {"state": "running", "uplink": True, "url": "http://198.18.0.1:3142"}
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # times on screen are UTC, whatever the host says
 
 
 @pytest.fixture
@@ -46,13 +37,8 @@ def session(tmp_path: Path) -> Session:
     return s
 
 
-def main_screen(app: PxetuiApp) -> MainScreen:
-    assert isinstance(app.screen, MainScreen), app.screen
-    return app.screen
-
-
 def header(app: PxetuiApp) -> list[str]:
-    return str(main_screen(app).query_one("#status", Static).render()).splitlines()
+    return str(sc.main_screen(app).query_one("#status", Static).render()).splitlines()
 
 
 async def settle(pilot: Any, app: PxetuiApp) -> None:
@@ -100,7 +86,7 @@ async def test_the_header_and_details_show_the_proxys_figures(session: Session, 
             assert "proxy 198.18.0.1:3142 upstream ✓" in summary, summary
             assert "↓1.2G served (824M from cache)  ↑412M from upstream  cache 430M" in summary
         assert all(len(line) <= size[0] - 2 for line in (status, summary))
-        assert not main_screen(app).query_one("#uplink", Static).has_class("shown")
+        assert not sc.main_screen(app).query_one("#uplink", Static).has_class("shown")
         app.push_screen(DetailScreen(session, sc.PC_BIOS, lambda: sc.NOW))
         await pilot.pause()
         info = str(app.screen.query_one("#detail-info", Static).render())
@@ -120,7 +106,7 @@ async def test_an_unreachable_upstream_is_said_in_the_header(session: Session) -
         sc.publish(session, 90, dataclasses.replace(sc.proxy_stats(), upstream_ok=False))
         await settle(pilot, app)
         assert "upstream ✗" in header(app)[1]
-        status = main_screen(app)._status_line(118)
+        status = sc.main_screen(app)._status_line(118)
         assert [status.plain[span.start : span.end] for span in status.spans if span.style == "yellow"] == ["●"]
 
 
@@ -148,7 +134,7 @@ async def test_the_no_uplink_warning_is_in_the_header_until_a_route_comes(
         sc.boot_events(session)
         sc.proxy_ready(session, {**RUNNING, "uplink": False, "warning": sc.NO_UPLINK})
         await settle(pilot, app)
-        warning = main_screen(app).query_one("#uplink", Static)
+        warning = sc.main_screen(app).query_one("#uplink", Static)
         assert warning.has_class("shown")
         text = str(warning.render()).replace("\n", " ")
         assert "No route to the internet: network installs will fail; use ISO-based profiles or a local mirror" in text

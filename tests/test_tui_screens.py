@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,7 @@ _RICH_ID = re.compile(r"terminal-\d+")
 Steps = Callable[[Any, PxetuiApp, Session], Awaitable[None]]
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # times on screen are UTC, whatever the host says
 
 
 def normalise(svg: str) -> str:

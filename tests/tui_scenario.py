@@ -34,6 +34,7 @@ from pxetui.model.plan import PlanEntry
 from pxetui.services.proxy.uplink import NO_UPLINK
 from pxetui.session import Session, SessionConfig
 from pxetui.tui.app import PxetuiApp
+from pxetui.tui.screens.main import MainScreen
 
 BASE_TS = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
 NOW = BASE_TS + 95.0
@@ -259,3 +260,10 @@ def make_app(session: Session, **kwargs: Any) -> PxetuiApp:
 
 
 NO_ENTRY = PlanEntry(mac="00:00:00:00:00:00")
+
+
+def main_screen(app: PxetuiApp) -> MainScreen:
+    """The app's screen, which a test expects to be the main one."""
+    screen = app.screen
+    assert isinstance(screen, MainScreen), f"expected the main screen, got {screen!r}"
+    return screen
