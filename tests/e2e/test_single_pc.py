@@ -10,6 +10,7 @@ import pytest
 from conftest import need_tools
 from lab import Lab
 
+from e2e.chain import in_order
 from pxetui.lab.qemu import Vm, VmSpec
 
 pytestmark = [pytest.mark.lab, pytest.mark.e2e]
@@ -45,11 +46,6 @@ def chain_of(events: list[dict[str, Any]], mac: str) -> list[str]:
         if not seen or seen[-1] != name:
             seen.append(name)
     return seen
-
-
-def in_order(wanted: list[str], got: list[str]) -> bool:
-    it = iter(got)
-    return all(step in it for step in wanted)
 
 
 @pytest.mark.parametrize("firmware", ["uefi", "bios"])
