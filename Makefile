@@ -7,16 +7,16 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEBIAN_FRONTEND := noninteractive
 
 # What pxetui itself needs at run time.
-RUN_DEBS := ipxe iproute2 ieee-data python3-venv apt-cacher-ng openssl gpgv debian-archive-keyring
+RUN_DEBS := ipxe iproute2 ieee-data python3-venv squid openssl gpgv debian-archive-keyring mtools
 # What the tests and benches drive: real clients, rival servers and whole PCs.
-TEST_DEBS := $(RUN_DEBS) gnupg qemu-system-x86 ovmf ipxe-qemu dnsmasq-base kea-dhcp4-server kea-admin \
+TEST_DEBS := $(RUN_DEBS) dosfstools gnupg qemu-system-x86 ovmf ipxe-qemu dnsmasq-base kea-dhcp4-server kea-admin \
 	tftp-hpa curl udhcpc isc-dhcp-client nginx-light tcpdump tmux busybox-static \
 	debian-installer-12-netboot-amd64 xorriso iputils-ping nftables atftp cpio procps ndisc6 radvd \
 	apt-utils dpkg-dev shim-signed grub-efi-amd64-signed qemu-system-arm qemu-efi-aarch64 debian-installer-12-netboot-arm64
 
-# Packages are installed with their services held back (policy-rc.d exit 101): apt-cacher-ng's
-# own daemon would otherwise start and listen on every interface of this machine. pxetui runs
-# its own copy, bound to the lab address only, when it serves.
+# Packages are installed with their services held back (policy-rc.d exit 101): squid's own
+# daemon would otherwise start and listen on every interface of this machine. pxetui runs its
+# own copy, bound to the lab address only, when it serves.
 APT_INSTALL = held() { made=; policy=/usr/sbin/policy-rc.d; \
 	if [ ! -e $$policy ]; then printf '\043!/bin/sh\nexit 101\n' | $(SUDO) tee $$policy >/dev/null \
 	&& $(SUDO) chmod 755 $$policy && made=1; fi; \
@@ -75,9 +75,16 @@ $(VENV)/.installed: pyproject.toml
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache
 
-# A system apt-cacher-ng daemon (installed before this Makefile held services back, or started
-# by hand) is stopped and disabled: it would be an open proxy on this machine's own network.
+# A system squid (or apt-cacher-ng, which pxetui used before) daemon, installed before this
+# Makefile held services back or started by hand, is stopped and disabled: it would be an open
+# proxy on this machine's own network, started again at every boot.
 no-system-proxy:
+	@if [ -x /etc/init.d/squid ] && pgrep -f '^/usr/sbin/squid (--foreground -sYC|-YC -f /etc/squid/squid.conf)' >/dev/null; then \
+	$(SUDO) /etc/init.d/squid stop >/dev/null 2>&1 || true; fi
+	@if command -v systemctl >/dev/null && systemctl is-enabled squid >/dev/null 2>&1; then \
+	$(SUDO) systemctl disable --now squid >/dev/null 2>&1 || true; fi
+	@if command -v update-rc.d >/dev/null && [ -e /etc/init.d/squid ]; then \
+	$(SUDO) update-rc.d squid disable >/dev/null 2>&1 || true; fi
 	@if [ -x /etc/init.d/apt-cacher-ng ] && pgrep -f '^/usr/sbin/apt-cacher-ng -c /etc/apt-cacher-ng' >/dev/null; then \
 	$(SUDO) /etc/init.d/apt-cacher-ng stop >/dev/null 2>&1 || true; fi
 	@if command -v systemctl >/dev/null && systemctl is-enabled apt-cacher-ng >/dev/null 2>&1; then \

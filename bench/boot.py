@@ -6,6 +6,10 @@ Each PC is QEMU + OVMF (firmware PXE) under TCG on a tap in a lab namespace (198
 `--firmware mixed` alternates UEFI (OVMF) and BIOS (SeaBIOS + iPXE ROM) PCs and `--same-uuid`
 gives them all one SMBIOS UUID, as PCs cloned from one image have: `--vms 8 --firmware mixed
 --same-uuid --timeout 900` is the room case (8 TCG guests on 2 cores take minutes).
+`--secure-boot` makes every PC OVMF's Secure Boot build with Microsoft's keys (Debian `ovmf`,
+as tests/e2e/test_secure_boot.py) and both stacks serve Debian's signed chain, all over TFTP:
+pxetui (`--secure-boot signed`, PCs assigned by plan) with its per-MAC grub.cfg, and dnsmasq
+with the d-i netboot shim, its GRUB, one grub.cfg and the signed kernel (bench/classic.py).
 Rounds alternate which stack goes first (and the files are read once before the first), so
 neither pays for a cold page cache or a machine still busy with the other's teardown; the
 figures are medians over every PC of every round.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -27,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from classic import DI, ClassicStack
 
 from pxetui.lab.netns import Lab, pxetui_command
-from pxetui.lab.qemu import Vm, VmSpec, qemu_command
+from pxetui.lab.qemu import OVMF_SB_CODE, OVMF_SB_VARS, Vm, VmSpec, qemu_command
 
 CLONED_UUID = "4c4c4544-004a-3310-805a-c4c04f4b3232"
 
@@ -44,7 +49,7 @@ class ClonedVm(Vm):
             super().start()
             return
         self.started = time.monotonic()
-        command = [*qemu_command(self.spec, self.serial_log), "-uuid", self.uuid]
+        command = [*qemu_command(self.spec, self.serial_log, self.variables), "-uuid", self.uuid]
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", self.netns, *command],
             stdin=subprocess.DEVNULL,
@@ -66,17 +71,27 @@ def boot_vms(lab: Lab, work: Path, count: int, timeout: float, options: argparse
     uuid = CLONED_UUID if options.same_uuid else None
     for i, firmware in enumerate(firmwares(options.firmware, count)):
         tap = lab.add_tap(f"tap{i}")
-        spec = VmSpec(name=f"pc{i}", mac=f"52:54:00:be:00:{i + 1:02x}", tap=tap, memory_mb=768, firmware=firmware)
+        spec = VmSpec(
+            name=f"pc{i}",
+            mac=f"52:54:00:be:00:{i + 1:02x}",
+            tap=tap,
+            memory_mb=768,
+            firmware=firmware,
+            secure_boot=options.secure_boot,
+        )
         vms.append(ClonedVm(spec, lab.server_ns, work, uuid))
     for vm in vms:
         vm.start()
     results: list[float | None] = [None] * count
+    # Under Secure Boot the kernel is booted only once it says so: the figure is power-on to a
+    # kernel the firmware verified, not to one that merely started.
+    booted = r"Linux version[\s\S]*secureboot: Secure boot enabled" if options.secure_boot else "Linux version"
     try:
         # Poll every PC each round, so each gets its own time (not the time the slowest one took).
         deadline = time.monotonic() + timeout
         while None in results and time.monotonic() < deadline:
             for i, vm in enumerate(vms):
-                if results[i] is None and "Linux version" in vm.serial():
+                if results[i] is None and re.search(booted, vm.serial()):
                     results[i] = time.monotonic() - vm.started
             time.sleep(0.5)
     finally:
@@ -95,7 +110,8 @@ def run_pxetui_stack(lab: Lab, work: Path, count: int, timeout: float, options: 
     # and block pxetui's printing (and with it its services) part way through the boot.
     events = work / "events.jsonl"
     with open(events, "w") as out, open(work / "pxetui.stderr", "w") as err:
-        command = pxetui_command(lab.bridge, work / "state", "--mode", "full", "--plan", str(plan))
+        chain = ("--secure-boot", "signed") if options.secure_boot else ()
+        command = pxetui_command(lab.bridge, work / "state", "--mode", "full", "--plan", str(plan), *chain)
         proc = lab.popen(lab.server_ns, *command, stdout=out, stderr=err)
     try:
         deadline = time.monotonic() + 60
@@ -123,16 +139,18 @@ def step_times(events: Path) -> str:
         first.setdefault(mac, e["ts"])
         step = {
             "dhcp.ack": "ack",
-            "tftp.done": "ipxe.efi",
+            "tftp.done": Path(str(e.get("file", "ipxe.efi"))).name,
             "http.done": Path(str(e.get("path", ""))).name,
         }.get(name)
+        if name == "tftp.done" and (e.get("probe") or not e.get("ok", True)):
+            step = None  # the firmware's size probes and the files shim and GRUB do without
         if step:
             steps.setdefault(step, {})[mac] = e["ts"] - first[mac]
     return ", ".join(f"{k} {statistics.median(v.values()):.1f}" for k, v in steps.items())
 
 
 def run_classic_stack(lab: Lab, work: Path, count: int, timeout: float, options: argparse.Namespace) -> list[float | None]:
-    with ClassicStack(lab, work):
+    with ClassicStack(lab, work, signed=options.secure_boot):
         return boot_vms(lab, work, count, timeout, options)
 
 
@@ -146,8 +164,12 @@ def summary(times: list[float | None]) -> str:
 def measure(stack: str, count: int, timeout: float, n: int, options: argparse.Namespace) -> list[float | None]:
     lab = Lab(subnet=ipaddress.IPv4Network(f"198.18.{210 + n}.0/24")).build()
     try:
+        runner = run_pxetui_stack if stack == "pxetui" else run_classic_stack
+        if options.keep is not None:
+            work = options.keep / f"{n:02d}-{stack}-{count}"
+            work.mkdir(parents=True, exist_ok=False)
+            return runner(lab, work, count, timeout, options)
         with tempfile.TemporaryDirectory(prefix="pxetui-bench-boot-") as tmp:
-            runner = run_pxetui_stack if stack == "pxetui" else run_classic_stack
             return runner(lab, Path(tmp), count, timeout, options)
     finally:
         lab.teardown()
@@ -155,7 +177,8 @@ def measure(stack: str, count: int, timeout: float, n: int, options: argparse.Na
 
 def warm_page_cache() -> None:
     """Read what every boot reads, so the first stack measured is not the one that waits on disk."""
-    for path in (Path("/usr/share/qemu/OVMF.fd"), Path("/usr/lib/ipxe/ipxe.efi"), DI / "linux", DI / "initrd.gz"):
+    boot = (Path("/usr/share/qemu/OVMF.fd"), Path("/usr/lib/ipxe/ipxe.efi"), OVMF_SB_CODE, OVMF_SB_VARS)
+    for path in (*boot, DI / "bootnetx64.efi", DI / "grubx64.efi", DI / "linux", DI / "initrd.gz"):
         if path.exists():
             path.read_bytes()
 
@@ -168,10 +191,19 @@ def main() -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object per row")
     p.add_argument("--firmware", choices=("uefi", "bios", "mixed"), default="uefi")
     p.add_argument("--same-uuid", action="store_true", help="one SMBIOS UUID for every PC, as clones have")
+    p.add_argument("--secure-boot", action="store_true", help="Secure Boot OVMF PCs, Debian's signed chain")
+    p.add_argument("--keep", type=Path, help="keep each run's events, logs and serial consoles under this directory")
     args = p.parse_args()
+    if args.secure_boot and args.firmware != "uefi":
+        p.error("--secure-boot needs --firmware uefi")
+    if args.secure_boot:
+        missing = VmSpec(name="pc", mac="52:54:00:be:00:01", tap="tap0", secure_boot=True).missing()
+        if missing or not (DI / "bootnetx64.efi").is_file():
+            p.error(f"--secure-boot needs ovmf and debian-installer-12-netboot-amd64: {missing or DI}")
     warm_page_cache()
     rows = []
     lab_number = 0
+    peer = "dnsmasq (shim/GRUB/TFTP)" if args.secure_boot else "dnsmasq+nginx"
     for count in args.vms:
         times: dict[str, list[float | None]] = {"pxetui": [], "classic": []}
         for r in range(args.rounds):
@@ -183,14 +215,15 @@ def main() -> int:
                 times[stack] += got[stack]
             print(
                 f"  round {r + 1} ({order[0]} first): pxetui {summary(got['pxetui'])}"
-                f" | dnsmasq+nginx {summary(got['classic'])}",
+                f" | {peer} {summary(got['classic'])}",
                 flush=True,
             )
         pxetui, classic = times["pxetui"], times["classic"]
         kind = {"uefi": "UEFI", "bios": "BIOS", "mixed": "UEFI/BIOS"}[args.firmware]
         kind += ", one UUID" if args.same_uuid else ""
+        kind = "Secure Boot UEFI" if args.secure_boot else kind
         rows.append({"row": f"power-on to Linux, {count} {kind} PC(s)", "pxetui": pxetui, "classic": classic})
-        print(f"{count} {kind} PC(s): pxetui {summary(pxetui)} | dnsmasq+nginx {summary(classic)}", flush=True)
+        print(f"{count} {kind} PC(s): pxetui {summary(pxetui)} | {peer} {summary(classic)}", flush=True)
     if args.json:
         for row in rows:
             print(json.dumps(row))

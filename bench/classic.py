@@ -1,6 +1,12 @@
 """The classic stack pxetui is measured against: dnsmasq (DHCP + TFTP) and nginx (HTTP),
 configured for the same chain (firmware -> ipxe.efi / undionly.kpxe -> HTTP script -> kernel,
-initrd), running inside a lab namespace."""
+initrd), running inside a lab namespace.
+
+`signed=True` is the Secure Boot chain as a hand-built lab serves it (LAB-NOTES.md, "Secure
+Boot in QEMU"): dnsmasq alone, over TFTP, Debian's d-i netboot shim (`bootnetx64.efi`), its
+GRUB (which shim asks for at the TFTP root), one grub.cfg under GRUB's prefix, and the signed
+installer kernel and initrd. Debian 12's signed GRUB has no http module, so nginx has nothing
+to do there either way."""
 
 from __future__ import annotations
 
@@ -13,9 +19,55 @@ from pxetui.lab.netns import Lab
 DI = Path("/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64")
 
 
-def dnsmasq_conf(lab: Lab, work: Path, http_port: int, first: int = 100, last: int = 250) -> Path:
+def signed_tftp_root(work: Path, kernel: Path, initrd: Path) -> Path:
+    """A TFTP root with Debian's signed chain laid out as its shim and GRUB ask for it."""
+    root = work / "tftp"
+    amd64 = root / "debian-installer" / "amd64"
+    (amd64 / "grub").mkdir(parents=True, exist_ok=True)
+    links = {
+        amd64 / "bootnetx64.efi": DI / "bootnetx64.efi",
+        amd64 / "grubx64.efi": DI / "grubx64.efi",
+        root / "grubx64.efi": DI / "grubx64.efi",  # shim 15.7 asks at the root, not beside itself
+        amd64 / "linux": kernel,
+        amd64 / "initrd.gz": initrd,
+    }
+    for link, target in links.items():
+        if not link.exists():
+            link.symlink_to(target)
+    # No menu, no timeout: the same straight line pxetui's per-MAC grub.cfg takes.
+    (amd64 / "grub" / "grub.cfg").write_text(
+        "set pager=0\n"
+        "linux /debian-installer/amd64/linux console=ttyS0\n"
+        "initrd /debian-installer/amd64/initrd.gz\n"
+        "boot\n"
+    )
+    return root
+
+
+def dnsmasq_conf(
+    lab: Lab, work: Path, http_port: int, first: int = 100, last: int = 250, signed_root: Path | None = None
+) -> Path:
     net = lab.subnet.network_address
     conf = work / "dnsmasq.conf"
+    if signed_root is not None:
+        conf.write_text(
+            f"""port=0
+interface={lab.bridge}
+bind-interfaces
+dhcp-range={net + first},{net + last},1h
+no-ping
+enable-tftp
+tftp-root={signed_root}
+dhcp-match=set:efi64,option:client-arch,7
+dhcp-match=set:efi64,option:client-arch,9
+dhcp-boot=tag:efi64,debian-installer/amd64/bootnetx64.efi
+log-facility={work}/dnsmasq-times.log
+log-dhcp
+dhcp-leasefile={work}/dnsmasq.leases
+pid-file={work}/dnsmasq.pid
+"""
+        )
+        return conf
     conf.write_text(
         f"""port=0
 interface={lab.bridge}
@@ -65,7 +117,8 @@ http {{
 
 class ClassicStack:
     """dnsmasq + nginx serving the Debian installer kernel to every PC, like a hand-built lab
-    (or any other kernel and initrd: bench/room serves its own ~50 MB pair)."""
+    (or any other kernel and initrd: bench/room serves its own ~50 MB pair); `signed`: dnsmasq
+    alone serving Debian's shim -> GRUB -> kernel chain over TFTP."""
 
     def __init__(
         self,
@@ -75,8 +128,9 @@ class ClassicStack:
         dhcp: bool = True,
         kernel: Path = DI / "linux",
         initrd: Path = DI / "initrd.gz",
+        signed: bool = False,
     ) -> None:
-        self.lab, self.work, self.http_port, self.dhcp = lab, work, http_port, dhcp
+        self.lab, self.work, self.http_port, self.dhcp, self.signed = lab, work, http_port, dhcp, signed
         self.files = {"linux": kernel, "initrd.gz": initrd}  # what the boot script names -> served file
         self.procs: list[subprocess.Popen[str]] = []
 
@@ -92,10 +146,14 @@ class ClassicStack:
             f"#!ipxe\nkernel http://{ip}:{self.http_port}/linux console=ttyS0\n"
             f"initrd http://{ip}:{self.http_port}/initrd.gz\nboot\n"
         )
-        nginx = nginx_conf(self.lab, self.work, self.http_port, www)
-        self.procs.append(self.lab.popen(self.lab.server_ns, "nginx", "-c", str(nginx), "-g", "daemon off;"))
+        if not self.signed:
+            nginx = nginx_conf(self.lab, self.work, self.http_port, www)
+            self.procs.append(self.lab.popen(self.lab.server_ns, "nginx", "-c", str(nginx), "-g", "daemon off;"))
         if self.dhcp:
-            conf = dnsmasq_conf(self.lab, self.work, self.http_port)
+            signed_root = None
+            if self.signed:
+                signed_root = signed_tftp_root(self.work, self.files["linux"], self.files["initrd.gz"])
+            conf = dnsmasq_conf(self.lab, self.work, self.http_port, signed_root=signed_root)
             log = (self.work / "dnsmasq.log").open("w")
             self.procs.append(
                 self.lab.popen(

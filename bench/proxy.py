@@ -10,6 +10,13 @@ real `apt-get update` and `apt-get download` of every package at once, either di
 laptop routes) or through `pxetui br0 --mode full --package-proxy on` (a fresh cache per run).
 Prints, side by side, the bytes nginx sent upstream (its access log) and the wall time until
 every client has every file.
+
+pxetui's proxy is squid with `collapsed_forwarding on` (pxetui/services/proxy/): until issue 14
+was measured here it was apt-cacher-ng 3.7.4, which sent 1.07-1.44 copies of the packages
+upstream with 20 clients at once and the CPU loaded (a second PC asking for a file before a
+downloader had claimed it started its own download); squid joins the first download.
+`--busy N` keeps N busy-looping processes running meanwhile (a laptop with its CPU taken, as
+when QEMU guests run beside it): apt-cacher-ng's double downloads showed more often then.
 """
 
 from __future__ import annotations
@@ -83,11 +90,13 @@ def start_pxetui(lab: Lab, work: Path) -> tuple[subprocess.Popen[str], str]:
     raise RuntimeError("pxetui exited before service.ready")
 
 
-def run_one(count: int, packages: int, size: int, via_proxy: bool) -> tuple[int, float]:
+def run_one(count: int, packages: int, size: int, via: str) -> tuple[int, float]:
+    """Upstream bytes and wall time for `count` clients, `via` "direct" or "pxetui"."""
     lab = Lab(subnet=ipaddress.IPv4Network(f"198.18.{200 + count % 50}.0/24")).build()
     try:
         with tempfile.TemporaryDirectory(prefix="pxetui-bench-proxy-") as tmp:
             work = Path(tmp)
+            work.chmod(0o755)  # pxetui's squid runs as user proxy: its cache is under here
             with internet(lab, work / "internet") as net:
                 names = [f"pxt-bench{n}" for n in range(packages)]
                 build_repo(net.work / "www", size=size, packages=tuple(names))
@@ -98,11 +107,11 @@ def run_one(count: int, packages: int, size: int, via_proxy: bool) -> tuple[int,
                     ip("-n", client.netns, "route", "add", "default", "via", lab.server_ip)
                 net.access_log.write_text("")
                 proxy_proc = None
-                if via_proxy:
+                if via == "direct":
+                    seconds = fetch_all(clients, work, f"http://{net.address}/debian", None, names)
+                else:
                     proxy_proc, proxy = start_pxetui(lab, work)
                     seconds = fetch_all(clients, work, "http://deb.debian.org/debian", proxy, names)
-                else:
-                    seconds = fetch_all(clients, work, f"http://{net.address}/debian", None, names)
                 time.sleep(0.5)  # nginx writes its log line after the last byte
                 if proxy_proc is not None:
                     proxy_proc.terminate()
@@ -117,22 +126,34 @@ def main() -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 5, 20])
     parser.add_argument("--packages", type=int, default=5)
     parser.add_argument("--size-mb", type=float, default=4.0)
+    parser.add_argument("--busy", type=int, default=0, help="busy-looping processes meanwhile")
     args = parser.parse_args()
     reason = lab_available()
     if reason:
         print(f"bench/proxy.py: {reason}", file=sys.stderr)
         return 2
     size = int(args.size_mb * 1_000_000)
-    print(f"{args.packages} packages x {args.size_mb} MB, uplink 1 Gbit/s (tc tbf)", flush=True)
-    print(f"{'clients':>7} | {'direct MB up':>12} {'direct s':>9} | {'proxy MB up':>11} {'proxy s':>8}", flush=True)
-    for count in args.clients:
-        direct_bytes, direct_s = run_one(count, args.packages, size, via_proxy=False)
-        proxy_bytes, proxy_s = run_one(count, args.packages, size, via_proxy=True)
+    print(f"{args.packages} packages x {args.size_mb} MB (one copy: {args.packages * args.size_mb:.1f} MB),"
+          " uplink 1 Gbit/s (tc tbf)", flush=True)  # fmt: skip
+    print(f"{'clients':>7} | {'direct MB up':>12} {'direct s':>9} | {'pxetui MB up':>12} {'pxetui s':>9}", flush=True)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        measure(args.clients, args.packages, size)
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
+    return 0
+
+
+def measure(counts: list[int], packages: int, size: int) -> None:
+    for count in counts:
+        direct_bytes, direct_s = run_one(count, packages, size, "direct")
+        proxy_bytes, proxy_s = run_one(count, packages, size, "pxetui")
         print(
-            f"{count:>7} | {direct_bytes / 1e6:>12.1f} {direct_s:>9.2f} | {proxy_bytes / 1e6:>11.1f} {proxy_s:>8.2f}",
+            f"{count:>7} | {direct_bytes / 1e6:>12.1f} {direct_s:>9.2f} | {proxy_bytes / 1e6:>12.1f} {proxy_s:>9.2f}",
             flush=True,
         )
-    return 0
 
 
 if __name__ == "__main__":

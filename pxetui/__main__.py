@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--package-proxy",
         choices=("auto", "on", "off"),
         default="auto",
-        help="the package cache on the lab address (apt-cacher-ng) the installers download through;"
+        help="the package cache on the lab address (squid) the installers download through;"
         " auto (default): on in full mode, off in proxy mode",
     )
     p.add_argument(

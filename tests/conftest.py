@@ -26,6 +26,8 @@ from pxetui.lab.netns import pxetui_command
 if TYPE_CHECKING:
     from dhcp_client import RawClient
 
+    from pxetui.session import Session
+
 REPO = Path(__file__).resolve().parent.parent
 # `make test` sets this: a missing tool or root is then a failure, never a silent skip.
 STRICT = os.environ.get("PXETUI_TEST_STRICT") == "1"
@@ -178,3 +180,16 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     monkeypatch.undo()
     time.tzset()
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Session:
+    """The TUI tests' session: tui_scenario's, opened (never started), with the lab's plan in it.
+
+    A test file that needs another session defines its own `session` fixture, which wins.
+    """
+    import tui_scenario as sc  # the app and its screens: loaded by the TUI tests only
+
+    opened = sc.open_session(tmp_path / "state")
+    sc.plan_lab(opened)
+    return opened

@@ -14,6 +14,7 @@ import ipaddress
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -103,7 +104,7 @@ class Internet:
         ip("-n", self.lab.server_ns, "route", "add", "default", "via", self.address)
         ip("-n", self.ns, "route", "add", str(self.lab.subnet), "via", f"198.19.{self.net}.1")
         # `ip netns exec` bind-mounts /etc/netns/NS/resolv.conf: the server namespace (pxetui,
-        # apt-cacher-ng) resolves through the internet namespace's dnsmasq, like a laptop would.
+        # its squid) resolves through the internet namespace's dnsmasq, like a laptop would.
         self.resolv_dir = Path("/etc/netns") / self.lab.server_ns
         self.resolv_dir.mkdir(parents=True, exist_ok=True)
         (self.resolv_dir / "resolv.conf").write_text(f"nameserver {self.address}\n")
@@ -215,6 +216,18 @@ def internet(lab: Lab, work: Path) -> Iterator[Internet]:
         yield net.start()
     finally:
         net.stop()
+
+
+@contextlib.contextmanager
+def proxy_cache() -> Iterator[Path]:
+    """A --cache directory pxetui's squid (user proxy) can reach: pytest's tmp_path is not
+    (/tmp/pytest-of-root is 0700), and pxetui refuses a cache squid could not open."""
+    made = Path(tempfile.mkdtemp(prefix="pxetui-test-cache-"))
+    made.chmod(0o755)
+    try:
+        yield made
+    finally:
+        shutil.rmtree(made, ignore_errors=True)
 
 
 def service_context(settings: ServiceSettings, address: str = "198.18.7.1/24") -> ServiceContext:

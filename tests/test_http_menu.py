@@ -17,6 +17,7 @@ from lab import Lab, NetnsLoop
 
 from pxetui.boot.cache import sha256_file, write_marker
 from pxetui.boot.profiles import load_profiles
+from pxetui.model.sentences import sentence
 
 pytestmark = pytest.mark.lab
 
@@ -128,8 +129,10 @@ def test_a_pc_nobody_assigns_boots_its_disk_after_the_menu_timeout_across_polls(
     assert "sanboot --no-describe --drive 0x80" in menu and "kernel" not in menu
     last = http.named("http.request", PC)[-1]
     assert last.fields["answer"] == "menu-timeout"
-    # Nobody chose: the menu's default, as before polling, and the operator sees it as the choice.
-    assert [e.fields["choice"] for e in http.named("menu.select", PC)] == ["local-disk"]
+    # Nobody chose: the menu's default, and the operator sees it as the default, not a key press.
+    selects = http.named("menu.select", PC)
+    assert [(e.fields["choice"], e.fields["timed_out"]) for e in selects] == [("local-disk", True)]
+    assert "nobody chose from the menu in time" in sentence(selects[0])
 
 
 @pytest.mark.parametrize("waited", ["abc", "-5", "1e9", "12345678", "%C2%B2"])

@@ -1,4 +1,4 @@
-"""`pxetui import-iso`: kernel and initrd out of a real ISO 9660 image built here with pycdlib."""
+"""`pxetui import-iso`: kernel and initrd out of a real ISO 9660 image built here (pycdlib, xorriso)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pycdlib
 import pytest
+from conftest import need_tools
 
 from pxetui.boot.cache import FileState, is_verified, profile_status, verified_path
-from pxetui.boot.profiles import load_profile, load_profiles
+from pxetui.boot.profiles import ProfileError, load_profile, load_profiles
 from pxetui.commands.import_iso import IsoError, import_iso
+from pxetui.session import Session, SessionConfig
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,6 +56,33 @@ def build_iso(path: Path, files: dict[str, bytes], volume: str = "TEST_OS", rock
     iso.write(str(path))
     iso.close()
     return path
+
+
+def xorriso_iso(path: Path, files: dict[str, bytes], volume: str = "LAB_OS") -> Path:
+    """The same, written by xorriso (what distributions build their ISOs with), not by pycdlib."""
+    xorriso = need_tools("xorriso")["xorriso"]
+    tree = path.with_suffix(".tree")
+    for inner, data in files.items():
+        (tree / inner).parent.mkdir(parents=True, exist_ok=True)
+        (tree / inner).write_bytes(data)
+    subprocess.run(
+        [xorriso, "-as", "mkisofs", "-quiet", "-R", "-J", "-V", volume, "-o", str(path), str(tree)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return path
+
+
+def pxetui(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pxetui", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
 
 
 def sha(data: bytes) -> str:
@@ -183,7 +212,8 @@ def test_import_iso_command_line_says_where_the_profile_went(tmp_path: Path) -> 
     assert (
         f"wrote profile 'fedora-server-dvd' to {cache / 'profiles' / 'fedora-server-dvd.yaml'}" in done.stdout
     )
-    assert f"--profiles {cache / 'profiles'}" in done.stdout
+    # CACHE/profiles is read at every start: nothing to add but the cache it used.
+    assert f"serve it with: sudo pxetui IFACE --cache {cache}\n" in done.stdout
     listed = subprocess.run(
         [
             sys.executable,
@@ -225,3 +255,57 @@ def test_anaconda_iso_of_an_unknown_release_is_refused_with_the_fix(tmp_path: Pa
     with pytest.raises(IsoError, match=r"installable tree pxetui does not know .*inst.repo=<tree URL>"):
         import_iso(iso, tmp_path / "cache", tmp_path / "out")
     assert not (tmp_path / "out" / "obscure.yaml").exists()
+
+
+# -- an imported profile is there next session (CACHE/profiles is read without --profiles) ---------
+
+
+def test_an_iso_imported_on_the_command_line_is_loaded_next_session_without_profiles(tmp_path: Path) -> None:
+    iso = xorriso_iso(
+        tmp_path / "lab-debian.iso", {"install.amd/vmlinuz": KERNEL, "install.amd/initrd.gz": INITRD}
+    )
+    cache = tmp_path / "cache"
+    done = pxetui("import-iso", str(iso), "--cache", str(cache))
+    assert done.returncode == 0, done.stderr
+    # A fresh load, as the next `sudo pxetui` does: the built-ins, then CACHE/profiles.
+    profiles = load_profiles([], cache)
+    assert profiles["lab-debian"].source == cache / "profiles" / "lab-debian.yaml"
+    assert profiles["lab-debian"].title == "LAB_OS (imported ISO)" and "debian-12" in profiles
+    session = Session(SessionConfig(interface="lab0", state_dir=tmp_path / "state", cache_dir=cache))
+    session.open()
+    session.assign("52:54:00:00:00:51", "lab-debian")  # known and servable: its files are in the cache
+    # Named again with --profiles (as the old hint said): read once, no "name already used".
+    assert load_profiles([cache / "profiles"], cache).keys() == profiles.keys()
+    # Another cache has none of it: it is that cache's profile directory, not a global one.
+    assert "lab-debian" not in load_profiles([], tmp_path / "other-cache")
+    listed = pxetui("profiles", "--cache", str(cache))
+    assert listed.returncode == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if line.startswith("lab-debian "))
+    assert "present kernel,initrd (" in row
+    assert f"profiles read from: {REPO / 'profiles'} (built-in), {cache / 'profiles'} (imported ISOs)" in (
+        listed.stdout
+    )
+    empty = pxetui("profiles", "--cache", str(tmp_path / "other-cache"), "--profiles", str(tmp_path))
+    assert f"{tmp_path / 'other-cache' / 'profiles'} (imported ISOs: none yet), {tmp_path} (--profiles)" in (
+        empty.stdout
+    )
+
+
+def test_a_broken_profile_in_the_cache_is_a_clear_error_naming_the_file(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    broken = cache / "profiles" / "half-written.yaml"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("name: half-written\ntitle: [unclosed\n")
+    with pytest.raises(ProfileError) as refused:
+        load_profiles([], cache)
+    message = str(refused.value)
+    assert message.startswith(f"{broken}: not valid YAML") and "fix or delete that file" in message
+    listed = pxetui("profiles", "--cache", str(cache))
+    assert listed.returncode == 2 and "Traceback" not in listed.stderr
+    assert (
+        f"{broken}: not valid YAML" in listed.stderr and "where imported ISOs' profiles go" in listed.stderr
+    )
+    # `sudo pxetui` opens its Session before the screen or any service: the same error, exit 2.
+    session = Session(SessionConfig(interface="lab0", state_dir=tmp_path / "state", cache_dir=cache))
+    with pytest.raises(ProfileError, match="half-written.yaml: not valid YAML"):
+        session.open()

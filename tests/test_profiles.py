@@ -63,13 +63,34 @@ def test_builtins_cover_the_issue_and_say_where_checksums_come_from() -> None:
         if any(ref.url or ref.release for ref in profile.files.values()):
             # Issue 16: every download follows a release line, none names a file that rots.
             assert profile.release is not None and all(
-                r.release or r.from_iso for r in profile.files.values()
+                r.release or r.extracted for r in profile.files.values()
             )
     assert profiles["ubuntu-24.04"].template == "autoinstall"
     assert profiles["ubuntu-24.04"].files["kernel"].from_iso == "casper/vmlinuz"
     assert {profiles[n].template for n in ("debian-12", "debian-13")} == {"preseed"}
     assert {profiles[n].template for n in ("fedora-server", "rocky-9", "almalinux-10")} == {"kickstart"}
     assert profiles["memtest86plus"].firmware == ("uefi",)
+    # Issues 15/16: every built-in installer brings its own vendor's Secure Boot chain, so a
+    # Secure Boot PC boots it on a laptop without Debian's shim packages.
+    vendors = {
+        "debian-12": "debian",
+        "debian-13": "debian",
+        "ubuntu-24.04": "ubuntu",
+        "ubuntu-26.04": "ubuntu",
+        "fedora-server": "fedora",
+        "rocky-9": "rocky",
+        "rocky-10": "rocky",
+        "almalinux-9": "almalinux",
+        "almalinux-10": "almalinux",
+    }
+    for name, vendor in vendors.items():
+        assert profiles[name].own_loaders and profiles[name].secure_boot == vendor, name
+    assert profiles["debian-13"].files["shim"].release == "netboot/debian-installer/amd64/bootnetx64.efi"
+    # Ubuntu's network GRUB is in its netboot tarball: the ISO's is a CD build.
+    assert profiles["ubuntu-26.04"].files["grub"].from_archive == "amd64/grubx64.efi"
+    assert profiles["ubuntu-26.04"].files["archive"].release == "netboot"
+    assert profiles["rocky-10"].files["shim"].from_image == "EFI/BOOT/BOOTX64.EFI"
+    assert profiles["rocky-10"].files["image"].release == "images/efiboot.img"
     assert profiles["netboot-xyz"].chain == "https://boot.netboot.xyz"
 
 
@@ -92,7 +113,7 @@ def test_builtin_kernel_items_match_their_upstream_checksum_lines(name: str, sum
 def test_ubuntu_names_a_release_line_not_a_point_release_file() -> None:
     profile = load_profiles()["ubuntu-24.04"]
     assert profile.release is not None and profile.release.line == "24.04"
-    assert profile.files["iso"].url is None and profile.release.files == {"iso": "iso"}
+    assert profile.files["iso"].url is None and profile.release.files == {"iso": "iso", "archive": "netboot"}
     assert "live-server-amd64.iso" not in profile.source.read_text()
     assert urlsplit(profile.release.get("archive")).hostname == "old-releases.ubuntu.com"
 

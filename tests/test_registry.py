@@ -4,7 +4,7 @@ import dataclasses
 from typing import Any
 
 from pxetui.model.events import Event, make_event
-from pxetui.model.registry import Registry, Stage
+from pxetui.model.registry import Machine, Registry, Stage
 
 MAC = "52:54:00:12:34:01"
 CLIENT = "198.18.0.100"
@@ -174,3 +174,19 @@ def test_saved_machine_has_every_field_and_shares_nothing_mutable() -> None:
     assert "dhcp" not in [step for _, step, _ in map(tuple, doc["timeline"])][1:]
     assert doc["transfer"]["bytes"] == 0 and len(doc["stage_times"]) == 2
     assert Machine.from_dict(doc).transfer == m.transfer.__class__(**doc["transfer"])
+
+
+def test_a_pc_sent_to_its_disk_is_marked_until_its_next_network_boot() -> None:
+    reg = Registry()
+    feed(reg, "dhcp.discover", 1.0, arch=7, vendor_class="PXEClient:Arch:00007:UNDI:003010")
+    feed(reg, "http.request", 2.0, kind="script", path="/boot.ipxe", answer="menu")
+    m = reg.get(MAC)
+    assert m is not None and not m.booted_local  # at its menu: still the network's
+    feed(reg, "http.request", 40.0, kind="script", path="/boot.ipxe", answer="menu-timeout")
+    assert m.booted_local and m.stage is Stage.MENU
+    assert Machine.from_dict(m.to_dict()).booted_local  # restored after a restart as it was
+    feed(reg, "dhcp.discover", 90.0, arch=7, vendor_class="PXEClient:Arch:00007:UNDI:003010")
+    assert not m.booted_local and m.boots == 2
+    # The signed chain's rendered grub.cfg that hands back to the firmware says the same.
+    feed(reg, "tftp.start", 91.0, file="grub/grub.cfg-52:54:00:12:34:01", kind="script", answer="local")
+    assert m.booted_local

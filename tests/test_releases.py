@@ -21,10 +21,12 @@ from pathlib import Path
 
 import pytest
 from debian_signing import KEYRING_ENV, signed_samples, signing_key
+from efiboot import DI_AMD64, build_efiboot, build_tarball, stand_in_loaders
 from lab import Lab, NetnsLoop
 from test_fetch import KERNEL, PORT, Mirror, RecordingProgress, blob, sha, write_profile
 from test_isoimport import build_iso
 
+from pxetui.boot.bootfiles import profile_chain
 from pxetui.boot.cache import verified_path
 from pxetui.boot.profiles import Profile, load_profiles
 from pxetui.boot.upstream import Release, read_pin
@@ -42,7 +44,8 @@ from pxetui.commands.profiles import check_upstream
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = Path(__file__).resolve().parent / "upstream_samples"
 STREAM = "releases.ubuntu.com/streams/v1/com.ubuntu.releases:ubuntu-server.json"
-NOBLE_ISO = "releases.ubuntu.com/noble/ubuntu-24.04.4-live-server-amd64.iso"
+NOBLE = "releases.ubuntu.com/noble/"
+NOBLE_ISO = NOBLE + "ubuntu-24.04.4-live-server-amd64.iso"
 ROCKY9 = "download.rockylinux.org/pub/rocky/9/BaseOS/x86_64/os/"
 VAULT96 = "dl.rockylinux.org/vault/rocky/9.6/BaseOS/x86_64/os/"
 TRIXIE = "deb.debian.org/debian/dists/trixie/"
@@ -117,7 +120,10 @@ def listed_sha(source: str, name: str, release: Release) -> None:
     """Independently of the resolver: the sample lists this SHA-256 for this file."""
     text = sample_of(source)
     for role, f in release.files.items():
-        if source.endswith(".json"):
+        if source.endswith(".json") and f.name.endswith(".tar.gz"):
+            # Ubuntu's netboot tarball: not in the stream, in the SHA256SUMS beside the ISO.
+            assert f"{f.sha256} *{f.name}" in sample_of(f.urls[0].rsplit("/", 1)[0] + "/SHA256SUMS"), role
+        elif source.endswith(".json"):
             assert f'"sha256": "{f.sha256}"' in text, role
         else:
             line = next(line for line in text.splitlines() if f.sha256 in line)
@@ -173,23 +179,43 @@ def _serve_ubuntu(mirror: Mirror, iso: bytes, version: str, old_sha: str) -> Non
     mirror.files[STREAM] = text.encode()
 
 
+def serve_in_sums(mirror: Mirror, directory: str, name: str, data: bytes) -> None:
+    """Serve `data` as DIRECTORY/NAME and make DIRECTORY/SHA256SUMS list its hash (as Ubuntu's do)."""
+    mirror.files[directory + name] = data
+    sums = mirror.files.get(directory + "SHA256SUMS", b"").decode()
+    line = f"{sha(data)} *{name}"
+    sums, found = re.subn(rf"^[0-9a-f]{{64}} \*{re.escape(name)}$", line, sums, flags=re.M)
+    mirror.files[directory + "SHA256SUMS"] = (sums if found else sums + line + "\n").encode()
+
+
+def serve_netboot(mirror: Mirror, directory: str, version: str, files: dict[str, bytes], work: Path) -> bytes:
+    """Ubuntu's ubuntu-VERSION-netboot-amd64.tar.gz holding `files`, served and listed in DIRECTORY."""
+    data = build_tarball(work / f"netboot-{version}.tar.gz", files).read_bytes()
+    serve_in_sums(mirror, directory, f"ubuntu-{version}-netboot-amd64.tar.gz", data)
+    return data
+
+
 def test_a_fetched_release_is_pinned_and_keeps_booting_after_upstream_moves_it(
     upstream: tuple[NetnsLoop, Mirror, Mirrors], tmp_path: Path
 ) -> None:
     nl, mirror, mirrors = upstream
-    iso = build_iso(
-        tmp_path / "noble.iso", {"casper/vmlinuz": KERNEL, "casper/initrd": b"initrd 24.04.4"}
-    ).read_bytes()
+    files = {"casper/vmlinuz": KERNEL, "casper/initrd": b"initrd 24.04.4"}
+    iso = build_iso(tmp_path / "noble.iso", files).read_bytes()
     stream_sha = "47072ddbe41d9e99d52428ba781ee7ba7b279bb734aeef63c6a02401eba68320"
     _serve_ubuntu(mirror, iso, "24.04.4", stream_sha)
-    mirror.files[NOBLE_ISO] = iso
+    serve_in_sums(mirror, NOBLE, "ubuntu-24.04.4-live-server-amd64.iso", iso)
+    loaders = {"amd64/bootx64.efi": b"shim 24.04.4", "amd64/grubx64.efi": b"grub 24.04.4"}
+    tarball = serve_netboot(mirror, NOBLE, "24.04.4", loaders, tmp_path)
     cache = tmp_path / "cache"
     profile = load_profiles()["ubuntu-24.04"]
     results = nl.run(fetch_profiles([profile], cache, RecordingProgress(), mirrors=mirrors))
     assert [(r.role, r.status, r.version) for r in results] == [
         ("iso", "downloaded", "24.04.4"),
+        ("archive", "downloaded", "24.04.4"),
         ("kernel", "extracted", "24.04.4"),
         ("initrd", "extracted", "24.04.4"),
+        ("shim", "extracted", "24.04.4"),
+        ("grub", "extracted", "24.04.4"),
     ]
     home = cache / "ubuntu-24.04"
     pin = read_pin(home)
@@ -198,10 +224,17 @@ def test_a_fetched_release_is_pinned_and_keeps_booting_after_upstream_moves_it(
     assert verified_path(profile, "iso", cache) == home / "24.04.4" / "ubuntu-24.04.4-live-server-amd64.iso"
     assert verified_path(profile, "kernel", cache) == home / "24.04.4" / "vmlinuz"
     assert (home / "24.04.4" / "vmlinuz").read_bytes() == KERNEL
+    # Ubuntu's shim and network GRUB come out of the verified netboot tarball, and the pin
+    # records what they must be.
+    assert verified_path(profile, "shim", cache) == home / "24.04.4" / "bootx64.efi"
+    assert pin.files["archive"].sha256 == sha(tarball)
+    assert (home / "24.04.4" / "grubx64.efi").read_bytes() == b"grub 24.04.4"
+    assert pin.files["grub"].sha256 == sha(b"grub 24.04.4") and pin.files["grub"].urls == ()
 
     # Upstream moves on: 24.04.5 appears, 24.04.4 leaves releases.ubuntu.com.
     del mirror.files[NOBLE_ISO]
     mirror.files[STREAM] = mirror.files[STREAM].replace(b"24.04.4", b"24.04.5")
+    serve_netboot(mirror, NOBLE, "24.04.5", loaders, tmp_path)
     assert verified_path(profile, "iso", cache) is not None  # still served, no network asked
     lines = nl.run(check_upstream([profile], cache, mirrors))
     assert lines == {"ubuntu-24.04": "cached 24.04.4, upstream 24.04.5 (get it: pxetui fetch ubuntu-24.04)"}
@@ -209,7 +242,9 @@ def test_a_fetched_release_is_pinned_and_keeps_booting_after_upstream_moves_it(
     # The ISO is lost from the cache: the pinned point release comes back from old-releases.
     (home / "24.04.4" / "ubuntu-24.04.4-live-server-amd64.iso").unlink()
     old = "old-releases.ubuntu.com/releases/24.04.4/"
-    mirror.files[old + "SHA256SUMS"] = f"{sha(iso)} *ubuntu-24.04.4-live-server-amd64.iso\n".encode()
+    mirror.files[old + "SHA256SUMS"] = (
+        f"{sha(iso)} *ubuntu-24.04.4-live-server-amd64.iso\n{sha(tarball)} *ubuntu-24.04.4-netboot-amd64.tar.gz\n"
+    ).encode()
     mirror.files[old + "ubuntu-24.04.4-live-server-amd64.iso"] = iso
     again = nl.run(
         fetch_profiles(
@@ -222,14 +257,22 @@ def test_a_fetched_release_is_pinned_and_keeps_booting_after_upstream_moves_it(
     assert not list(home.rglob("*.lock")) and not list(home.rglob("*.part"))
 
 
-def _serve_tree(mirror: Mirror, tree: str, version: str) -> dict[str, bytes]:
-    """Kernel and initrd blobs for `tree`, and its .treeinfo rewritten to list their hashes."""
+def _serve_tree(mirror: Mirror, tree: str, version: str, work: Path | None = None) -> dict[str, bytes]:
+    """Kernel and initrd blobs for `tree`, a real FAT efiboot.img with stand-in loaders (in
+    `work`), and its .treeinfo rewritten to list their hashes."""
     blobs = {
         item: blob(f"{tree}{item}", 200_000)
         for item in ("images/pxeboot/vmlinuz", "images/pxeboot/initrd.img")
     }
+    if work is not None:
+        loaders = stand_in_loaders()
+        image = build_efiboot(work / f"{version}-efiboot.img", loaders)
+        blobs["images/efiboot.img"] = image.read_bytes()
+        blobs.update(loaders)  # what must come out of it (not served on its own)
     text = mirror.files[tree + ".treeinfo"].decode()
     for item, data in blobs.items():
+        if item.startswith("EFI/"):
+            continue
         text = re.sub(
             rf"^{re.escape(item)} = sha256:[0-9a-f]{{64}}$", f"{item} = sha256:{sha(data)}", text, flags=re.M
         )
@@ -243,12 +286,13 @@ def test_rocky_pins_a_minor_and_its_installer_tree_follows_the_pin(
     upstream: tuple[NetnsLoop, Mirror, Mirrors], tmp_path: Path
 ) -> None:
     nl, mirror, mirrors = upstream
-    current = _serve_tree(mirror, ROCKY9, "9.7")
-    vault = _serve_tree(mirror, VAULT96, "9.6")
+    current = _serve_tree(mirror, ROCKY9, "9.7", tmp_path)
+    vault = _serve_tree(mirror, VAULT96, "9.6", tmp_path)
     cache = tmp_path / "cache"
     profile = load_profiles(cache_dir=cache)["rocky-9"]
     nl.run(fetch_profiles([profile], cache, RecordingProgress(), mirrors=mirrors))
     assert (cache / "rocky-9" / "9.7" / "vmlinuz").read_bytes() == current["images/pxeboot/vmlinuz"]
+    assert (cache / "rocky-9" / "9.7" / "BOOTX64.EFI").read_bytes() == current["EFI/BOOT/BOOTX64.EFI"]
     assert f"inst.repo=https://{ROCKY9} " in profile.cmdline
     nl.run(
         fetch_profiles([profile], cache, RecordingProgress(), versions={"rocky-9": "9.6"}, mirrors=mirrors)
@@ -256,6 +300,9 @@ def test_rocky_pins_a_minor_and_its_installer_tree_follows_the_pin(
     # The pin moved: the vault's kernel is served and Anaconda is sent to the vault's tree.
     assert verified_path(profile, "kernel", cache) == cache / "rocky-9" / "9.6" / "vmlinuz"
     assert (cache / "rocky-9" / "9.6" / "vmlinuz").read_bytes() == vault["images/pxeboot/vmlinuz"]
+    # Its loaders came out of the vault's own efiboot.img (the one its .treeinfo checksums).
+    assert verified_path(profile, "grub", cache) == cache / "rocky-9" / "9.6" / "grubx64.efi"
+    assert (f"{VAULT96}images/efiboot.img", None) in mirror.requests
     assert f"inst.repo=https://{VAULT96} " in profile.cmdline
     assert not (cache / "rocky-9" / "9.7").exists()  # not served any more: its space is freed
 
@@ -267,8 +314,10 @@ def test_debian_sha256sums_is_checked_against_the_suite_inrelease(
     sums_path, inrelease_path = TRIXIE_IMAGES + "SHA256SUMS", TRIXIE + "InRelease"
     old_sums = mirror.files[sums_path]
     new_sums = old_sums.decode()
-    for name in ("linux", "initrd.gz"):
-        data = blob(name, 100_000)
+    # The loaders are Debian's real d-i pair (shim + GRUB with prefix /debian-installer/amd64/grub).
+    loaders = {name: (DI_AMD64 / name).read_bytes() for name in ("bootnetx64.efi", "grubx64.efi")}
+    for name in ("linux", "initrd.gz", *loaders):
+        data = loaders.get(name) or blob(name, 100_000)
         mirror.files[f"{TRIXIE_IMAGES}netboot/debian-installer/amd64/{name}"] = data
         new_sums = re.sub(
             rf"^[0-9a-f]{{64}}(  \./netboot/debian-installer/amd64/{re.escape(name)})$",
@@ -283,8 +332,16 @@ def test_debian_sha256sums_is_checked_against_the_suite_inrelease(
     cache = tmp_path / "cache"
     profile = load_profiles()["debian-13"]
     results = nl.run(fetch_profiles([profile], cache, RecordingProgress(), mirrors=mirrors))
-    assert {r.version for r in results} == {"13.2"} and len(results) == 2
+    assert {r.version for r in results} == {"13.2"} and len(results) == 4
     assert verified_path(profile, "initrd", cache) == cache / "debian-13" / "13.2" / "initrd.gz"
+    # Debian's shim and GRUB: from the same InRelease-checked SHA256SUMS as the kernel.
+    assert verified_path(profile, "shim", cache) == cache / "debian-13" / "13.2" / "bootnetx64.efi"
+    chain = profile_chain(profile, cache)
+    assert chain is not None and chain.vendor == "debian" and chain.profile == "debian-13"
+    assert (chain.shim, chain.grub_prefix) == (
+        "profiles/debian-13/shimx64.efi",
+        "debian-installer/amd64/grub",
+    )
     # A SHA256SUMS that is not the one InRelease names is refused, and the pinned 13.2 stays.
     mirror.files[sums_path] = new_sums.replace("./netboot/mini.iso", "./netboot/evil.iso").encode()
     with pytest.raises(
@@ -384,7 +441,7 @@ def test_fetch_and_check_from_the_command_line(
     upstream: tuple[NetnsLoop, Mirror, Mirrors], lab: Lab, tmp_path: Path
 ) -> None:
     _nl, mirror, mirrors = upstream
-    _serve_tree(mirror, "repo.almalinux.org/almalinux/9/BaseOS/x86_64/os/", "9.7")
+    _serve_tree(mirror, "repo.almalinux.org/almalinux/9/BaseOS/x86_64/os/", "9.7", tmp_path)
     cache = tmp_path / "cache"
     env = {**os.environ, "PYTHONPATH": str(REPO), "PXETUI_MIRROR": str(mirrors.root)}
     # rocky-9's files are not on the mirror: it fails, almalinux-9 is fetched all the same.
@@ -392,7 +449,8 @@ def test_fetch_and_check_from_the_command_line(
     done = lab.exec(lab.server_ns, *cmd, timeout=60, env=env, cwd=REPO)
     assert done.returncode == 1, done.stderr
     assert "almalinux-9 kernel: downloaded (release 9.7)" in done.stdout
-    assert "pxetui fetch: rocky-9 failed: rocky-9 kernel: http" in done.stderr and "HTTP 404" in done.stderr
+    # The FAT image first (the loaders come out of it), so that is the 404 it stops at.
+    assert "pxetui fetch: rocky-9 failed: rocky-9 image: http" in done.stderr and "HTTP 404" in done.stderr
     assert "1 of 2 profile(s) failed; the others are fetched" in done.stderr
     assert "almalinux-9 kernel: verified sha256" in done.stderr  # labelled progress lines
     assert not list(cache.rglob("*.lock"))
@@ -425,7 +483,7 @@ def test_fetch_and_check_from_the_command_line(
         check=False,
     )
     row = next(line for line in listing.stdout.splitlines() if line.startswith("almalinux-9 "))
-    assert "9.7: present kernel,initrd (0.4 MB)" in row
+    assert "9.7: present kernel,initrd,shim,grub,image (" in row
 
 
 def test_one_cache_whoever_runs_it(tmp_path: Path) -> None:
@@ -505,7 +563,7 @@ def test_a_bundle_carries_fetched_releases_to_an_offline_machine(
     from pxetui.commands.bundle import BundleError, import_bundle, write_bundle
 
     nl, mirror, mirrors = upstream
-    served = _serve_tree(mirror, ROCKY9, "9.7")
+    served = _serve_tree(mirror, ROCKY9, "9.7", tmp_path)
     online, offline = tmp_path / "online", tmp_path / "offline"
     profile = load_profiles()["rocky-9"]
     nl.run(fetch_profiles([profile], online, RecordingProgress(), mirrors=mirrors))
@@ -515,7 +573,8 @@ def test_a_bundle_carries_fetched_releases_to_an_offline_machine(
     cmd = [sys.executable, "-m", "pxetui", "import-bundle", str(bundle), "--cache", str(offline)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
     assert done.returncode == 0, done.stderr
-    assert "rocky-9: release 9.7 2 file(s) verified" in done.stdout
+    assert "rocky-9: release 9.7 5 file(s) verified" in done.stdout  # kernel, initrd, image, shim, grub
+    assert verified_path(profile, "shim", offline) == offline / "rocky-9" / "9.7" / "BOOTX64.EFI"
     assert verified_path(profile, "kernel", offline) == offline / "rocky-9" / "9.7" / "vmlinuz"
     assert (offline / "rocky-9" / "9.7" / "vmlinuz").read_bytes() == served["images/pxeboot/vmlinuz"]
     assert f"inst.repo=https://{ROCKY9} " in load_profiles(cache_dir=offline)["rocky-9"].cmdline

@@ -215,10 +215,12 @@ def test_the_dhcp_answer_names_the_shim_to_a_pc_that_refused_ipxe(tmp_path: Path
     assert offered(uefi, facts(tmp_path / "d", "ipxe", refused=True)) == "ipxe.efi"
     # A BIOS PC has no signed chain: iPXE in every mode.
     assert offered(pxe_discover(0), facts(tmp_path / "e", "signed", refused=True)) == "undionly.kpxe"
-    # UEFI HTTP boot: shim would fetch a GRUB that reads TFTP only, so iPXE's URL (refused at
-    # once, the firmware goes on); a GRUB with http gets the shim's URL.
+    # UEFI HTTP boot: shim by URL would fetch a GRUB that reads TFTP only, so the chain as a
+    # disk image (boot/ramdisk.py); a GRUB with http gets the shim's URL; not refused: iPXE.
     http_boot = pxe_discover(16, b"HTTPClient:Arch:00016:UNDI:003000")
-    assert offered(http_boot, facts(tmp_path / "f", "auto", refused=True)) == f"{HTTP}/loaders/ipxe.efi"
+    image = f"{HTTP}/ramdisk/debian/shimx64.efi.img"
+    assert offered(http_boot, facts(tmp_path / "f", "auto", refused=True)) == image
+    assert offered(http_boot, facts(tmp_path / "f2", "auto", refused=False)) == f"{HTTP}/loaders/ipxe.efi"
     with_http = facts(tmp_path / "g", "auto", refused=True, http=True)
     assert offered(http_boot, with_http) == f"{HTTP}/loaders/debian/shimx64.efi"
     # No iPXE for the PC at all: the signed chain is the way, even in auto.

@@ -53,13 +53,6 @@ def make(session: Session, **kwargs: Any) -> RecordingApp:
     return RecordingApp(session, **kwargs)
 
 
-@pytest.fixture
-def session(tmp_path: Path) -> Session:
-    s = sc.open_session(tmp_path / "state")
-    sc.plan_lab(s)
-    return s
-
-
 def form(app: PxetuiApp) -> FormScreen:
     screen = app.screen
     assert isinstance(screen, FormScreen), f"expected a form, got {screen!r}"

@@ -29,6 +29,7 @@ from pxetui.model.events import (
 from pxetui.model.registry import Machine, Stage, TransferProgress
 from pxetui.session import Session
 from pxetui.tui import launch, layout, stalls
+from pxetui.tui.format import stage_text as format_stage
 from pxetui.tui.app import PxetuiApp
 from pxetui.tui.screens.detail import DetailScreen
 from pxetui.tui.screens.forms import FormScreen
@@ -40,13 +41,6 @@ SIZES = [(80, 24), (120, 36), (200, 50)]
 
 
 pytestmark = pytest.mark.usefixtures("utc")  # times on screen are UTC, whatever the host says
-
-
-@pytest.fixture
-def session(tmp_path: Path) -> Session:
-    s = sc.open_session(tmp_path / "state")
-    sc.plan_lab(s)
-    return s
 
 
 def form(app: PxetuiApp) -> FormScreen:
@@ -243,6 +237,19 @@ def test_a_machine_restored_after_a_restart_is_stalled_not_booting() -> None:
         assert stalls.stall(dataclasses.replace(restored, stage=done), T0 + 16 * 60) is None
 
 
+def test_a_pc_sent_to_its_disk_is_on_its_disk_not_loading_or_stalled() -> None:
+    # The menu timed out (or local was chosen): the PC left the network on purpose.
+    menu = Machine(mac=sc.PC_UEFI, stage=Stage.MENU, menu_choice="local-disk", last_seen=T0)
+    assert stalls.group(menu, T0 + 5) == "loading"
+    assert stalls.group(menu, T0 + 600) == "stalled"  # chose, then never asked for a kernel
+    local = dataclasses.replace(menu, booted_local=True)
+    assert stalls.stall(local, T0 + 600) is None
+    assert stalls.group(local, T0 + 600) == "on disk"
+    assert format_stage(local) == "local disk" and format_stage(menu) == "menu"
+    installed = dataclasses.replace(local, stage=Stage.DONE)  # an installed PC booting its disk
+    assert stalls.group(installed, T0 + 600) == "done" and format_stage(installed) == "done"
+
+
 def test_summary_counts_and_bar() -> None:
     machines = [
         Machine(mac="02:00:00:00:00:01"),
@@ -251,7 +258,9 @@ def test_summary_counts_and_bar() -> None:
         at_dhcp(),
     ]
     counts = stalls.summary(machines, T0 + 10)
-    assert counts == {"waiting": 1, "at DHCP": 1, "loading": 0, "installing": 0, "done": 2, "failed": 0, "stalled": 0}
+    assert counts == {
+        "waiting": 1, "at DHCP": 1, "loading": 0, "installing": 0, "done": 2, "on disk": 0, "failed": 0, "stalled": 0
+    }  # fmt: skip
     assert stalls.summary(machines, T0 + 100)["stalled"] == 1
     bar = stalls.segments(counts, 20)
     assert sum(cells for _, cells in bar) == 20 and dict(bar)["done"] == 10

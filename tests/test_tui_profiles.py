@@ -190,6 +190,34 @@ async def test_import_an_iso_from_a_path(tmp_path: Path) -> None:
         assert row(app, "lab-os")["state"] == "verified"
         assert (session.config.cache_dir / "profiles" / "lab-os.yaml").is_file()
         session.assign(PC, "lab-os")  # servable at once: the Session knows it
+        # In name order among the others (it was added at the bottom), the cursor where it was.
+        table = profiles_screen(app).query_one("#profile-table", DataTable)
+        names = [str(key.value) for key in table.rows]
+        assert names == sorted(names) and "lab-os" in names
+        assert profiles_screen(app).cursor_profile() is session.profiles["almalinux-10"]
+        # Again under a name the form says is taken, in its own words (no --name, no --force here).
+        await pilot.press("o")
+        form = app.screen
+        assert isinstance(form, FormScreen)
+        form.query_one("#field-path", Input).value = str(iso)
+        form.query_one("#field-name", Input).value = "debian-12"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert f"debian-12 is already a profile ({session.profiles['debian-12'].source})" in form.error_text
+        assert "--" not in form.error_text
+        form.query_one("#field-name", Input).value = ""  # lab-os again: offered, then replaced
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "lab-os was imported before" in form.error_text and "Press Enter again to replace it" in form.error_text
+        before = (session.config.cache_dir / "profiles" / "lab-os.yaml").stat().st_mtime_ns
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ProfilesScreen))
+        profile_file = session.config.cache_dir / "profiles" / "lab-os.yaml"
+        await until(pilot, lambda: profile_file.stat().st_mtime_ns != before)
+    # The next session (no --profiles) has it: CACHE/profiles is read at every start.
+    again = Session(session.config)
+    again.open()
+    assert again.profiles["lab-os"].source == session.config.cache_dir / "profiles" / "lab-os.yaml"
 
 
 # -- fetching from a fake upstream in a namespace --------------------------------------------------
@@ -282,6 +310,47 @@ def test_assign_offers_to_fetch_a_missing_profile_and_the_pc_waits_for_it(
 
     in_namespace(nl, scenario)
     assert is_verified(session.config.cache_dir / "fetched" / "linux")
+
+
+@pytest.mark.lab
+def test_add_machine_offers_to_fetch_a_missing_profile_as_assign_does(
+    gated: tuple[NetnsLoop, GatedMirror], tmp_path: Path
+) -> None:
+    """The add form used to stop at the refusal ("cannot boot yet"): now it offers the fetch too."""
+    nl, mirror = gated
+    session = open_session(tmp_path, fetched_profile(tmp_path, mirror.url(KERNEL_PATH)))
+    new_pc = "52:54:00:00:00:41"
+
+    async def scenario() -> None:
+        app = make(session)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("n")
+            await pilot.pause()
+            form = app.screen
+            assert isinstance(form, FormScreen)
+            for key, value in {"mac": new_pc, "hostname": "lab-pc-41", "profile": "fetched"}.items():
+                form.query_one(f"#field-{key}", Input).value = value
+            form.query_one("#field-profile", Input).focus()
+            await pilot.press("enter")
+            await pilot.pause()
+            assert "Press Enter again to fetch it now and add the machine" in form.error_text
+            assert new_pc in form.error_text  # who will wait
+            assert session.plan.get(new_pc) is None and not session.fetching  # only offered
+            # The offer is on screen at 80x24, above the buttons that stay put.
+            error = form.query_one("#form-error")
+            assert error.region.height > 0 and error.region.bottom <= form.query_one("#ok").region.y
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, MainScreen))
+            entry = session.plan.get(new_pc)
+            assert entry is not None and entry.profile == "fetched" and entry.hostname == "lab-pc-41"
+            assert session.boot_plan(new_pc).fetching  # the HTTP service sends it the wait script
+            mirror.gate.set()
+            await until(pilot, lambda: not session.fetching)
+            assert not session.boot_plan(new_pc).fetching
+
+    in_namespace(nl, scenario)
+    assert is_verified(session.config.cache_dir / "fetched" / "linux")
+    assert [path for path, _ in mirror.requests].count(KERNEL_PATH) == 1
 
 
 @pytest.mark.lab

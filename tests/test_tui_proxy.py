@@ -8,7 +8,6 @@ events are built by the services' constructors (`ProxyStats`, `ProxyService.desc
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,13 +27,6 @@ RUNNING = {"state": "running", "uplink": True, "url": "http://198.18.0.1:3142"}
 
 
 pytestmark = pytest.mark.usefixtures("utc")  # times on screen are UTC, whatever the host says
-
-
-@pytest.fixture
-def session(tmp_path: Path) -> Session:
-    s = sc.open_session(tmp_path / "state")
-    sc.plan_lab(s)
-    return s
 
 
 def header(app: PxetuiApp) -> list[str]:

@@ -6,7 +6,10 @@ without a marker that still matches it is "unverified" and is never served: it m
 half-copied file, a file replaced by hand, or one left by a crash between rename and marker.
 Files the operator names with `path:` are theirs and count as verified when they exist.
 A release profile's files sit in `CACHE/NAME/VERSION/`, the version its pin names
-(`boot/upstream/`); they are checked the same way.
+(`boot/upstream/`); they are checked the same way. The files `pxetui fetch` takes out of a
+release's verified ISO, FAT image or tar archive (`from_iso`, `from_image`, `from_archive`) are
+in the pin with their
+SHA-256 too, so a re-check knows what they must be even when their marker is lost.
 """
 
 from __future__ import annotations
@@ -105,6 +108,10 @@ def origin_of(profile: Profile, role: str, cache_dir: Path | None = None) -> str
         return ref.path
     if ref.from_iso:
         return f"iso:{ref.from_iso}"
+    if ref.from_image:
+        return f"image:{ref.from_image}"
+    if ref.from_archive:
+        return f"archive:{ref.from_archive}"
     if ref.release:
         pin = read_pin(cache_dir / profile.name) if cache_dir is not None else None
         pinned = pin.files.get(role) if pin else None
@@ -203,7 +210,8 @@ def expected_sha256(profile: Profile, role: str, cache_dir: Path) -> str | None:
     ref = profile.files[role]
     if ref.sha256:
         return ref.sha256
-    if ref.release:
+    if ref.release or (ref.extracted and profile.release is not None):
+        # A file taken out of a release's ISO or FAT image is in the pin too (fetch puts it there).
         pin = read_pin(cache_dir / profile.name)
         pinned = pin.files.get(role) if pin else None
         return pinned.sha256 if pinned else None

@@ -10,6 +10,12 @@ A profile with a `release:` line is resolved first (`boot/upstream/`): the newes
 the version asked for. Its files go to CACHE/NAME/VERSION/ and the pin moves to that version
 only once every file is verified, so what is served never changes half-way.
 
+Files inside another file (`from_iso`: casper/vmlinuz in the ISO; `from_image`: a Red Hat
+tree's shim and GRUB in its FAT images/efiboot.img, which is what .treeinfo checksums;
+`from_archive`: Ubuntu's network shim and GRUB in its netboot tarball, which is what its
+SHA256SUMS lists) are taken out only after that container is verified, and the pin records
+their SHA-256 too.
+
 Several profiles download at once, each with its own labelled progress bar; one that fails
 does not stop the others. No lock file is left behind: the lock is on the directory itself.
 """
@@ -37,9 +43,20 @@ import aiohttp
 
 from pxetui import __version__
 from pxetui.boot.cache import forget, is_verified, part_path, read_marker, sha256_file, write_marker
-from pxetui.boot.profiles import DEFAULT_CACHE, FileRef, Profile, default_cache_dir, load_profiles
+from pxetui.boot.fat_image import extract_from_fat
+from pxetui.boot.profiles import (
+    CONTAINERS,
+    DEFAULT_CACHE,
+    IMAGE_ROLE,
+    FileRef,
+    Profile,
+    default_cache_dir,
+    load_profiles,
+)
+from pxetui.boot.tar_archive import extract_from_tar
 from pxetui.boot.upstream import (
     Release,
+    ReleaseFile,
     UpstreamError,
     UpstreamNotFound,
     check_version,
@@ -352,7 +369,7 @@ class Fetcher:
             results = await self._fetch_files(
                 concrete, home / release.version, f"{release.source}, release {release.version}"
             )
-            write_pin(home, release)
+            write_pin(home, with_extracted(release, profile, results))
             _drop_other_versions(home, release.version)
         return [replace(r, version=release.version) for r in results]
 
@@ -368,9 +385,9 @@ class Fetcher:
         if not profile.files:
             return []
         results: list[FetchResult] = []
-        iso_changed = False
-        # The ISO first: files taken out of it (from_iso) need it verified.
-        roles = sorted(profile.files, key=lambda r: (profile.files[r].from_iso is not None, r != "iso"))
+        changed: set[str] = set()  # the ISO / FAT image / archive downloaded anew in this run
+        # The ISO, the FAT image and the archive first: files taken out of them need them verified.
+        roles = sorted(profile.files, key=lambda r: (profile.files[r].extracted, r not in CONTAINERS))
         for role in roles:
             ref = profile.files[role]
             dest = self._dest(profile, role, files_dir)
@@ -381,20 +398,20 @@ class Fetcher:
                         f" 'path:' in {profile.source}, so fetch cannot download it"
                     )
                 continue
-            if ref.from_iso and iso_changed:
-                forget(dest)  # taken out of the previous ISO
+            if ref.container is not None and ref.container in changed:
+                forget(dest)  # taken out of the previous ISO, image or archive
             if is_verified(dest):
                 sha = _marker_sha(dest)
                 results.append(FetchResult(profile.name, role, dest, "already verified", sha, 0))
                 continue
-            if ref.from_iso:
-                iso = self._dest(profile, "iso", files_dir)
-                results.append(await self._extract(profile, role, iso, dest))
+            if ref.container is not None:
+                container = self._dest(profile, ref.container, files_dir)
+                results.append(await self._extract(profile, role, container, dest))
                 continue
             assert ref.url is not None
             expected, source = await self._expected_sha(profile, role, sha_source)
             results.append(await self._download_any(profile.name, role, ref, dest, expected, source))
-            iso_changed = iso_changed or role == "iso"
+            changed.add(role)
         return results
 
     async def _download_any(
@@ -411,17 +428,31 @@ class Fetcher:
                     raise
         raise AssertionError("unreachable")
 
-    async def _extract(self, profile: Profile, role: str, iso: Path, dest: Path) -> FetchResult:
+    async def _extract(self, profile: Profile, role: str, container: Path, dest: Path) -> FetchResult:
+        """Take `role` out of the profile's verified ISO, FAT image or tar archive."""
         from pxetui.commands.import_iso import extract_from_iso
 
-        inner = profile.files[role].from_iso
-        assert inner is not None
+        ref = profile.files[role]
+        inner, holder = ref.inner, ref.container
+        assert inner is not None and holder is not None
         label = f"{profile.name} {role}"
-        self.progress.start(f"{label} (from {iso.name}:{inner})", None, 0)
+        kind = {"iso": "ISO", IMAGE_ROLE: "image"}.get(holder, holder)
+        if not (profile.files[holder].path or is_verified(container)):
+            raise FetchError(f"{label}: {container} is not verified; {inner} is not taken out of it")
+        self.progress.start(f"{label} (from {container.name}:{inner})", None, 0)
         forget(dest)
-        sha = await asyncio.to_thread(extract_from_iso, iso, inner, dest)
+        try:
+            if ref.from_iso:
+                sha = await asyncio.to_thread(extract_from_iso, container, inner, dest)
+            elif ref.from_image:
+                sha = await asyncio.to_thread(extract_from_fat, container, inner, dest, f"image:{inner}")
+            else:
+                sha = await asyncio.to_thread(extract_from_tar, container, inner, dest, f"archive:{inner}")
+        except PxetuiError as exc:
+            self.progress.finish("failed")
+            raise FetchError(f"{label}: {exc}") from exc
         self.progress.update(dest.stat().st_size)
-        self.progress.finish("extracted from the verified ISO")
+        self.progress.finish(f"extracted from the verified {kind}")
         return FetchResult(profile.name, role, dest, "extracted", sha, 0)
 
     async def _expected_sha(self, profile: Profile, role: str, sha_source: str | None) -> tuple[str, str]:
@@ -547,6 +578,20 @@ class Fetcher:
             if total is not None and done < total:
                 raise aiohttp.ClientPayloadError(f"got {done} of {total} bytes")
             return digest.hexdigest()
+
+
+def with_extracted(release: Release, profile: Profile, results: Sequence[FetchResult]) -> Release:
+    """The release plus the files taken out of its ISO, FAT image or archive, with their SHA-256.
+
+    They have no URL of their own (`urls` empty: nothing downloads them), but the pin then
+    says what every served file must be, for `verify` and for a bundle.
+    """
+    extracted = {
+        r.role: ReleaseFile(r.path.name, r.sha256, (), r.path.stat().st_size)
+        for r in results
+        if profile.files[r.role].extracted and r.role not in release.files
+    }
+    return replace(release, files={**release.files, **extracted}) if extracted else release
 
 
 def pinned_profile(profile: Profile, release: Release) -> Profile:

@@ -252,10 +252,16 @@ def import_iso(
     profile_file = out_dir / f"{name}.yaml"
     if profile_file.exists() and not force:
         raise IsoError(f"{profile_file} exists; pick another --name or add --force to replace it")
+    # CACHE/profiles is read at every start (load_profiles); another directory where named.
+    shadows = (
+        "in every session"
+        if out_dir == default_profiles_out(cache_dir)
+        else f"wherever --profiles {out_dir} is used"
+    )
     if name in builtin_names() and not force:
         raise IsoError(
-            f"{name!r} is a built-in profile; this import would replace it wherever --profiles"
-            f" {out_dir} is used: pick another --name or add --force"
+            f"{name!r} is a built-in profile; this import would replace it {shadows}:"
+            " pick another --name or add --force"
         )
     with IsoReader(iso) as reader:
         layout, kernel_inner, initrd_inner = detect_layout(reader)
@@ -317,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         metavar="DIR",
-        help="where the profile YAML goes (default: CACHE/profiles; pass it to --profiles)",
+        help="where the profile YAML goes (default: CACHE/profiles, read at every start;"
+        " another DIR is named with --profiles)",
     )
     p.add_argument("--force", action="store_true", help="replace a profile of the same name")
     return p
@@ -330,5 +337,8 @@ def main(argv: list[str]) -> int:
     result = import_iso(args.iso, cache, out, args.name, args.force)
     print(f"found {result.family}: kernel -> {result.kernel}, initrd -> {result.initrd}")
     print(f"wrote profile {result.name!r} to {result.profile_file}")
-    print(f"serve it with: sudo pxetui IFACE --profiles {out}")
+    # CACHE/profiles is read at every start (load_profiles); another --out must be named.
+    where = f" --cache {cache}" if args.cache else ""
+    where += "" if out == default_profiles_out(cache) else f" --profiles {out}"
+    print(f"serve it with: sudo pxetui IFACE{where}")
     return 0

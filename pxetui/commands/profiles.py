@@ -14,7 +14,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pxetui.boot.cache import FileState, profile_status
-from pxetui.boot.profiles import Profile, default_cache_dir, load_profiles
+from pxetui.boot.profiles import (
+    Profile,
+    builtin_profiles_dir,
+    default_cache_dir,
+    imported_profiles_dir,
+    load_profiles,
+    profile_dirs,
+)
 from pxetui.boot.upstream.mirror import MIRROR_ENV, Mirrors, parse_mirrors
 from pxetui.commands.options import add_cache_option, add_profiles_option
 from pxetui.errors import PxetuiError
@@ -122,7 +129,9 @@ def main(argv: list[str]) -> int:
     cache = args.cache or default_cache_dir()
     profiles = load_profiles(args.profiles, cache)
     if args.check:
-        return _check(list(profiles.values()), cache, parse_mirrors(args.mirror))
+        return _check(
+            list(profiles.values()), cache, parse_mirrors(args.mirror), looked_in(args.profiles, cache)
+        )
     rows = [profile_row(pr, cache) for pr in profiles.values()]
     rows.sort(key=lambda r: r.name)
     if args.json:
@@ -136,13 +145,24 @@ def main(argv: list[str]) -> int:
     for r in table:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])
     print(f"\ncache: {cache} (the directory looked in; --cache DIR for another)")
+    print(looked_in(args.profiles, cache))
     if any(r.missing for r in rows):
         print("get missing or unverified files with: pxetui fetch NAME... --cache " + str(cache))
     return 0
 
 
-def _check(profiles: list[Profile], cache: Path, mirrors: Mirrors) -> int:
+def looked_in(extra_dirs: list[Path], cache: Path) -> str:
+    """Where the profiles came from, each directory with why it was read."""
+    why = {builtin_profiles_dir(): "built-in", imported_profiles_dir(cache): "imported ISOs"}
+    parts = [f"{d} ({why.get(d, '--profiles')})" for d in profile_dirs(extra_dirs, cache)]
+    if not imported_profiles_dir(cache).is_dir():
+        parts.insert(1, f"{imported_profiles_dir(cache)} (imported ISOs: none yet)")
+    return "profiles read from: " + ", ".join(parts)
+
+
+def _check(profiles: list[Profile], cache: Path, mirrors: Mirrors, where: str) -> int:
     print(f"cache: {cache}")
+    print(where)
     lines = asyncio.run(check_upstream(profiles, cache, mirrors))
     for name in sorted(lines):
         print(f"{name}: {lines[name]}")

@@ -367,6 +367,8 @@ class MenuSelect(Event):
     name: ClassVar[str] = "menu.select"
     choice: str
     client: str
+    # The menu's default, taken because nobody chose within --menu-timeout (not a key press).
+    timed_out: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -391,8 +393,8 @@ class ProxyStats(Event):
 
     `clients` is bytes served per client address since the proxy started: the registry credits
     them to the machine holding each address. `from_cache` is what the room did not have to
-    download (served minus taken from upstream); `upstream_ok` says whether the laptop reaches
-    a package host now (None: not asked yet).
+    download (bytes served that squid's log marks as from its cache); `upstream_ok` says whether
+    the laptop reaches a package host now (None: not asked yet).
     """
 
     name: ClassVar[str] = "proxy.stats"

@@ -95,6 +95,8 @@ _LABELS = {
     Stage.FAILED: "failed",
 }
 
+# Boot-script answers (iPXE script, rendered grub.cfg) that send a PC to its own disk.
+LOCAL_ANSWERS = frozenset({"local", "menu-timeout"})
 IPXE_REFUSED = "ipxe-refused"  # Machine.secure_boot: the firmware refused iPXE (Secure Boot)
 
 # What the HTTP service calls each kind of file it serves, and the stage fetching it means.
@@ -147,6 +149,9 @@ class Machine:
     secure_boot: str | None = None  # IPXE_REFUSED once its firmware refused iPXE
     ipxe_loaded: bool = False  # this boot: the firmware fetched a whole iPXE loader
     spoke_ipxe: bool = False  # this boot: iPXE ran (a DHCP request said so)
+    # This boot: pxetui told it to boot its own disk (menu default, a local choice, `l`): it is
+    # done with the network, not stuck at the menu.
+    booted_local: bool = False
     proxy_bytes: int = 0  # package bytes the proxy served it, over all its boots and sessions
 
     def to_dict(self) -> dict[str, Any]:
@@ -175,6 +180,7 @@ class Machine:
             "secure_boot": self.secure_boot,
             "ipxe_loaded": self.ipxe_loaded,
             "spoke_ipxe": self.spoke_ipxe,
+            "booted_local": self.booted_local,
             "proxy_bytes": self.proxy_bytes,
         }
 
@@ -395,7 +401,7 @@ def _new_boot(machine: Machine, ts: float) -> None:
     machine.transfer = None
     machine.menu_choice = None
     machine.last_error = None
-    machine.ipxe_loaded = machine.spoke_ipxe = False
+    machine.ipxe_loaded = machine.spoke_ipxe = machine.booted_local = False
     machine.timeline.append((ts, "boot", f"boot #{machine.boots}"))
 
 
@@ -500,11 +506,15 @@ def _loader_fetched(machine: Machine, file: str, ok: bool, probe: bool | None = 
 
 
 def _on_tftp_start(machine: Machine, event: TftpStart) -> None:
+    if event.kind == "script" and event.answer in LOCAL_ANSWERS:
+        machine.booted_local = True
     stage = HTTP_KIND_STAGES.get(event.kind or "", Stage.LOADER)
     _transfer_begins(machine, event.ts, stage, event.file, event.total)
 
 
 def _on_http_request(machine: Machine, event: HttpRequest) -> None:
+    if event.kind == "script" and event.answer in LOCAL_ANSWERS:
+        machine.booted_local = True
     stage = HTTP_KIND_STAGES.get(event.kind)
     if stage is None:
         return  # other requests (status reports, assets) do not move the boot on

@@ -241,7 +241,7 @@ def _tftp_done(e: TftpDone) -> str:
 _SCRIPT_ANSWERS = {
     "menu": "the boot menu",
     "local": "boot its local disk",
-    "menu-timeout": "nobody chose in time: boot its local disk",
+    "menu-timeout": "boot its local disk (the menu's default)",
     "probe": "the probe script",
     "wait-fetch": "wait: its profile is still being fetched",
 }
@@ -282,6 +282,8 @@ def _http_done(e: HttpDone) -> str:
 
 @_says(MenuSelect)
 def _menu(e: MenuSelect) -> str:
+    if e.timed_out:
+        return f"{_who(e)}: nobody chose from the menu in time, so it takes the default, {e.choice}"
     return f"{_who(e)} chose {e.choice} from the menu"
 
 

@@ -62,7 +62,9 @@ class ProfilesHost(Protocol):
 
     def start_check(self) -> str | None: ...
 
-    def start_import(self, path: str, name: str | None) -> str | None: ...
+    def start_import(self, path: str, name: str | None, force: bool = False) -> str | None:
+        """Import an ISO; `force`: replace the imported profile of the same name."""
+        ...
 
     def remove_files(self, profile: str) -> str | None:
         """Delete the profile's cached files now (quick: unlinks); None, or why not."""

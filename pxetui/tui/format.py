@@ -113,6 +113,8 @@ def stage_text(machine: Machine) -> str:
         return "waiting"
     if machine.stage is Stage.FAILED and machine.last_error:
         return f"failed: {machine.last_error}"
+    if machine.booted_local and not machine.stage.terminal:
+        return "local disk"
     return label
 
 

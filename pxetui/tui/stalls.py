@@ -118,6 +118,8 @@ def _at_loader(machine: Machine, now: float, asks: int | None) -> Stall | None:
 
 
 def _at_menu(machine: Machine, now: float, asks: int | None) -> Stall | None:
+    if machine.booted_local:
+        return None  # sent to its own disk: quiet on the network is what it should be
     silent = _silent(machine, now)
     transfer = machine.transfer
     if transfer is not None and not transfer.finished and silent >= STEP_QUIET:
@@ -179,7 +181,7 @@ _CHECKS: dict[Stage, Callable[[Machine, float, int | None], Stall | None]] = {
 }
 
 # The summary bar's groups, in the order of a boot; "stalled" takes a PC out of its stage's group.
-GROUPS = ("waiting", "at DHCP", "loading", "installing", "done", "failed", "stalled")
+GROUPS = ("waiting", "at DHCP", "loading", "installing", "done", "on disk", "failed", "stalled")
 _GROUP_OF = {
     Stage.WAITING: "waiting",
     Stage.DHCP: "at DHCP",
@@ -198,6 +200,8 @@ def group(machine: Machine, now: float, asks: int | None = None) -> str:
     """The summary group of one machine."""
     if stall(machine, now, asks) is not None:
         return "stalled"
+    if machine.booted_local and not machine.stage.terminal:
+        return "on disk"  # told to boot its own disk (not installed by pxetui: not "done")
     return _GROUP_OF[machine.stage]
 
 

@@ -7,6 +7,11 @@ of events about it.
 
 Events are added on the session loop's thread and taken on the TUI's, hence the lock; both
 sides hold it for a few set operations only, never while drawing.
+
+A refresh still drew every row whose progress moved: with 100 PCs loading, that was every row
+at every refresh, and drawing is GIL time the DHCP thread waits for (issue 18). So a row whose
+only change is its transfer's figures is drawn at most once a second (ProgressThrottle); a
+change of stage, address or stall is drawn at the next refresh.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from pxetui.model.events import (
 )
 
 LOG_KEEP = 1000  # event log lines kept in memory (and in the log pane)
+PROGRESS_SECONDS = 1.0  # a row whose only change is its progress is drawn at most this often
 
 
 @dataclass(slots=True)
@@ -105,3 +111,34 @@ class PendingUpdates:
         self.header = False
         self.events.clear()
         return macs, events, header
+
+
+@dataclass(slots=True)
+class ProgressThrottle:
+    """Whether a row whose only change is its transfer's figures (bar, percent, speed, elapsed)
+    is drawn now or waits.
+
+    A row is drawn when its newest sample is `seconds` newer, by the events' own clock, than
+    the one it shows (the HTTP service samples every 0.5 s, TFTP every 0.25 s: every second or
+    fourth sample is drawn), or when what it shows is `seconds` old on the drawing side's
+    clock, so the last sample before a transfer pauses or ends is not left unshown.
+    """
+
+    seconds: float = PROGRESS_SECONDS
+    # MAC -> (event time of the sample its row shows, drawing clock when it was drawn)
+    _shown: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def due(self, mac: str, sample_at: float, now: float) -> bool:
+        shown = self._shown.get(mac)
+        if shown is None:
+            return True
+        shown_sample, drawn_at = shown
+        if sample_at < shown_sample:  # a clock set back, a state reloaded: never hold a row for it
+            return True
+        return sample_at - shown_sample >= self.seconds or now - drawn_at >= self.seconds
+
+    def drawn(self, mac: str, sample_at: float, now: float) -> None:
+        self._shown[mac] = (sample_at, now)
+
+    def forget(self, mac: str) -> None:
+        self._shown.pop(mac, None)

@@ -4,6 +4,12 @@ The stream lists one version per product, the newest point release (`versions{"2
 {items: {iso: {path, sha256, size}}}}`, `path` relative to the releases root). An older point
 release asked for by version, or pinned and resumed after upstream moved on, is on
 old-releases.ubuntu.com under `releases/<X.YY.Z>/` with its own SHA256SUMS.
+
+The stream does not list the netboot tarball (`ubuntu-<version>-netboot-<arch>.tar.gz`, which
+holds the network shim + GRUB: the ISO's GRUB is a CD build). The SHA256SUMS of the directory
+the ISO is in does, so an item named in `SUMS_ITEMS` (`netboot`) is looked up there: on
+releases.ubuntu.com for the newest point release, in the old-releases directory's for an
+older one.
 """
 
 from __future__ import annotations
@@ -24,6 +30,24 @@ from pxetui.boot.upstream import (
     version_key,
 )
 from pxetui.boot.upstream.sums import parse_checksums
+
+# Items of a release directory that the stream does not list: the file name their SHA256SUMS uses.
+SUMS_ITEMS = {"netboot": "ubuntu-{version}-netboot-{arch}.tar.gz"}
+
+
+def _sums_file(
+    spec: ReleaseSpec,
+    sums: dict[str, str],
+    sums_url: str,
+    item: str,
+    version: str,
+    directories: tuple[str, ...],
+) -> ReleaseFile:
+    """The SUMS_ITEMS `item` of `version` as `sums` (read from `sums_url`) lists it, in `directories`."""
+    name = SUMS_ITEMS[item].format(version=version, arch=spec.get("arch"))
+    if name not in sums:
+        raise UpstreamError(f"{sums_url} lists no {name} (Ubuntu's {item} tarball of {version})")
+    return ReleaseFile(name, sums[name], tuple(urljoin(d, name) for d in directories))
 
 
 def product_key(spec: ReleaseSpec) -> str:
@@ -50,6 +74,8 @@ def _from_stream(spec: ReleaseSpec, items: Any, version: str, url: str) -> dict[
     files: dict[str, ReleaseFile] = {}
     archive = spec.get("archive")
     for role, ftype in spec.files.items():
+        if ftype in SUMS_ITEMS:
+            continue  # in the directory's SHA256SUMS, not in the stream (see _from_sums)
         item = items.get(ftype) if isinstance(items, dict) else None
         sha = sha_ok(item.get("sha256")) if isinstance(item, dict) else None
         if not isinstance(item, dict) or not isinstance(item.get("path"), str) or sha is None:
@@ -60,6 +86,26 @@ def _from_stream(spec: ReleaseSpec, items: Any, version: str, url: str) -> dict[
         size = item.get("size")
         files[role] = ReleaseFile(name, sha, urls, size if isinstance(size, int) else None)
     return files
+
+
+async def _from_sums(
+    spec: ReleaseSpec, get: Getter, version: str, directory: str, mirrors: tuple[str, ...] = ()
+) -> dict[str, ReleaseFile]:
+    """The SUMS_ITEMS roles of `spec`, from the SHA256SUMS in `directory` (the ISO's)."""
+    wanted = {role: item for role, item in spec.files.items() if item in SUMS_ITEMS}
+    if not wanted:
+        return {}
+    sums_url = urljoin(directory, "SHA256SUMS")
+    try:
+        sums = parse_checksums(await get(sums_url))
+    except UpstreamNotFound as exc:
+        raise UpstreamError(
+            f"{sums_url} is missing: it is where Ubuntu {version}'s netboot tarball is listed"
+        ) from exc
+    return {
+        role: _sums_file(spec, sums, sums_url, item, version, (directory, *mirrors))
+        for role, item in wanted.items()
+    }
 
 
 async def _from_archive(
@@ -80,6 +126,9 @@ async def _from_archive(
         ) from exc
     files: dict[str, ReleaseFile] = {}
     for role, ftype in spec.files.items():
+        if ftype in SUMS_ITEMS:
+            files[role] = _sums_file(spec, sums, sums_url, ftype, version, (directory,))
+            continue
         item = newest_items.get(ftype) if isinstance(newest_items, dict) else None
         if not isinstance(item, dict) or not isinstance(item.get("path"), str):
             raise UpstreamError(f"{url}: {newest} has no '{ftype}' item to name the file after")
@@ -107,5 +156,12 @@ async def resolve(spec: ReleaseSpec, get: Getter, version: str | None) -> Releas
         return await _from_archive(spec, get, newest, newest_items, want, url)
     entry = versions[want]
     files = _from_stream(spec, entry.get("items") if isinstance(entry, dict) else None, want, url)
+    if not files:
+        raise UpstreamError(f"{url}: the profile takes no file of {want} from the stream (like iso)")
     first = next(iter(files.values()))
-    return Release(want, files, urljoin(first.urls[0], "."), url)
+    directory = urljoin(first.urls[0], ".")
+    archive = spec.get("archive")
+    # Once this point release moves, its SHA256SUMS and tarball are in the archive directory too.
+    moved = (archive.format(version=want),) if archive else ()
+    files.update(await _from_sums(spec, get, want, directory, moved))
+    return Release(want, files, directory, url)

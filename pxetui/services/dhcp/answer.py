@@ -15,7 +15,10 @@ own shim + GRUB (`secure_boot: {vendor, shim, grub}`), else the one of the vendo
 
 UEFI HTTP Boot clients (vendor class `HTTPClient`, arch 16/19) get `HTTPClient` back in
 option 60 and a whole `http://` URL as the boot file, in full and proxy mode: what EDK II's
-HttpBootDxe needs to count an offer (checked with OVMF, tests/e2e/test_http_boot.py).
+HttpBootDxe needs to count an offer (checked with OVMF, tests/e2e/test_http_boot.py). One
+that gets the signed chain, and whose GRUB reads TFTP only, gets the chain as a disk image
+(`/ramdisk/SHIM.img`, boot/ramdisk.py): in `auto` a PC whose PXE refused iPXE thus boots
+the signed chain on its firmware's next option, HTTPv4, in the same power-on.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pxetui.boot import ramdisk
 from pxetui.boot.firmware import IPXE, SIGNED, firmware_label, is_http_boot
 from pxetui.services.dhcp import codec
 from pxetui.services.dhcp.codec import Packet
@@ -145,9 +149,10 @@ def _loader_choice(packet: Packet, arch: int, http_boot: bool, facts: ServerFact
     refused = facts.secure_boot == "auto" and signed is not None and facts.needs_signed(packet.mac)
     kind = chain_kind(facts.secure_boot, refused, ipxe is not None, signed is not None)
     if kind == SIGNED and signed is not None and http_boot and not signed[1]:
-        # Shim would load that GRUB by HTTP, and it reads TFTP only: it would stop at its
-        # prompt. iPXE instead is refused at once, and the firmware goes on to its next option.
-        kind = IPXE if ipxe is not None else None
+        # Shim served by URL would load that GRUB by HTTP, and it reads TFTP only. The chain
+        # goes as a disk image instead: the firmware boots shim from it as a RAM disk, shim its
+        # GRUB beside it, and that GRUB reads TFTP (boot/ramdisk.py).
+        return BootChoice(facts.http_base + ramdisk.url_path(signed[0]), b"HTTPClient")
     if kind is None:
         missing = facts.expected_loader(arch)
         where = f" in {facts.boot_dir}" if facts.boot_dir else ""

@@ -5,6 +5,8 @@ Routes (nothing else is served; there are no directory listings):
                               (its plan, else the menu; &waited=S: the menu's own re-ask)
   /select?mac=&profile=       the menu's choice (menu.select), answered with that boot script
   /loaders/<name>             iPXE loaders from the boot-files catalog (UEFI HTTP boot)
+  /ramdisk/<shim>.img         a Secure Boot chain as a FAT disk image (boot/ramdisk.py), for
+                              a Secure Boot PC's UEFI HTTP Boot; made on the first request
   /files/<profile>/<role>     kernel / initrd / iso of a profile (sendfile, Range, HEAD)
   /config/<mac>/<name>        install files rendered for that one machine (preseed.cfg, ...)
   /mirror/<profile>/<path>    a profile's local package mirror (`mirror: {path: DIR}`), read-only
@@ -52,6 +54,8 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
+from pxetui.boot import ramdisk
+from pxetui.boot.bootfiles import PROFILE_LOADERS, SignedChain, profile_chain
 from pxetui.boot.cache import FileState, profile_status, verified_path
 from pxetui.boot.firmware import ipxe_fits
 from pxetui.boot.ipxe_scripts import EXTRA_ACTIONS, MenuPoll, ScriptRenderer, TemplateError
@@ -187,6 +191,7 @@ class HttpService:
         self.port = context.settings.http_port
         self._host = str(context.address.ip)
         self._base = context.http_base
+        self._ramdisks = ramdisk.RamdiskImages(context.state.path / "ramdisk")
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -196,6 +201,7 @@ class HttpService:
         app.router.add_get("/boot.ipxe", self._boot)
         app.router.add_get("/select", self._select)
         app.router.add_get("/loaders/{name:.+}", self._loader)
+        app.router.add_get(ramdisk.URL_PREFIX + "{name:.+}", self._ramdisk)
         app.router.add_get("/files/{profile}/{role}", self._file)
         app.router.add_get("/config/{mac}/{name}", self._config)
         app.router.add_get("/mirror/{profile}/{path:.*}", self._mirror)
@@ -455,8 +461,10 @@ class HttpService:
             self._error(mac, request, str(exc))
             raise web.HTTPInternalServerError(text=f"{exc}\n") from exc
         if answer == "menu-timeout":
-            # The menu's default was taken, as if chosen at the PC: the operator sees the choice.
-            self._context.emit(MenuSelect(mac=mac, choice=MENU_DEFAULT, client=self._client(request)))
+            # The menu's default was taken: the operator sees it, told apart from a key pressed.
+            self._context.emit(
+                MenuSelect(mac=mac, choice=MENU_DEFAULT, client=self._client(request), timed_out=True)
+            )
         return self._text(request, mac, "script", "boot.ipxe", script, answer=answer, client_info=info)
 
     def _waited(self, text: str | None) -> int:
@@ -542,6 +550,49 @@ class HttpService:
             raise web.HTTPNotFound()
         mac = self._credit(request, request.query.get("mac"))
         return await self._send_file(request, path, "loader", name, mac)
+
+    def _signed_chain(self, shim: str) -> tuple[SignedChain, Path, Path] | None:
+        """The chain whose shim is catalog name `shim`, with its two loader files on disk."""
+        parts = shim.split("/")
+        if len(parts) == 3 and parts[0] == PROFILE_LOADERS:  # a profile's own loaders
+            profile = self._profiles.get(parts[1])
+            if profile is None:
+                return None
+            cache_dir = self._context.settings.cache_dir
+            chain = profile_chain(profile, cache_dir)
+            if chain is None or chain.shim != shim:
+                return None
+            shim_path = verified_path(profile, "shim", cache_dir)
+            grub_path = verified_path(profile, "grub", cache_dir)
+        else:
+            files = self._context.boot_files
+            chain = files.chain_of(shim)
+            if chain is None or chain.shim != shim:
+                return None
+            shim_path, grub_path = files.path(chain.shim), files.path(chain.grub)
+        if shim_path is None or grub_path is None:
+            return None
+        return chain, shim_path, grub_path
+
+    async def _ramdisk(self, request: web.Request) -> web.StreamResponse:
+        """A Secure Boot chain as a disk image: what HttpBootDxe boots as a RAM disk."""
+        name = request.match_info["name"]
+        shim = ramdisk.shim_of(name)
+        found = self._signed_chain(shim) if shim is not None else None
+        if found is None:
+            raise web.HTTPNotFound()
+        chain, shim_path, grub_path = found
+        mac = self._credit(request, request.query.get("mac"))
+        inputs = ramdisk.ImageInputs(chain.cpu, shim_path, grub_path, chain.grub_prefix, self._host)
+        try:
+            path = await asyncio.to_thread(self._ramdisks.image, inputs)
+        except ramdisk.RamdiskError as exc:
+            self._error(mac, request, f"Secure Boot HTTP Boot image of {chain.shim}: {exc}")
+            raise web.HTTPServiceUnavailable(text=f"{exc}\n") from exc
+        response = await self._send_file(request, path, "loader", name, mac)
+        # HttpBootDxe takes the image type from this header: a disk, not an EFI program.
+        response.headers["Content-Type"] = ramdisk.CONTENT_TYPE
+        return response
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         profile = self._profiles.get(request.match_info["profile"])

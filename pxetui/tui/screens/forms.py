@@ -9,6 +9,10 @@ title and the buttons stay put and the part between them scrolls, so OK stays on
 the error is scrolled into view. Tab moves focus before the next key is read (a priority
 binding): a paste or a barcode scanner typing "MAC<Tab>hostname" fills both fields, where the
 keys after Tab used to land in the field Tab left.
+
+`FetchOffer` is fetch on first use as every form that names a profile offers it (assign, add
+a machine): the Session's refusal of a profile whose files can be fetched becomes an offer,
+and a second Enter on the same profile starts the fetch and does the action again.
 """
 
 from __future__ import annotations
@@ -27,8 +31,13 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from pxetui.boot.cache import NotServable
+from pxetui.errors import PxetuiError
+
 # Returns None when the action was done, else the message to show (the form stays open).
 Apply = Callable[[dict[str, str]], str | None]
+# Starts a background fetch of a profile: None once it runs, else why it cannot (MainHost's).
+StartFetch = Callable[[str], str | None]
 # Rows a dialog needs besides its scrolling body: border 2, padding 2, title 2, buttons 4.
 DIALOG_CHROME = 10
 
@@ -59,6 +68,53 @@ def choice_prompt(choice: Choice) -> Text:
         prompt.append(f"{choice.mark} ", style="green" if choice.mark == "✓" else "yellow")
     prompt.append(choice.text)
     return prompt
+
+
+class FetchOffer:
+    """Fetch on first use in a form: offer to fetch a missing profile once, start it on a second Enter.
+
+    One per open form. `attempt` runs the form's action (which asks the Session); a refusal
+    because the profile's files are missing but fetchable is first answered with the offer,
+    and nothing changes. The same profile refused again means the operator accepted: the fetch
+    starts (the Session then allows the profile while it runs) and the action is tried again.
+    """
+
+    def __init__(self, start_fetch: StartFetch) -> None:
+        self.start_fetch = start_fetch
+        self.offered: set[str] = set()  # profiles offered in this form
+        self.started: str | None = None  # the profile whose fetch the last attempt started
+
+    def attempt(self, action: Callable[[], object], who: str, then: str) -> str | None:
+        """None once `action` is done, else the message the form shows (the offer, or why not).
+
+        `who`: the machine(s) that would wait; `then`: what the second Enter does besides
+        fetching ("assign it", "add the machine").
+        """
+        self.started = None
+        try:
+            action()
+            return None
+        except NotServable as refused:
+            if not refused.fetchable:
+                return str(refused)
+            name = refused.profile.name
+            if name not in self.offered:
+                self.offered.add(name)
+                return (
+                    f"{name} is not downloaded yet. Press Enter again to fetch it now and {then}:"
+                    f" {who} will wait at a retry screen until its files are verified, then boot."
+                    f"\n({refused})"
+                )
+        except PxetuiError as exc:
+            return str(exc)
+        if reason := self.start_fetch(name):
+            return reason
+        try:
+            action()
+        except PxetuiError as again:
+            return str(again)
+        self.started = name
+        return None
 
 
 class FormScreen(ModalScreen[bool]):

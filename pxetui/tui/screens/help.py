@@ -20,7 +20,7 @@ from pxetui.model.registry import Stage
 STAGE_HELP = {
     Stage.WAITING: "planned, no packet yet: switch the PC on (or wake it with w)",
     Stage.DHCP: "the firmware asked for an address",
-    Stage.LOADER: "fetching the iPXE loader over TFTP",
+    Stage.LOADER: "fetching the boot loader: iPXE, or shim + GRUB under Secure Boot",
     Stage.MENU: "iPXE fetched its script: the menu, or straight to the assigned OS",
     Stage.KERNEL: "downloading the kernel over HTTP",
     Stage.INITRD: "downloading the initrd",
@@ -29,6 +29,7 @@ STAGE_HELP = {
     Stage.DONE: "the installer reported success",
     Stage.FAILED: "the installer reported a failure (see details)",
 }
+LOCAL_HELP = "told to boot its own disk (the menu's default, a local choice, or l): off the network"
 STALLED_HELP = (
     "no progress for longer than that step takes: the Progress column names the likely cause,"
     " Enter shows the last step and the whole reason"
@@ -56,6 +57,7 @@ class HelpScreen(Screen[None]):
         stages = Table(title="Stages", title_justify="left", show_header=False, box=None, padding=(0, 2))
         for stage, text in STAGE_HELP.items():
             stages.add_row(stage.label, text)
+        stages.add_row("local disk", LOCAL_HELP)
         stages.add_row("stalled", STALLED_HELP)
         with VerticalScroll():
             yield Static(

@@ -9,6 +9,7 @@ event log reads as sentences (model/sentences.py), the raw events one key (r) aw
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,7 +23,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Collapsible, DataTable, RichLog, Static
 
-from pxetui.boot.cache import NotServable, is_servable
+from pxetui.boot.cache import is_servable
 from pxetui.boot.profiles import Profile
 from pxetui.errors import PxetuiError
 from pxetui.host.mac import MacError, normalize_mac
@@ -37,10 +38,10 @@ from pxetui.tui import layout, stalls
 from pxetui.tui.contracts import Clock, MainHost
 from pxetui.tui.screens.confirm import ConfirmScreen
 from pxetui.tui.screens.detail import DetailScreen
-from pxetui.tui.screens.forms import Choice, Field, FormScreen
+from pxetui.tui.screens.forms import Choice, FetchOffer, Field, FormScreen
 from pxetui.tui.screens.help import HelpScreen
-from pxetui.tui.updates import LOG_KEEP, PendingUpdates
-from pxetui.tui.widgets import KeyBar, bar_keys
+from pxetui.tui.updates import LOG_KEEP, PendingUpdates, ProgressThrottle
+from pxetui.tui.widgets import KeyBar, MachineTable, bar_keys
 
 # (key, label, least width) in display order; layout.fit_columns picks and widens them.
 COLUMNS = tuple((c.key, c.label, c.width) for c in layout.COLUMNS)
@@ -51,12 +52,14 @@ LOG_LINES_PER_REFRESH = 40
 POLICY_MAX = 1000  # a typed count above this is a typo; "all" is what such a lab means
 POLICY_ALL = 1_000_000  # "all": more PCs than any room has, shown as "all"
 Row = dict[str, Text]
+PROGRESS_COLUMNS = {"progress", "elapsed"}  # a change of these alone waits for ProgressThrottle
 GROUP_STYLES = {
     "waiting": "grey62",
     "at DHCP": "cyan",
     "loading": "dodger_blue1",
     "installing": "magenta",
     "done": "green",
+    "on disk": "steel_blue",
     "failed": "red",
     "stalled": "yellow",
 }
@@ -119,7 +122,8 @@ class MainScreen(Screen[None]):
         self.host = host
         self.clock = clock
         self.marked: set[str] = set()
-        self._rows: dict[str, Row] = {}
+        self._rows: dict[str, Row] = {}  # what each row shows
+        self.progress = ProgressThrottle()
         self._stale: set[str] = set()
         # The raw lines (`Event.describe`, what `r` shows) and the sentences the log shows.
         self.log_lines: list[str] = []
@@ -129,15 +133,14 @@ class MainScreen(Screen[None]):
         self.shown_columns: list[tuple[layout.Column, int]] = []
         self._width = 0
         self.ready = False  # composed and not yet torn down: safe to refresh
+        self._status: Text | None = None  # what the status lines show now
 
     def compose(self) -> ComposeResult:
         with Vertical(id="top"):
             yield Static(id="status")
             yield Static(id="rival")
             yield Static(id="uplink")
-        table: DataTable[Text] = DataTable(
-            id="machines", cursor_type="row", zebra_stripes=True, cell_padding=0
-        )
+        table = MachineTable(id="machines", cursor_type="row", zebra_stripes=True, cell_padding=0)
         log = RichLog(id="log", max_lines=LOG_PANE_LINES, wrap=True, markup=False)
         trim_render_caches(table, log)
         yield table
@@ -213,11 +216,13 @@ class MainScreen(Screen[None]):
         self._log_events.extend(events)
         log = self.query_one("#log", RichLog)
         skipped = len(events) - LOG_LINES_PER_REFRESH
+        texts = [self._log_text(event) for event in events[max(0, skipped) :]]
         if skipped > 0:
-            log.write(Text(f"… {skipped} more events (all are in the machines' timelines)", style="dim"))
-            events = events[skipped:]
-        for event in events:
-            log.write(self._log_text(event))
+            texts.insert(
+                0, Text(f"… {skipped} more events (all are in the machines' timelines)", style="dim")
+            )
+        # One write for the refresh's lines: RichLog measures, lays out and scrolls per write.
+        log.write(Text("\n").join(texts))
 
     def _log_text(self, event: Event) -> Text:
         line = event.describe() if self.raw_log else log_line(event)
@@ -239,7 +244,7 @@ class MainScreen(Screen[None]):
         self._stale.update(session.registry.macs() if macs is None else macs)
         if not self._stale:
             return
-        table = self.query_one("#machines", DataTable)
+        table = self.query_one("#machines", MachineTable)
         now = self.clock()
         if any(mac not in self._rows for mac in self._stale):
             for mac in session.registry.macs():  # registry order: planned first, then as seen
@@ -256,22 +261,36 @@ class MainScreen(Screen[None]):
         rows = table.ordered_rows[first : first + table.size.height + 1]
         return [str(row.key.value) for row in rows]
 
-    def _update_row(self, table: DataTable[Text], mac: str, now: float) -> None:
+    def _update_row(self, table: MachineTable, mac: str, now: float) -> None:
         self._stale.discard(mac)
         machine = self.session.registry.get(mac)
         if machine is None:
             if mac in table.rows:  # taken off the plan before it ever booted
                 table.remove_row(mac)
             self._rows.pop(mac, None)
+            self.progress.forget(mac)
             return
         row = self._row(machine, now)
         old = self._rows.get(mac)
+        sample_at, drawn_at = machine.last_seen or 0.0, time.monotonic()
         if old is None or mac not in table.rows:
             table.add_row(*(row[column.key] for column, _ in self.shown_columns), key=mac)
-        elif old != row:
-            for column, _ in self.shown_columns:
-                if row[column.key] != old[column.key]:
-                    table.update_cell(mac, column.key, row[column.key])
+        else:
+            changed = {
+                column.key: row[column.key]
+                for column, _ in self.shown_columns
+                if row[column.key] != old[column.key]
+            }
+            if (
+                changed.keys() <= PROGRESS_COLUMNS
+                and changed
+                and not self.progress.due(mac, sample_at, drawn_at)
+            ):
+                self._stale.add(mac)  # its figures wait for a later refresh; _rows keeps what is shown
+                return
+            if changed:
+                table.update_cells(mac, changed.items())
+        self.progress.drawn(mac, sample_at, drawn_at)
         self._rows[mac] = row
 
     def _row(self, machine: Machine, now: float) -> Row:
@@ -309,9 +328,13 @@ class MainScreen(Screen[None]):
     def _refresh_header(self) -> None:
         width = max(20, (self._width or self.app.size.width) - 2)  # the status line's padding
         machines = self.session.registry.snapshot()
-        self.query_one("#status", Static).update(
-            Text("\n", no_wrap=True).join([self._status_line(width), self._summary_line(machines, width)])
+        status = Text("\n", no_wrap=True).join(
+            [self._status_line(width), self._summary_line(machines, width)]
         )
+        if status != self._status:
+            # Its height is fixed (two lines): no layout of the whole screen for new figures.
+            self.query_one("#status", Static).update(status, layout=self._status is None)
+            self._status = status
         self.set_class(not machines, "-empty")
         self._refresh_rival()
         self._refresh_uplink()
@@ -407,7 +430,7 @@ class MainScreen(Screen[None]):
         uplink = self.query_one("#uplink", Static)
         warning = self._uplink_warning()
         if warning:
-            uplink.update(f"⚠  {warning[:1].upper()}{warning[1:]}.")
+            _update_if_changed(uplink, f"⚠  {warning[:1].upper()}{warning[1:]}.")
             uplink.add_class("shown")
         else:
             uplink.remove_class("shown")
@@ -453,13 +476,14 @@ class MainScreen(Screen[None]):
         session = self.session
         rival = self.query_one("#rival", Static)
         if self.pending.rival:
-            rival.update(
+            _update_if_changed(
+                rival,
                 f"⚠  ANOTHER DHCP SERVER answers on {session.config.interface}: {self.pending.rival}."
                 + (
                     f" pxetui switched to {self.pending.rival_mode} mode: it hands out no more addresses."
                     if self.pending.rival_mode
                     else f" pxetui runs in {session.mode} mode; PCs may get addresses from it."
-                )
+                ),
             )
             rival.add_class("shown")
         else:
@@ -528,37 +552,20 @@ class MainScreen(Screen[None]):
                 Field("hostname", "Hostname (optional)", "e.g. lab-pc-01", (entry and entry.hostname) or "")
             )
         who = macs[0] if single else f"{len(macs)} marked machines"
-        offered: set[str] = set()  # profiles whose fetch the operator was offered in this form
+        offer = FetchOffer(self.host.start_fetch)  # fetch on first use: a second Enter accepts
 
         def apply(values: dict[str, str]) -> str | None:
             name = values["profile"]
             if not name:
                 return "choose a profile from the list or type its name"
             hostname = values.get("hostname") or None
-            try:
-                session.assign_machines(macs, name, hostname)
-            except NotServable as exc:
-                if not exc.fetchable:
-                    return str(exc)
-                if name not in offered:
-                    # Fetch on first use: the form offers it; a second Enter accepts.
-                    offered.add(name)
-                    return (
-                        f"{name} is not downloaded yet. Press Enter again to fetch it now and assign it:"
-                        f" {who} will wait at a retry screen until its files are verified, then boot."
-                        f"\n({exc})"
-                    )
-                if reason := self.host.start_fetch(name):
-                    return reason
-                try:
-                    session.assign_machines(macs, name, hostname)
-                except PxetuiError as again:
-                    return str(again)
+            refused = offer.attempt(lambda: session.assign_machines(macs, name, hostname), who, "assign it")
+            if refused:
+                return refused
+            if offer.started:
                 self._done(f"fetching {name}; assigned to {who}: it boots once the files are verified")
-                return None
-            except PxetuiError as exc:
-                return str(exc)
-            self._done(f"{name} assigned to {who}")
+            else:
+                self._done(f"{name} assigned to {who}")
             return None
 
         self.app.push_screen(
@@ -591,6 +598,7 @@ class MainScreen(Screen[None]):
 
     def action_add_machine(self) -> None:
         session = self.session
+        offer = FetchOffer(self.host.start_fetch)  # as in the assign form
 
         def apply(values: dict[str, str]) -> str | None:
             try:
@@ -599,11 +607,14 @@ class MainScreen(Screen[None]):
                 return str(exc)
             hostname = values["hostname"] or None
             profile = values["profile"] or None
-            try:
+
+            def add() -> None:
                 session.add_machine(mac, hostname, profile)
-            except PxetuiError as exc:
-                return str(exc)
-            self._done(f"added {mac}" + (f" with {profile}" if profile else ""))
+
+            if refused := offer.attempt(add, mac, "add the machine"):
+                return refused
+            fetching = f"; fetching {profile}: it boots once the files are verified" if offer.started else ""
+            self._done(f"added {mac}" + (f" with {profile}" if profile else "") + fetching)
             return None
 
         self.app.push_screen(
@@ -875,6 +886,12 @@ def _short_size(n: int) -> str:
             value = n / scale
             return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
     return f"{n}B"
+
+
+def _update_if_changed(widget: Static, content: str) -> None:
+    """A warning bar's text, only when it changed: `Static.update` lays the whole screen out again."""
+    if widget.content != content:
+        widget.update(content)
 
 
 def _cell(text: str, style: str = "") -> Text:

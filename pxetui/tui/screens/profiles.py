@@ -10,6 +10,7 @@ start the work, so nothing here blocks the screen.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
@@ -21,7 +22,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Label, ProgressBar, Static
 
 from pxetui.boot.cache import FileState, profile_status
-from pxetui.boot.profiles import Profile
+from pxetui.boot.profiles import Profile, imported_profiles_dir, is_valid_name
+from pxetui.commands.import_iso import profile_name_for
 from pxetui.session import Session
 from pxetui.tui.contracts import ProfilesHost
 from pxetui.tui.downloads import Download
@@ -162,6 +164,12 @@ class ProfilesScreen(Screen[None]):
             return
         table = self.query_one("#profile-table", DataTable)
         profiles = self._profiles()
+        keep_cursor: Profile | None = None
+        if self._rows and any(p.name not in self._rows for p in profiles):
+            # A profile came (an ISO imported): the rows again in name order, the cursor kept.
+            keep_cursor = self.cursor_profile()
+            table.clear()
+            self._rows.clear()
         for profile in profiles:
             row = self._row(profile)
             old = self._rows.get(profile.name)
@@ -172,6 +180,8 @@ class ProfilesScreen(Screen[None]):
                     if cell != was:
                         table.update_cell(profile.name, key, cell)
             self._rows[profile.name] = row
+        if keep_cursor is not None:
+            table.move_cursor(row=table.get_row_index(keep_cursor.name))
         cache = self.session.config.cache_dir
         title = Text.assemble(("OS profiles", "bold"), f"  {len(profiles)} profiles, cache {cache}")
         self.query_one("#profiles-title", Static).update(title)
@@ -258,12 +268,34 @@ class ProfilesScreen(Screen[None]):
         self.app.push_screen(ConfirmScreen(question, yes="Delete", no="Keep"), answered)
 
     def action_import_iso(self) -> None:
+        offered: set[str] = set()  # imported profiles this form offered to replace
+
         def apply(values: dict[str, str]) -> str | None:
             if not values["path"]:
                 return "give the path of an installer ISO"
-            reason = self.host.start_import(values["path"], values["name"] or None)
+            iso = Path(values["path"]).expanduser()
+            if not iso.is_file():
+                return f"{iso}: no such file"
+            # The name is checked here, in the form's words: import-iso's own refusals name its
+            # --name and --force, which this form does not have.
+            name = values["name"] or profile_name_for(iso.resolve())
+            if not is_valid_name(name):
+                return f"profile name {name!r}: lower-case letters, digits, '.', '_' or '-' (64 at most)"
+            force = False
+            existing = self.session.profiles.get(name)
+            if existing is not None:
+                if existing.source.parent != imported_profiles_dir(self.session.config.cache_dir):
+                    return f"{name} is already a profile ({existing.source}): type another profile name"
+                if name not in offered:
+                    offered.add(name)
+                    return (
+                        f"{name} was imported before ({existing.source}). Press Enter again to"
+                        " replace it with this ISO, or type another profile name"
+                    )
+                force = True
+            reason = self.host.start_import(str(iso), values["name"] or None, force)
             if reason is None:
-                self.notify(f"importing {values['path']}", title="Import ISO")
+                self.notify(f"importing {iso}", title="Import ISO")
             return reason
 
         self.app.push_screen(
