@@ -29,8 +29,8 @@ from pxetui.model.events import (
 from pxetui.model.registry import Machine, Stage, TransferProgress
 from pxetui.session import Session
 from pxetui.tui import launch, layout, stalls
-from pxetui.tui.format import stage_text as format_stage
 from pxetui.tui.app import PxetuiApp
+from pxetui.tui.format import stage_text as format_stage
 from pxetui.tui.screens.detail import DetailScreen
 from pxetui.tui.screens.forms import FormScreen
 from pxetui.tui.screens.main import POLICY_ALL

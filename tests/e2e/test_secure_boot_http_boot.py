@@ -19,8 +19,9 @@ import pytest
 from lab import Lab
 
 from e2e.chain import in_order, machine_state, planned, steps
+from e2e.test_secure_boot import boot
 from pxetui.boot import ramdisk
-from pxetui.lab.qemu import Vm, VmSpec
+from pxetui.lab.qemu import VmSpec
 
 pytestmark = [pytest.mark.lab, pytest.mark.e2e]
 
@@ -44,13 +45,6 @@ def pc(mac: str, network_boot: str) -> VmSpec:
     if ramdisk.missing_tools():
         pytest.skip(f"needs {ramdisk.INSTALL_HINT}")
     return spec
-
-
-def boot(lab: Lab, tmp_path: Path, spec: VmSpec) -> Vm:
-    lab.add_tap(spec.tap)
-    vm = Vm(spec, lab.server_ns, tmp_path)
-    vm.start()
-    return vm
 
 
 def image_served(events: list[dict[str, Any]], mac: str) -> dict[str, Any]:
