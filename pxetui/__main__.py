@@ -131,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--boot-files",
         type=Path,
         metavar="DIR",
-        help="directory with ipxe.efi / undionly.kpxe (default: /usr/lib/ipxe)",
+        help="directory with ipxe.efi / undionly.kpxe (default: /usr/lib/ipxe); iPXE's signed"
+        " build goes in DIR/x86_64-sb/ (ipxe-shimx64.efi + its signed ipxe.efi; arm64-sb/"
+        " ipxe-shimaa64.efi): Secure Boot PCs then get it, with autoexec.ipxe rendered beside it",
     )
     p.add_argument(
         "--snponly",

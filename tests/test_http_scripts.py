@@ -164,7 +164,7 @@ def test_an_unattended_install_says_it_erases_the_disk_and_asks_first(tmp_path: 
     assert choose == "choose --timeout 30000 --default back confirm || goto menu"
     install = next(i for i, line in enumerate(question) if "/select?" in line)
     assert question[install - 1] == "iseq ${confirm} install || goto menu"
-    assert question[install].startswith(f"chain {BASE}/select?mac=52%3A54%3A00%3Aaa%3Abb%3A01&profile=tiny ")
+    assert question[install].startswith(f"chain {BASE}/select?mac=52%3A54%3A00%3Aaa%3Abb%3A01&profile=tiny&shim=${{pxetui_shim}} ")
     assert "erase-memtest" not in script
 
 

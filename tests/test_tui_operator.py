@@ -24,7 +24,9 @@ from pxetui.model.events import (
     DhcpDiscover,
     HttpRequest,
     ServiceReady,
+    TftpDone,
     TftpProgress,
+    TftpStart,
 )
 from pxetui.model.registry import Machine, Stage, TransferProgress
 from pxetui.session import Session
@@ -210,6 +212,53 @@ def test_a_loader_that_never_comes_back_suggests_secure_boot() -> None:
     assert stalls.stall(m, T0 + 60) is None
     stuck = stalls.stall(m, T0 + 120)
     assert stuck is not None and stuck.cause == "loaded ipxe.efi, never came back: Secure Boot?"
+
+
+def test_a_pc_that_refuses_every_loader_says_so_and_what_to_change_not_a_network_fault() -> None:
+    shim = "debian-installer/amd64/bootnetx64.efi"
+    loaded = Machine(mac=sc.PC_UEFI, stage=Stage.LOADER, firmware="UEFI", last_seen=T0 + 33, shim_loaded=True,
+                     transfer=TransferProgress(file=shim, bytes=10, total=10, finished=True))  # fmt: skip
+    assert stalls.stall(loaded, T0 + 60) is None
+    quiet = stalls.stall(loaded, T0 + 120)  # fetched the shim whole and went quiet
+    assert quiet is not None and quiet.cause == (
+        "loaded bootnetx64.efi (the Microsoft-signed shim), never asked for its GRUB: its Secure Boot"
+        " refused it? allow the Microsoft 3rd-party UEFI CA in its firmware setup, or Secure Boot off"
+    )
+    # Back at DHCP after it (the registry's mark): stalled at once, saying what it tried.
+    marked = dataclasses.replace(loaded, shim_loaded=False, secure_boot="all-refused",
+                                 timeline=[(T0 + 5, "secure-boot", "iPXE refused")])  # fmt: skip
+    refused = stalls.stall(marked, T0 + 34)
+    assert refused is not None and refused.describe() == (
+        "stalled at loader for 1s: refused iPXE and the Microsoft-signed shim: its Secure Boot trusts"
+        " neither: allow the Microsoft 3rd-party UEFI CA in its firmware setup, or Secure Boot off"
+    )
+    # A shim that stopped midway is the network's fault, whatever the mark says.
+    cut = dataclasses.replace(marked, transfer=TransferProgress(file=shim, bytes=4, total=10))
+    assert stalls.stall(cut, T0 + 60) is None
+    stopped = stalls.stall(cut, T0 + 120)
+    assert stopped is not None and stopped.cause == "bootnetx64.efi stopped at 40 %: cable, switch, or the PC switched off?"
+
+
+async def test_the_row_and_details_of_a_pc_that_refuses_every_loader_at_80x24(session: Session) -> None:
+    mac, ip, shim = sc.PC_LOADER, "198.18.0.106", "debian-installer/amd64/bootnetx64.efi"
+    app = sc.make_app(session, clock=lambda: sc.NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pxe = DhcpDiscover(mac=mac, arch=7, vendor_class="PXEClient:Arch:00007:UNDI:003000")
+        for offset, loader in ((10, "ipxe.efi"), (30, shim)):
+            sc.publish(session, offset, pxe)
+            sc.publish(session, offset + 1, DhcpAck(mac=mac, arch=7, ip=ip, file=loader))
+            sc.publish(session, offset + 2, TftpStart(mac=mac, file=loader, client=ip, total=10, blksize=1468,
+                                                      windowsize=4))  # fmt: skip
+            sc.publish(session, offset + 3, TftpDone(mac=mac, file=loader, client=ip, bytes=10, total=10, rate=1.0,
+                                                     ok=True, reason=""))  # fmt: skip
+        sc.publish(session, 50, pxe)  # back again: refused the shim too
+        await settle(pilot, app)
+        assert "stalled: allow the Microsoft" in row_text(app, mac)
+        app.push_screen(DetailScreen(session, mac, lambda: sc.NOW))
+        await pilot.pause()
+        info = " ".join(str(app.screen.query_one("#detail-info", Static).render()).split())
+        assert "refused iPXE and the Microsoft-signed shim: its Secure Boot trusts neither" in info, info
+        assert "'Allow Microsoft 3rd Party UEFI CA'" in info and "Surface: Secured-core off" in info, info
 
 
 def test_a_silent_installer_and_a_stopped_transfer() -> None:

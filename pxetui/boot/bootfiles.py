@@ -21,6 +21,15 @@ Fedora's shim. `profile_chain` makes a chain of them once both are verified, ser
 under its compiled-in prefix or, as Red Hat's GRUB does on the network, beside itself.
 `BootFiles.chain_for` is the one question the DHCP answer asks: the assigned profile's own
 chain, else the chain of its vendor, else the default one.
+
+iPXE 2.x's own signed build (`IpxeShim`) is used when the operator puts it in --boot-files:
+iPXE's Microsoft-signed shim `ipxe-shimx64.efi` (arm64 `ipxe-shimaa64.efi`) loads only the
+iPXE-signed loader named by its own name without `-shim<arch>` (`ipxe.efi`) from the same
+directory (ipxe/shim), so the pair must sit side by side: in `x86_64-sb/` / `arm64-sb/` as
+iPXE's `ipxeboot.tar.gz` lays them out (looked for first), or at the top of the directory.
+A signed iPXE cannot embed a script: it fetches `autoexec.ipxe` from the directory it was
+loaded from (iPXE `efi_autoexec.c`), which pxetui renders (`is_autoexec`). Debian does not
+package the signed build; nothing is looked for outside --boot-files.
 """
 
 from __future__ import annotations
@@ -52,6 +61,30 @@ _GRUB_PREFIX = re.compile(rb"\x03\x00\x00\x00(.{4})(/[\x21-\x7e]*)\x00", re.S)
 _GRUB_HTTP = b"User-Agent: GRUB"  # in GRUB's http module only (grub-core/net/http.c)
 MAX_GRUB_BYTES = 64 << 20
 PROFILE_LOADERS = "profiles"  # TFTP: profiles/NAME/shimx64.efi, profiles/NAME/grubx64.efi
+IPXE_SHIM_SUFFIX = {X86_64: "x64", ARM64: "aa64"}  # ipxe-shim<suffix>.efi (ipxe/shim's names)
+IPXE_SB_DIRS = {X86_64: "x86_64-sb", ARM64: "arm64-sb"}  # ipxeboot.tar.gz's directories
+AUTOEXEC = "autoexec.ipxe"  # what a signed iPXE fetches beside itself (it cannot embed one)
+
+
+@dataclass(frozen=True, slots=True)
+class IpxeShim:
+    """iPXE's signed shim and the signed iPXE it loads, side by side (catalog names)."""
+
+    cpu: str
+    shim: str  # what DHCP names: ipxe-shimx64.efi
+    loader: str  # what that shim loads from its own directory: ipxe.efi
+
+    @property
+    def directory(self) -> str:
+        """The catalog directory both live in ("" at the top), where autoexec.ipxe is asked."""
+        return self.shim.rpartition("/")[0]
+
+    @property
+    def autoexec(self) -> str:
+        return f"{self.directory}/{AUTOEXEC}" if self.directory else AUTOEXEC
+
+    def describe(self) -> dict[str, object]:
+        return {"cpu": self.cpu, "shim": self.shim, "loader": self.loader, "autoexec": self.autoexec}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +131,7 @@ class BootFiles:
     catalog: dict[str, Path]  # name as requested over TFTP/HTTP -> regular file on disk
     uefi_loader: str = UEFI_LOADER
     chains: tuple[SignedChain, ...] = field(default=())  # Secure Boot chains, the default first
+    ipxe_shims: tuple[IpxeShim, ...] = field(default=())  # iPXE's signed build, one per CPU
 
     def path(self, name: str) -> Path | None:
         return self.catalog.get(name)
@@ -130,6 +164,17 @@ class BootFiles:
             chain = profile_chain(profile, cache_dir)
             return chain if chain is not None and chain.cpu == firmware.ARCHES[arch].cpu else None
         return self.chain_for_arch(arch, profile.secure_boot if profile is not None else None)
+
+    def ipxe_shim_for_arch(self, arch: int) -> IpxeShim | None:
+        """iPXE's signed shim for option-93 `arch` (a UEFI x64/arm64 PC), if the operator gave it."""
+        if firmware.signed_names(arch) is None:
+            return None
+        cpu = firmware.ARCHES[arch].cpu
+        return next((s for s in self.ipxe_shims if s.cpu == cpu), None)
+
+    def is_autoexec(self, name: str) -> bool:
+        """`name` is the autoexec.ipxe a signed iPXE asks for beside itself (pxetui renders it)."""
+        return any(name == s.autoexec for s in self.ipxe_shims)
 
     def chain_of(self, name: str) -> SignedChain | None:
         """The chain a served file belongs to (its shim or its GRUB), by catalog name."""
@@ -250,6 +295,33 @@ def _package_chains(
             yield chain, {shim[0]: shim[1].resolve(), grub[0]: grub[1].resolve()}
 
 
+def find_ipxe_shims(catalog: dict[str, Path], snponly: bool = False) -> tuple[IpxeShim, ...]:
+    """iPXE's signed shims in the catalog whose signed iPXE lies beside them, one per CPU.
+
+    `x86_64-sb/ipxe-shimx64.efi` (iPXE's release layout) before a top-level one, then any
+    other directory; `snponly-shim*.efi` before `ipxe-shim*.efi` under --snponly.
+    """
+    found: list[IpxeShim] = []
+    preferred = ("snponly", "ipxe") if snponly else ("ipxe", "snponly")
+    for cpu, suffix in IPXE_SHIM_SUFFIX.items():
+        tail = f"-shim{suffix}.efi"
+        candidates: list[tuple[tuple[int, int, str], IpxeShim]] = []
+        for name in catalog:
+            directory, _, base = name.rpartition("/")
+            if not base.endswith(tail) or len(base) == len(tail):
+                continue
+            stem = base[: -len(tail)]
+            loader = f"{directory}/{stem}.efi" if directory else f"{stem}.efi"
+            if loader not in catalog:
+                continue  # the shim would find nothing to load
+            where = 0 if directory == IPXE_SB_DIRS[cpu] else 1 if not directory else 2
+            rank = preferred.index(stem) if stem in preferred else len(preferred)
+            candidates.append(((where, rank, name), IpxeShim(cpu, name, loader)))
+        if candidates:
+            found.append(min(candidates, key=lambda c: c[0])[1])
+    return tuple(found)
+
+
 def find_signed_chains(
     images: Path = DI_IMAGES, shim_dir: Path = SHIM_DIR, grub_dirs: dict[str, Path] | None = None
 ) -> tuple[tuple[SignedChain, ...], dict[str, Path]]:
@@ -286,11 +358,12 @@ def find_boot_files(
         if path.is_file():  # follows links that exist at start; broken links are skipped
             catalog[path.relative_to(root).as_posix()] = path.resolve()
     uefi = UEFI_SNP_LOADER if snponly else UEFI_LOADER
-    if BIOS_LOADER not in catalog and uefi not in catalog:
+    ipxe_shims = find_ipxe_shims(catalog, snponly)
+    if BIOS_LOADER not in catalog and uefi not in catalog and not ipxe_shims:
         raise UsageError(
             f"{root} has neither {BIOS_LOADER} nor {uefi}: install Debian's `ipxe` package"
             " or put the iPXE loaders there"
         )
     for name, path in signed_files.items():
         catalog.setdefault(name, path)  # a file of the operator's own of that name wins
-    return BootFiles(root=root, catalog=catalog, uefi_loader=uefi, chains=signed)
+    return BootFiles(root=root, catalog=catalog, uefi_loader=uefi, chains=signed, ipxe_shims=ipxe_shims)

@@ -83,6 +83,10 @@ class ScriptRenderer:
     def probe(self, base: str) -> str:
         return self._render("ipxe/probe.ipxe.j2", base=base)
 
+    def autoexec(self, base: str) -> str:
+        """autoexec.ipxe for iPXE's signed build: DHCP, then the probe, marked `shim=1`."""
+        return self._render("ipxe/autoexec.ipxe.j2", base=base)
+
     def action(self, action: str, base: str, machine: MachineContext) -> str:
         """local | shell | reboot."""
         return self._render(f"ipxe/{action}.ipxe.j2", base=base, machine=machine)
@@ -130,10 +134,20 @@ class ScriptRenderer:
             remaining_seconds=poll.remaining if poll else None,
         )
 
-    def boot(self, profile: Profile, base: str, machine: MachineContext, cmdline: str, retry_url: str) -> str:
+    def boot(
+        self,
+        profile: Profile,
+        base: str,
+        machine: MachineContext,
+        cmdline: str,
+        retry_url: str,
+        shim_url: str | None = None,
+    ) -> str:
         """The script that boots `profile` on `machine`: kernel+initrd, chain, or an action.
 
         `cmdline` is the profile's kernel command line already rendered for this machine.
+        `shim_url`: the PC runs iPXE's signed build and the kernel is signed by a distribution;
+        iPXE's `shim` command hands the kernel to that distribution's shim to verify it.
         """
         if profile.action:
             return self.action(profile.action, base, machine)
@@ -149,6 +163,7 @@ class ScriptRenderer:
             initrd_url=urls.get("initrd"),
             cmdline=ipxe_line(cmdline),
             retry_url=retry_url,
+            shim_url=shim_url,
         )
 
     def wait_for_files(

@@ -7,7 +7,10 @@ with OVMF on these machines, so guests use TCG (docs/architecture.md, "The lab h
 Three more kinds of PC, each one field of `VmSpec`, so every test builds its guest here:
   - `secure_boot`: OVMF's Secure Boot build with Microsoft's keys enrolled (Debian `ovmf`,
     `OVMF_CODE_4M.ms.fd` + a copy of `OVMF_VARS_4M.ms.fd`); the variable store is writable
-    only from SMM, so nothing the guest runs can turn Secure Boot off.
+    only from SMM, so nothing the guest runs can turn Secure Boot off. With
+    `secure_boot_keys="snakeoil"` the store is `OVMF_VARS_4M.snakeoil.fd` instead (with its
+    `OVMF_CODE_4M.snakeoil.fd`): Secure Boot on with only Debian's test key enrolled, so it
+    refuses iPXE and the Microsoft-signed shim alike, like a PC with the third-party CA off.
   - `cpu="arm64"`: QEMU's `virt` machine with AAVMF (Debian `qemu-efi-aarch64`), the arm64
     UEFI firmware, whose PXE client says arch 11. A Cortex-A57 model, not `max`: `max`'s
     pointer authentication is costly under TCG and nothing here needs it.
@@ -33,6 +36,8 @@ from pxetui.errors import UsageError
 OVMF_CODE = Path("/usr/share/qemu/OVMF.fd")
 OVMF_SB_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.ms.fd")
 OVMF_SB_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
+OVMF_SNAKEOIL_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd")
+OVMF_SNAKEOIL_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd")  # no Microsoft key at all
 AAVMF_CODE = Path("/usr/share/AAVMF/AAVMF_CODE.fd")
 AAVMF_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.fd")
 AAVMF_SB_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.ms.fd")  # Microsoft's keys, Secure Boot on
@@ -42,6 +47,7 @@ INSTALL_HINT = "sudo apt-get install qemu-system-x86 ovmf ipxe-qemu"
 ARM64_INSTALL_HINT = "sudo apt-get install qemu-system-arm qemu-efi-aarch64"
 CPUS = ("x86_64", "arm64")
 NETWORK_BOOTS = ("pxe", "http")
+SECURE_BOOT_KEYS = ("microsoft", "snakeoil")  # which keys the Secure Boot variable store enrolls
 # OVMF's fw_cfg switches for its PXE client (values are parsed as booleans).
 PXE_OFF = (
     "name=opt/org.tianocore/IPv4PXESupport,string=no",
@@ -70,6 +76,7 @@ class VmSpec:
     cpu: str = "x86_64"  # x86_64 | arm64 (AAVMF on QEMU's virt machine)
     secure_boot: bool = False  # OVMF/AAVMF with Microsoft's keys enrolled, Secure Boot on
     network_boot: str = "pxe"  # pxe | http: the firmware's UEFI HTTPv4 boot option first
+    secure_boot_keys: str = "microsoft"  # microsoft | snakeoil (x86_64 only): trusts no shim
 
     def __post_init__(self) -> None:
         if self.cpu not in CPUS:
@@ -81,6 +88,12 @@ class VmSpec:
             raise UsageError(f"VM {self.name}: arm64, Secure Boot and HTTP boot need firmware='uefi'")
         if self.cpu == "arm64" and self.network_boot == "http":
             raise UsageError(f"VM {self.name}: HTTP boot is set up for x86_64 OVMF only")
+        if self.secure_boot_keys not in SECURE_BOOT_KEYS:
+            raise UsageError(
+                f"VM {self.name}: secure_boot_keys {self.secure_boot_keys!r}: use microsoft or snakeoil"
+            )
+        if self.secure_boot_keys == "snakeoil" and (not self.secure_boot or self.cpu != "x86_64"):
+            raise UsageError(f"VM {self.name}: snakeoil keys are for x86_64 OVMF with secure_boot=True")
 
     @property
     def binary(self) -> str:
@@ -91,6 +104,8 @@ class VmSpec:
         """(code, variables template) of split-flash firmware; None: OVMF as one `-bios` image."""
         if self.cpu == "arm64":
             return AAVMF_CODE, AAVMF_SB_VARS if self.secure_boot else AAVMF_VARS
+        if self.secure_boot and self.secure_boot_keys == "snakeoil":
+            return OVMF_SNAKEOIL_CODE, OVMF_SNAKEOIL_VARS
         if self.secure_boot:
             return OVMF_SB_CODE, OVMF_SB_VARS
         return None

@@ -14,6 +14,13 @@ Secure Boot: a UEFI PC that fetched the iPXE loader and comes back to DHCP witho
 having spoken as iPXE was refused it by its firmware (Secure Boot on, iPXE unsigned). The
 machine is marked (`secure_boot = "ipxe-refused"`, kept across boots and restarts) and the
 DHCP answer gives it the signed chain (shim + GRUB) from then on (`needs_signed_chain`).
+A PC that then fetches the whole shim and comes back to DHCP without asking for anything after
+it (its GRUB, a grub.cfg) refused the shim too: its Secure Boot trusts neither (a Lenovo with
+the Microsoft third-party CA off, a Surface in Secured-core mode). It is marked
+`secure_boot = "all-refused"` with the firmware settings that would let it boot in its
+last_error. Only a shim fetched whole counts: one whose transfer stopped is a network fault,
+and a PC whose shim goes on to ask for its GRUB (the operator changed its firmware) goes back
+to "ipxe-refused".
 
 Only PCs that matter get a machine: one in the plan (plan events), one that network-boots
 (a DHCP event from PXE / HTTP-boot firmware or iPXE), and from then on every event about it.
@@ -26,6 +33,7 @@ line: past it, packets name no new machine whatever reports them (plan events st
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -85,7 +93,7 @@ _ORDER = {stage: i for i, stage in enumerate(Stage)}
 _LABELS = {
     Stage.WAITING: "waiting for power-on",
     Stage.DHCP: "DHCP",
-    Stage.LOADER: "iPXE loader",
+    Stage.LOADER: "loader",
     Stage.MENU: "menu",
     Stage.KERNEL: "kernel",
     Stage.INITRD: "initrd",
@@ -98,6 +106,17 @@ _LABELS = {
 # Boot-script answers (iPXE script, rendered grub.cfg) that send a PC to its own disk.
 LOCAL_ANSWERS = frozenset({"local", "menu-timeout"})
 IPXE_REFUSED = "ipxe-refused"  # Machine.secure_boot: the firmware refused iPXE (Secure Boot)
+ALL_REFUSED = "all-refused"  # Machine.secure_boot: it refused the Microsoft-signed shim too
+# What the operator can change in the firmware of a PC that refuses every loader (the short
+# form fits the TUI's Progress column; the details and machines.json have the whole advice).
+REFUSED_ADVICE_SHORT = "allow the Microsoft 3rd-party UEFI CA in its firmware setup, or Secure Boot off"
+REFUSED_ADVICE = (
+    "in its firmware setup: allow the Microsoft 3rd-party UEFI CA (Lenovo: 'Allow Microsoft 3rd"
+    " Party UEFI CA'), or turn Secure Boot off; Surface: Secured-core off"
+)
+# A signed chain's first loader: shim (shimx64.efi, Debian's d-i bootnetx64.efi, iPXE 2.x's
+# ipxe-shimx64.efi), or the HTTP Boot disk image carrying it (boot/ramdisk.py: SHIM.img).
+_SHIM_LOADER = re.compile(r"(^|/)(ipxe-)?(shim|bootnet)(x64|aa64|ia32|arm)\.efi(\.img)?$", re.IGNORECASE)
 
 # What the HTTP service calls each kind of file it serves, and the stage fetching it means.
 # TFTP names what it serves the same way (a grub.cfg is a "script"); unnamed is a loader.
@@ -146,9 +165,12 @@ class Machine:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     menu_choice: str | None = None
     last_error: str | None = None
-    secure_boot: str | None = None  # IPXE_REFUSED once its firmware refused iPXE
+    secure_boot: str | None = None  # IPXE_REFUSED once its firmware refused iPXE, ALL_REFUSED: the shim too
     ipxe_loaded: bool = False  # this boot: the firmware fetched a whole iPXE loader
     spoke_ipxe: bool = False  # this boot: iPXE ran (a DHCP request said so)
+    # The firmware fetched a whole shim and asked for nothing after it yet: refused, if the PC
+    # comes back to DHCP next. Kept over the DISCOVER that starts a new boot, which reads it.
+    shim_loaded: bool = False
     # This boot: pxetui told it to boot its own disk (menu default, a local choice, `l`): it is
     # done with the network, not stuck at the menu.
     booted_local: bool = False
@@ -180,6 +202,7 @@ class Machine:
             "secure_boot": self.secure_boot,
             "ipxe_loaded": self.ipxe_loaded,
             "spoke_ipxe": self.spoke_ipxe,
+            "shim_loaded": self.shim_loaded,
             "booted_local": self.booted_local,
             "proxy_bytes": self.proxy_bytes,
         }
@@ -228,7 +251,21 @@ def needs_signed_chain(machine: Machine | None) -> bool:
     Asked while the DHCP answer is being made, before the registry has seen that request:
     a refusal pending (iPXE fetched, never ran) counts as much as the mark it will become.
     """
-    return machine is not None and (machine.secure_boot == IPXE_REFUSED or ipxe_refused(machine))
+    return machine is not None and (
+        machine.secure_boot in (IPXE_REFUSED, ALL_REFUSED) or ipxe_refused(machine)
+    )
+
+
+def is_shim_loader(name: str) -> bool:
+    """Whether a served file is a signed chain's first loader (a shim, or the disk image of one)."""
+    return _SHIM_LOADER.search(name) is not None
+
+
+def refused_every_loader(machine: Machine) -> str:
+    """What a PC marked ALL_REFUSED tried and its firmware refused, as a sentence."""
+    if any(step == "secure-boot" and detail == "iPXE refused" for _, step, detail in machine.timeline):
+        return "refused iPXE and the Microsoft-signed shim: its Secure Boot trusts neither"
+    return "refused the Microsoft-signed shim: its Secure Boot does not trust it"  # --secure-boot signed
 
 
 def creates_machine(event: Event) -> bool:
@@ -409,6 +446,7 @@ def _note_ipxe(machine: Machine, event: DhcpClientEvent) -> None:
     """iPXE spoke (it ran), or the firmware is back without it: the firmware refused iPXE."""
     if event.ipxe:
         machine.spoke_ipxe = True
+        machine.shim_loaded = False  # iPXE 2.x's signed build: its shim ran
         return
     if not isinstance(event, DhcpDiscover) or not event.netboot or not ipxe_refused(machine):
         return
@@ -421,6 +459,29 @@ def _note_ipxe(machine: Machine, event: DhcpClientEvent) -> None:
         machine.timeline.append((event.ts, "secure-boot", "iPXE refused"))
 
 
+def _note_shim(machine: Machine, event: DhcpClientEvent) -> None:
+    """Back at DHCP with a whole shim fetched and nothing asked after it: the shim was refused."""
+    if not isinstance(event, DhcpDiscover) or not event.netboot or not machine.shim_loaded:
+        return
+    machine.shim_loaded = False
+    first = machine.secure_boot != ALL_REFUSED
+    machine.secure_boot = ALL_REFUSED
+    machine.last_error = f"Secure Boot: {refused_every_loader(machine)}; {REFUSED_ADVICE}"
+    if first:
+        machine.timeline.append((event.ts, "secure-boot", "shim refused too: every loader refused"))
+
+
+def _shim_ran(machine: Machine, file: str, ts: float) -> None:
+    """A request after the shim (its GRUB, a grub.cfg, signed iPXE): the shim ran."""
+    if is_shim_loader(file):
+        return  # the shim again (a size probe, a retry) says nothing about whether it ran
+    machine.shim_loaded = False
+    if machine.secure_boot == ALL_REFUSED:
+        # Its firmware trusts the shim now (the operator changed a setting); iPXE stays refused.
+        machine.secure_boot = IPXE_REFUSED
+        machine.timeline.append((ts, "secure-boot", "shim accepted"))
+
+
 def _on_dhcp(machine: Machine, event: DhcpClientEvent) -> None:
     _note_ipxe(machine, event)
     # Only a network-boot client (firmware PXE / HTTP boot, or iPXE) starts a new boot: the
@@ -431,6 +492,7 @@ def _on_dhcp(machine: Machine, event: DhcpClientEvent) -> None:
         and (machine.stage.terminal or machine.stage.order >= Stage.MENU.order)
     ):
         _new_boot(machine, event.ts)
+    _note_shim(machine, event)  # after a new boot's reset, so its last_error stays
     address = _address_taken(machine, event)
     if address is not None:
         machine.ip = address or None
@@ -500,12 +562,18 @@ def _transfer_ends(machine: Machine, transfer: TransferProgress, ok: bool, reaso
 
 
 def _loader_fetched(machine: Machine, file: str, ok: bool, probe: bool | None = None) -> None:
-    """A whole iPXE loader reached the firmware: iPXE should speak next, unless refused."""
-    if ok and not probe and is_ipxe_loader(file):
+    """A whole loader reached the firmware: iPXE should speak next, or shim ask for its GRUB,
+    unless the firmware refused it."""
+    if not ok or probe:
+        return
+    if is_ipxe_loader(file):
         machine.ipxe_loaded = True
+    elif is_shim_loader(file):
+        machine.shim_loaded = True
 
 
 def _on_tftp_start(machine: Machine, event: TftpStart) -> None:
+    _shim_ran(machine, event.file, event.ts)
     if event.kind == "script" and event.answer in LOCAL_ANSWERS:
         machine.booted_local = True
     stage = HTTP_KIND_STAGES.get(event.kind or "", Stage.LOADER)
@@ -513,6 +581,7 @@ def _on_tftp_start(machine: Machine, event: TftpStart) -> None:
 
 
 def _on_http_request(machine: Machine, event: HttpRequest) -> None:
+    _shim_ran(machine, event.file or event.path, event.ts)
     if event.kind == "script" and event.answer in LOCAL_ANSWERS:
         machine.booted_local = True
     stage = HTTP_KIND_STAGES.get(event.kind)

@@ -10,6 +10,12 @@ The quiet times are how long each step normally takes with room to spare: a firm
 its loader seconds after its address, iPXE for its script seconds after it starts; an
 installer may run for many minutes without a word to pxetui (it fetches packages elsewhere),
 so only a long silence after it fetched its answers counts.
+
+A PC whose firmware refused every loader (iPXE, then the Microsoft-signed shim: the registry's
+`all-refused`) will not get further whatever the network does: it is stalled at once, with
+what it tried and what to change in its firmware, not a network hint. One that fetched a whole
+shim and then went quiet is told the same after the usual step silence; one whose shim
+transfer stopped midway is a transfer problem, and says so.
 """
 
 from __future__ import annotations
@@ -17,7 +23,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from pxetui.model.registry import Machine, Stage
+from pxetui.model.registry import (
+    ALL_REFUSED,
+    REFUSED_ADVICE_SHORT,
+    Machine,
+    Stage,
+    refused_every_loader,
+)
 from pxetui.tui.format import duration
 
 DHCP_QUIET = 45.0  # seconds at DHCP without asking for a boot file (firmware retries 4 times in ~60 s)
@@ -61,8 +73,21 @@ def stall(machine: Machine, now: float, asks: int | None = None) -> Stall | None
     stage = machine.stage
     if stage is Stage.WAITING or stage.terminal:
         return None
+    if machine.secure_boot == ALL_REFUSED and stage in (Stage.DHCP, Stage.LOADER):
+        refused = _refused_everything(machine, now)
+        if refused is not None:
+            return refused
     check = _CHECKS.get(stage)
     return check(machine, now, asks) if check is not None else None
+
+
+def _refused_everything(machine: Machine, now: float) -> Stall | None:
+    """Its firmware refused every loader; None while it fetches one again (it may get further)."""
+    transfer = machine.transfer
+    if transfer is not None and not transfer.finished:
+        return None
+    step = _SHORT[machine.stage]
+    return Stall(step, _silent(machine, now), refused_every_loader(machine), REFUSED_ADVICE_SHORT)
 
 
 def _silent(machine: Machine, now: float) -> float:
@@ -112,6 +137,13 @@ def _at_loader(machine: Machine, now: float, asks: int | None) -> Stall | None:
     if machine.fingerprint.get("user_class") == "iPXE":
         return Stall(
             "loader", silent, "iPXE started, never fetched its boot script", "HTTP blocked by a firewall?"
+        )
+    if machine.shim_loaded:
+        return Stall(
+            "loader",
+            silent,
+            f"loaded {_file(machine)} (the Microsoft-signed shim), never asked for its GRUB",
+            f"its Secure Boot refused it? {REFUSED_ADVICE_SHORT}",
         )
     hint = "Secure Boot?" if machine.firmware.startswith("UEFI") else "look at its screen"
     return Stall("loader", silent, f"loaded {_file(machine)}, never came back", hint)

@@ -19,6 +19,13 @@ HttpBootDxe needs to count an offer (checked with OVMF, tests/e2e/test_http_boot
 that gets the signed chain, and whose GRUB reads TFTP only, gets the chain as a disk image
 (`/ramdisk/SHIM.img`, boot/ramdisk.py): in `auto` a PC whose PXE refused iPXE thus boots
 the signed chain on its firmware's next option, HTTPv4, in the same power-on.
+
+When the operator gave iPXE 2.x's own signed build (`ipxe-shimx64.efi` + its signed
+`ipxe.efi`, `bootfiles.IpxeShim`), a PXE client that gets the signed chain gets that shim
+instead of shim + GRUB: the same iPXE path as every other PC (HTTP, menu, progress), the
+profile's kernel verified by its distribution's shim (`shim` in the boot script). Not for
+UEFI HTTP Boot: there the signed iPXE finds no `autoexec.ipxe` (it reads it through the PXE
+firmware's TFTP), so it could not say it runs signed and the shim line would be missing.
 """
 
 from __future__ import annotations
@@ -67,6 +74,8 @@ class ServerFacts:
     # The signed chain's shim for (mac, arch), and whether its GRUB reads HTTP; None: no chain.
     signed_loader: Callable[[str, int], tuple[str, bool] | None] = lambda mac, arch: None
     needs_signed: Callable[[str], bool] = lambda mac: False  # the PC's firmware refused iPXE
+    # iPXE's signed shim for an arch (the operator's --boot-files), preferred as the signed chain.
+    ipxe_shim: Callable[[int], str | None] = lambda arch: None
     # Full mode: options 3 and 6, only when the operator names them (--router, --dns). Without
     # a router no default route is handed out: the laptop does not forward, and the installers
     # are told to go on without one.
@@ -146,8 +155,12 @@ def _loader_choice(packet: Packet, arch: int, http_boot: bool, facts: ServerFact
     """The loader file for a PXE / HTTP boot firmware: iPXE, or the signed chain's shim."""
     ipxe = facts.loader_for_arch(arch)
     signed = facts.signed_loader(packet.mac, arch) if facts.secure_boot != IPXE else None
-    refused = facts.secure_boot == "auto" and signed is not None and facts.needs_signed(packet.mac)
-    kind = chain_kind(facts.secure_boot, refused, ipxe is not None, signed is not None)
+    ipxe_shim = facts.ipxe_shim(arch) if facts.secure_boot != IPXE and not http_boot else None
+    has_signed = signed is not None or ipxe_shim is not None
+    refused = facts.secure_boot == "auto" and has_signed and facts.needs_signed(packet.mac)
+    kind = chain_kind(facts.secure_boot, refused, ipxe is not None, has_signed)
+    if kind == SIGNED and ipxe_shim is not None:
+        return BootChoice(ipxe_shim, b"PXEClient")  # iPXE's signed build before shim + GRUB
     if kind == SIGNED and signed is not None and http_boot and not signed[1]:
         # Shim served by URL would load that GRUB by HTTP, and it reads TFTP only. The chain
         # goes as a disk image instead: the firmware boots shim from it as a RAM disk, shim its

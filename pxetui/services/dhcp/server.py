@@ -402,6 +402,10 @@ class DhcpService:
             chain = boot_files.chain_for(arch, profile, self.context.settings.cache_dir)
             return (chain.shim, chain.http) if chain is not None else None
 
+        def ipxe_shim(arch: int) -> str | None:
+            shim = boot_files.ipxe_shim_for_arch(arch)
+            return shim.shim if shim is not None else None
+
         return ServerFacts(
             mode=self.mode,
             server_ip=address.ip,
@@ -414,6 +418,7 @@ class DhcpService:
             secure_boot=self.context.settings.secure_boot,
             signed_loader=signed_loader,
             needs_signed=booter.needs_signed_chain,
+            ipxe_shim=ipxe_shim,
             router=self.context.settings.router,
             dns=self.context.settings.dns,
         )

@@ -5,6 +5,8 @@ Routes (nothing else is served; there are no directory listings):
                               (its plan, else the menu; &waited=S: the menu's own re-ask)
   /select?mac=&profile=       the menu's choice (menu.select), answered with that boot script
   /loaders/<name>             iPXE loaders from the boot-files catalog (UEFI HTTP boot)
+                              (also autoexec.ipxe beside iPXE's signed shim, and a
+                              profile's own shim for iPXE's `shim` command)
   /ramdisk/<shim>.img         a Secure Boot chain as a FAT disk image (boot/ramdisk.py), for
                               a Secure Boot PC's UEFI HTTP Boot; made on the first request
   /files/<profile>/<role>     kernel / initrd / iso of a profile (sendfile, Range, HEAD)
@@ -73,6 +75,7 @@ from pxetui.services.http.transfers import BodyTransfer, TransferMonitor
 
 SCRIPT_TYPE = "text/plain"
 MENU_DEFAULT = "local-disk"  # what an unassigned PC boots when nobody chose in its menu
+SIGNED_IPXE = "shim"  # query: "1" from iPXE's signed build (set by autoexec.ipxe)
 CLIENT_INFO = ("arch", "platform", "uuid", "serial", "manufacturer", "product", "lm")
 MAX_INFO_LEN = 128  # firmware strings are short; anything longer is cut, not trusted
 MAX_REASON_LEN = 300
@@ -437,6 +440,7 @@ class HttpService:
         waited = self._waited(query.get("waited"))
         token = self._may_boot(request, mac, "the boot script")
         info = {key: query.get(key, "")[:MAX_INFO_LEN] for key in CLIENT_INFO}
+        signed_ipxe = query.get(SIGNED_IPXE) == "1"
         machine = self._machine(mac, token=token)
         base = self._base
         plan = self._booter.boot_plan(mac)
@@ -451,12 +455,13 @@ class HttpService:
                 answer = "wait-fetch"
             elif plan.profile is not None:
                 profile = plan.profile
-                answer, script = profile.name, self._boot_script(profile, mac, token)
+                script = self._boot_script(profile, mac, token, self._shim_for(profile, info, signed_ipxe))
+                answer = profile.name
             elif timeout and waited >= timeout:
                 # Nobody chose and nobody assigned while the menu waited: the local disk.
                 answer, script = "menu-timeout", self._scripts.action("local", base, machine)
             else:
-                answer, script = "menu", self._menu(machine, info, waited)
+                answer, script = "menu", self._menu(machine, info, waited, signed_ipxe)
         except TemplateError as exc:
             self._error(mac, request, str(exc))
             raise web.HTTPInternalServerError(text=f"{exc}\n") from exc
@@ -479,7 +484,7 @@ class HttpService:
             raise web.HTTPBadRequest(text="waited= must be a number of seconds\n")
         return int(text)
 
-    def _boot_script(self, profile: Profile, mac: str, token: bool) -> str:
+    def _boot_script(self, profile: Profile, mac: str, token: bool, shim_url: str | None = None) -> str:
         machine = self._machine(mac, profile, token=token)
         # A failed boot starts over at the probe, which asks again with the PC's whole identity.
         retry = f"{self._base}/boot.ipxe"
@@ -487,14 +492,36 @@ class HttpService:
             cmdline = self._unattended.cmdline(profile, machine) if profile.cmdline else ""
         except UsageError as exc:
             raise TemplateError(f"profile {profile.name} ({profile.source}): cmdline: {exc}") from exc
-        return self._scripts.boot(profile, self._base, machine, cmdline, retry)
+        return self._scripts.boot(profile, self._base, machine, cmdline, retry, shim_url)
+
+    def _shim_for(self, profile: Profile, info: dict[str, str], signed_ipxe: bool) -> str | None:
+        """The URL of the shim that trusts `profile`'s kernel, for a PC on iPXE's signed build.
+
+        None for unsigned iPXE (it has no `shim` command and needs none) and for a profile
+        without a signed kernel. The shim is the profile's own (`secure_boot.shim`, once
+        verified), else the one of the chain of its vendor (`secure_boot: debian`: the d-i
+        image's), for the CPU the PC's iPXE runs on.
+        """
+        if not signed_ipxe or profile.secure_boot is None:
+            return None
+        cpu = info.get("arch") or (profile.arch[0] if profile.arch else "")
+        if profile.own_loaders:
+            chain = profile_chain(profile, self._context.settings.cache_dir)
+        else:
+            chains = self._context.boot_files.chains
+            chain = next((c for c in chains if c.vendor == profile.secure_boot and c.cpu == cpu), None)
+        if chain is None or chain.cpu != cpu:
+            return None
+        return f"{self._base}/loaders/{chain.shim}"
 
     def _can_boot(self, profile: Profile) -> bool:
         """Every file of the profile is there and verified: what the menu may offer now."""
         statuses = profile_status(profile, self._context.settings.cache_dir)
         return all(status.state is FileState.PRESENT for status in statuses)
 
-    def _menu(self, machine: MachineContext, info: dict[str, str], waited: int) -> str:
+    def _menu(
+        self, machine: MachineContext, info: dict[str, str], waited: int, signed_ipxe: bool = False
+    ) -> str:
         long_mode = info["lm"] == "1"
 
         def fits(profile: Profile) -> bool:
@@ -505,15 +532,21 @@ class HttpService:
         actions = [p for p in profiles if p.action]
         timeout = self._context.settings.menu_timeout
         return self._scripts.menu(
-            self._base, machine, systems, actions, timeout, poll=self._poll(machine.mac, info, waited)
+            self._base,
+            machine,
+            systems,
+            actions,
+            timeout,
+            poll=self._poll(machine.mac, info, waited, signed_ipxe),
         )
 
-    def _poll(self, mac: str, info: dict[str, str], waited: int) -> MenuPoll:
+    def _poll(self, mac: str, info: dict[str, str], waited: int, signed_ipxe: bool = False) -> MenuPoll:
         """The menu's next question to the server: the same request, with the wait so far."""
         timeout = self._context.settings.menu_timeout
         remaining = timeout - waited if timeout else None
         interval = self.menu_poll_interval if remaining is None else min(self.menu_poll_interval, remaining)
-        query = urlencode({"mac": mac, **info, "waited": waited + interval}, quote_via=quote)
+        signed = {SIGNED_IPXE: "1"} if signed_ipxe else {}
+        query = urlencode({"mac": mac, **info, **signed, "waited": waited + interval}, quote_via=quote)
         return MenuPoll(url=f"{self._base}/boot.ipxe?{query}", interval=interval, remaining=remaining)
 
     async def _select(self, request: web.Request) -> web.StreamResponse:
@@ -527,7 +560,10 @@ class HttpService:
             if choice in EXTRA_ACTIONS:
                 script = self._scripts.action(EXTRA_ACTIONS[choice], self._base, machine)
             elif choice in self._profiles and self._can_boot(self._profiles[choice]):
-                script = self._boot_script(self._profiles[choice], mac, token)
+                profile = self._profiles[choice]
+                info = {"arch": request.query.get("arch", "")[:MAX_INFO_LEN]}
+                shim = self._shim_for(profile, info, request.query.get(SIGNED_IPXE) == "1")
+                script = self._boot_script(profile, mac, token, shim)
             elif choice in self._profiles:
                 # Not in the menu either: an old menu, or files removed since it was drawn.
                 self._error(mac, request, f"menu choice {choice}: its files are missing or unverified")
@@ -545,9 +581,19 @@ class HttpService:
 
     async def _loader(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        path = self._context.boot_files.path(name)
+        files = self._context.boot_files
+        path = files.path(name)
+        if path is None and files.is_autoexec(name):
+            # iPXE's signed build asks for it beside itself (over TFTP; here for HTTP too).
+            mac = self._mac_of(request, None)
+            script = self._scripts.autoexec(self._base)
+            return self._text(request, mac, "script", name, script, answer="autoexec")
         if path is None:
-            raise web.HTTPNotFound()
+            # A profile's own shim, for iPXE's `shim` command (signed iPXE, signed kernel).
+            found = self._signed_chain(name) if name.startswith(PROFILE_LOADERS + "/") else None
+            if found is None or found[0].shim != name:
+                raise web.HTTPNotFound()
+            path = found[1]
         mac = self._credit(request, request.query.get("mac"))
         return await self._send_file(request, path, "loader", name, mac)
 

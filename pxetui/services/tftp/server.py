@@ -8,6 +8,8 @@ event with ok=false, so the operator sees a PC asking for a file that is not the
 Beyond the catalog (the loaders, the signed chains' shim and GRUB), names under a chain's
 GRUB prefix and /files/PROFILE/ROLE are the Secure Boot chain's: grub.cfg rendered per MAC,
 the menu's choices and the verified profile files, resolved by signed_chain.py beside this.
+`autoexec.ipxe` beside iPXE's signed shim (when --boot-files holds it) is rendered here: the
+signed iPXE reads it through the PXE firmware's TFTP, as its embedded script.
 
 A flood must not lock PCs out: one client address runs at most MAX_PER_CLIENT transfers at
 once, and a transfer whose client never sends its first ACK gives its slot back after
@@ -26,6 +28,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pxetui.boot.ipxe_scripts import ScriptRenderer
 from pxetui.boot.unattended import Renderer
 from pxetui.errors import UsageError
 from pxetui.host.sockets import WILDCARD, udp_port_holders
@@ -38,6 +41,7 @@ from pxetui.services.tftp.signed_chain import Quiet, Served, SignedChainFiles
 from pxetui.services.tftp.transfer import (
     FIRST_ACK_GIVE_UP,
     GIVE_UP,
+    BytesSource,
     FileSource,
     NetasciiSource,
     Outcome,
@@ -108,6 +112,7 @@ class TftpService:
         self._address = str(context.address.ip)
         self._mtu = context.interface.mtu
         self.signed = SignedChainFiles(context, unattended, tokens)
+        self._scripts = ScriptRenderer(context.settings.template_dirs)
 
     # -- Service protocol -------------------------------------------------------------------
 
@@ -138,6 +143,7 @@ class TftpService:
             # The loader directory's files; the signed chains' shim and GRUB are listed apart.
             "files": sum(1 for name in boot_files.catalog if boot_files.chain_of(name) is None),
             "signed_chains": [chain.describe() for chain in boot_files.chains],
+            "ipxe_shims": [shim.describe() for shim in boot_files.ipxe_shims],
             "active": len(self._active),
             **asdict(self.stats),
         }
@@ -233,6 +239,11 @@ class TftpService:
     def _lookup(self, name: str, address: str, mac: str | None, netascii: bool) -> Served:
         """A catalog file (a loader), else the signed chain's rendered answers and files."""
         catalog = self.context.boot_files.catalog
+        if name not in catalog and self.context.boot_files.is_autoexec(name):
+            # iPXE's signed build asks for it beside itself (it cannot embed a script).
+            self.stats.rendered += 1
+            script = self._scripts.autoexec(self.context.http_base)
+            return Served(BytesSource(script.encode()), "script", mac, answer="autoexec")
         if name not in catalog:
             beside = self.signed.grub_beside_shim(name, address)
             if beside is None:
