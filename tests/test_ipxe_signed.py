@@ -9,7 +9,6 @@ for a PC on signed iPXE hands a signed kernel to its distribution's shim (`shim 
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
 import subprocess
@@ -26,23 +25,21 @@ from lab import Lab, NetnsLoop
 from test_secure_boot import (
     HTTP,
     MAC,
-    SERVER,
+    boot_facts,
     chains_in,
     debian_layout,
     offered,
     own_loaders_doc,
     pxe_discover,
 )
-from tftp_lab import TftpServer
+from tftp_lab import TftpServer, lab_service_context, running_tftp
 
 from pxetui.boot import firmware
-from pxetui.boot.bootfiles import BootFiles, find_boot_files, find_ipxe_shims
+from pxetui.boot.bootfiles import find_boot_files, find_ipxe_shims
 from pxetui.host.netif import InterfaceInfo
 from pxetui.model.events import Event
 from pxetui.services.context import ServiceContext
-from pxetui.services.dhcp.answer import ServerFacts
 from pxetui.services.http.server import HttpService
-from pxetui.services.tftp.server import TftpService
 from pxetui.session import Session, SessionConfig
 
 SB_SHIM = "x86_64-sb/ipxe-shimx64.efi"
@@ -106,42 +103,23 @@ def test_the_ipxe_shim_is_found_beside_its_signed_ipxe_release_layout_first(tmp_
     assert find_boot_files(only, chains=((), {})).ipxe_shims
 
 
-def facts(boot: BootFiles, mode: str, refused: bool) -> ServerFacts:
-    def ipxe_shim(arch: int) -> str | None:
-        shim = boot.ipxe_shim_for_arch(arch)
-        return shim.shim if shim else None
-
-    return ServerFacts(
-        mode="full",
-        server_ip=SERVER.ip,
-        network=SERVER.network,
-        http_base=HTTP,
-        loader_for_arch=boot.loader_for_arch,
-        expected_loader=boot.expected_loader,
-        secure_boot=mode,
-        signed_loader=lambda mac, arch: (c.shim, c.http) if (c := boot.chain_for_arch(arch)) else None,
-        needs_signed=lambda mac: refused,
-        ipxe_shim=ipxe_shim,
-    )
-
-
 def test_the_dhcp_answer_names_the_ipxe_shim_before_shim_and_grub(tmp_path: Path) -> None:
     chains = chains_in(debian_layout(tmp_path / "debian", packages=False))
     with_sb = find_boot_files(boot_dir(tmp_path / "a", SB_SHIM, SB_IPXE), chains=chains)
     without = find_boot_files(boot_dir(tmp_path / "b"), chains=chains)
     uefi = pxe_discover(7)
-    assert offered(uefi, facts(with_sb, "auto", refused=True)) == SB_SHIM
-    assert offered(uefi, facts(with_sb, "signed", refused=False)) == SB_SHIM
-    assert offered(uefi, facts(without, "auto", refused=True)) == DEBIAN_SHIM  # as before
-    assert offered(uefi, facts(with_sb, "auto", refused=False)) == "ipxe.efi"  # not refused: iPXE
-    assert offered(uefi, facts(with_sb, "ipxe", refused=True)) == "ipxe.efi"
-    assert offered(pxe_discover(0), facts(with_sb, "signed", refused=True)) == "undionly.kpxe"
+    assert offered(uefi, boot_facts(with_sb, "auto", refused=True)) == SB_SHIM
+    assert offered(uefi, boot_facts(with_sb, "signed", refused=False)) == SB_SHIM
+    assert offered(uefi, boot_facts(without, "auto", refused=True)) == DEBIAN_SHIM  # as before
+    assert offered(uefi, boot_facts(with_sb, "auto", refused=False)) == "ipxe.efi"  # not refused: iPXE
+    assert offered(uefi, boot_facts(with_sb, "ipxe", refused=True)) == "ipxe.efi"
+    assert offered(pxe_discover(0), boot_facts(with_sb, "signed", refused=True)) == "undionly.kpxe"
     # UEFI HTTP Boot: the signed iPXE would find no autoexec.ipxe there; the shim + GRUB image.
     http_boot = pxe_discover(16, b"HTTPClient:Arch:00016:UNDI:003000")
-    assert offered(http_boot, facts(with_sb, "signed", refused=True)) == f"{HTTP}/ramdisk/{DEBIAN_SHIM}.img"
+    assert offered(http_boot, boot_facts(with_sb, "signed", refused=True)) == f"{HTTP}/ramdisk/{DEBIAN_SHIM}.img"
     # Without any shim + GRUB chain on the machine, the iPXE shim alone serves.
     alone = find_boot_files(boot_dir(tmp_path / "c", SB_SHIM, SB_IPXE), chains=((), {}))
-    assert offered(uefi, facts(alone, "auto", refused=True)) == SB_SHIM
+    assert offered(uefi, boot_facts(alone, "auto", refused=True)) == SB_SHIM
 
 
 # -- autoexec.ipxe over TFTP (tftp-hpa) ------------------------------------------------------
@@ -150,33 +128,11 @@ def test_the_dhcp_answer_names_the_ipxe_shim_before_shim_and_grub(tmp_path: Path
 @pytest.fixture
 def sb_tftp(lab: Lab, tmp_path: Path) -> Iterator[TftpServer]:
     need_tools("tftp")
-    session = Session(SessionConfig(interface=lab.bridge, state_dir=tmp_path / "state"))
-    session.open()
     boot = find_boot_files(boot_dir(tmp_path / "boot", SB_SHIM, SB_IPXE), chains=((), {}))
-    context = ServiceContext(
-        interface=InterfaceInfo(name=lab.bridge, up=True, mtu=1500, speed_mbps=0, mac=""),
-        address=ipaddress.IPv4Interface(lab.server_cidr),
-        boot_files=boot,
-        state=session.state,
-        profiles=session.profiles,
-        booter=session,
-        emit=session.emit,
-        settings=session.settings,
-    )
-    with NetnsLoop(lab.server_ns) as nl:
-        service = TftpService(context)
-        server = TftpServer(lab=lab, session=session, service=service, loop=nl)
-        session.bus.subscribe(server.events.append)
-
-        async def go() -> None:
-            session.bus.bind_loop(asyncio.get_running_loop())
-            await service.start()
-
-        nl.run(go())
-        try:
-            yield server
-        finally:
-            nl.run(service.stop())
+    config = SessionConfig(interface=lab.bridge, state_dir=tmp_path / "state")
+    session, context = lab_service_context(lab, config, None, boot_files=boot)
+    with running_tftp(lab, session, context) as server:
+        yield server
 
 
 def test_tftp_serves_autoexec_beside_the_ipxe_shim_chaining_to_the_per_mac_script(

@@ -9,7 +9,6 @@ OVMF's Secure Boot firmware through all of it, tests/e2e/test_arm64.py AAVMF's.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import struct
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from dhcp_client import ZERO_UUID, pxe_vendor_class
 from lab import Lab, NetnsLoop
 from scapy.layers.dhcp import BOOTP, DHCP
 from test_fetch import Mirror, RecordingProgress, mirror_loop, sha  # noqa: F401  (mirror_loop: a fixture)
-from tftp_lab import TftpServer
+from tftp_lab import TftpServer, lab_service_context, running_tftp
 
 from pxetui.boot import firmware
 from pxetui.boot.bootfiles import (
@@ -37,16 +36,14 @@ from pxetui.boot.grub_config import GrubRenderer, cmdline_words, grub_word, pars
 from pxetui.boot.profiles import Profile, ProfileError, load_profile, parse_profile
 from pxetui.commands.fetch import ChecksumMismatch, fetch_profiles
 from pxetui.errors import UsageError
-from pxetui.host.netif import InterfaceInfo
 from pxetui.lab.qemu import AAVMF_CODE, AAVMF_SB_VARS, OVMF_SB_CODE, VmSpec, qemu_command
 from pxetui.model.events import DhcpDiscover, Event, HttpDone, TftpDone, TftpStart
 from pxetui.model.registry import IPXE_REFUSED, Registry, Stage, needs_signed_chain
-from pxetui.services.context import ServiceContext, ServiceSettings
+from pxetui.services.context import ServiceSettings
 from pxetui.services.dhcp import codec
 from pxetui.services.dhcp.answer import ServerFacts, answer, chain_kind
 from pxetui.services.dhcp.leases import LeasePool
-from pxetui.services.tftp.server import TftpService
-from pxetui.session import Session, SessionConfig
+from pxetui.session import SessionConfig
 
 MAC = "52:54:00:5b:00:01"
 OTHER = "52:54:00:5b:00:02"
@@ -187,6 +184,16 @@ def facts(tmp_path: Path, mode: str, refused: bool, *, http: bool = False, ipxe:
     root = loaders(tmp_path, "undionly.kpxe", *(("ipxe.efi",) if ipxe else ()))
     chain = SignedChain("debian", firmware.X86_64, "debian/shimx64.efi", "debian/grubx64.efi", "grub", http)
     boot = BootFiles(root=root, catalog=find_boot_files(root).catalog, chains=(chain,))
+    return boot_facts(boot, mode, refused)
+
+
+def boot_facts(boot: BootFiles, mode: str, refused: bool) -> ServerFacts:
+    """What the DHCP service knows, for `boot`'s loaders; `refused`: the PC refused iPXE."""
+
+    def ipxe_shim(arch: int) -> str | None:
+        shim = boot.ipxe_shim_for_arch(arch)
+        return shim.shim if shim else None
+
     return ServerFacts(
         mode="full",
         server_ip=SERVER.ip,
@@ -197,6 +204,7 @@ def facts(tmp_path: Path, mode: str, refused: bool, *, http: bool = False, ipxe:
         secure_boot=mode,
         signed_loader=lambda mac, arch: (c.shim, c.http) if (c := boot.chain_for_arch(arch)) else None,
         needs_signed=lambda mac: refused,
+        ipxe_shim=ipxe_shim,
     )
 
 
@@ -542,34 +550,12 @@ def chain_server(lab: Lab, tmp_path: Path) -> Iterator[TftpServer]:
     config = SessionConfig(
         interface=lab.bridge, state_dir=tmp_path / "state", menu_timeout=7, profile_dirs=[profiles]
     )
-    session = Session(config)
-    session.open()
+    boot = find_boot_files(loaders(tmp_path, "ipxe.efi"), chains=chains)
+    session, context = lab_service_context(lab, config, None, boot_files=boot)
     if not session.profiles["debian-12-local"].file_path("kernel", session.config.cache_dir).is_file():
         pytest.skip("needs Debian's debian-installer-12-netboot-amd64 (make deps-test)")
-    context = ServiceContext(
-        interface=InterfaceInfo(name=lab.bridge, up=True, mtu=1500, speed_mbps=0, mac=""),
-        address=ipaddress.IPv4Interface(lab.server_cidr),
-        boot_files=find_boot_files(loaders(tmp_path, "ipxe.efi"), chains=chains),
-        state=session.state,
-        profiles=session.profiles,
-        booter=session,
-        emit=session.emit,
-        settings=session.settings,
-    )
-    with NetnsLoop(lab.server_ns) as nl:
-        service = TftpService(context)
-        server = TftpServer(lab=lab, session=session, service=service, loop=nl)
-        session.bus.subscribe(server.events.append)
-
-        async def go() -> None:
-            session.bus.bind_loop(asyncio.get_running_loop())
-            await service.start()
-
-        nl.run(go())
-        try:
-            yield server
-        finally:
-            nl.run(service.stop())
+    with running_tftp(lab, session, context) as server:
+        yield server
 
 
 def test_grub_gets_its_per_mac_answers_menu_choice_and_kernel_over_tftp(

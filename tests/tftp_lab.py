@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,14 +78,15 @@ class TftpServer:
 
 
 def lab_service_context(
-    lab: Lab, config: SessionConfig, boot_dir: Path | None, mtu: int = 1500
+    lab: Lab, config: SessionConfig, boot_dir: Path | None, mtu: int = 1500, boot_files: BootFiles | None = None
 ) -> tuple[Session, ServiceContext]:
     """An opened (never started) Session, the services' Booter and event bus, and the context
     a service on the lab bridge gets from it, as in Session.start (which reads the interface
-    from /sys, the host's view for a thread in a lab namespace: hence built by hand here)."""
+    from /sys, the host's view for a thread in a lab namespace: hence built by hand here).
+    `boot_files`: a catalog made by the test (its own chains), instead of `boot_dir`'s."""
     session = Session(config)
     session.open()
-    boot: BootFiles = find_boot_files(boot_dir)
+    boot: BootFiles = boot_files if boot_files is not None else find_boot_files(boot_dir)
     context = ServiceContext(
         interface=InterfaceInfo(name=lab.bridge, up=True, mtu=mtu, speed_mbps=0, mac=""),
         address=ipaddress.IPv4Interface(lab.server_cidr),
@@ -108,6 +110,24 @@ def start_tftp(
     give_up: float = 30.0,
 ) -> TftpServer:
     session, context = lab_service_context(lab, SessionConfig(interface=lab.bridge, state_dir=state), boot_dir, mtu)
+    return serve_tftp(lab, nl, session, context, port=port, give_up=give_up)
+
+
+@contextlib.contextmanager
+def running_tftp(lab: Lab, session: Session, context: ServiceContext) -> Iterator[TftpServer]:
+    """`serve_tftp` on a loop in the lab's server namespace, stopped when the block ends."""
+    with NetnsLoop(lab.server_ns) as nl:
+        server = serve_tftp(lab, nl, session, context)
+        try:
+            yield server
+        finally:
+            nl.run(server.service.stop())
+
+
+def serve_tftp(
+    lab: Lab, nl: NetnsLoop, session: Session, context: ServiceContext, port: int = 69, give_up: float = 30.0
+) -> TftpServer:
+    """The TFTP service of `context` started on `nl`, its events collected (stop: nl.run(service.stop()))."""
     service = TftpService(context, port=port, give_up=give_up)
     server = TftpServer(lab=lab, session=session, service=service, loop=nl)
 
