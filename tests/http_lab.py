@@ -12,7 +12,7 @@ from typing import Any
 
 from lab import Client, Lab, NetnsLoop
 
-from pxetui.boot.bootfiles import find_boot_files
+from pxetui.boot.bootfiles import BootFiles, find_boot_files
 from pxetui.host.netif import InterfaceInfo
 from pxetui.model.events import DhcpAck, DhcpDiscover, Event
 from pxetui.services.context import ServiceContext
@@ -140,6 +140,19 @@ def start_http_lab(lab: Lab, tmp: Path, loop: NetnsLoop, **service_args: Any) ->
         boot_files=tmp / "boot",
         http_port=PORT,
     )
+    return serve_http_lab(lab, tmp, loop, config, find_boot_files(config.boot_files), **service_args)
+
+
+def serve_http_lab(
+    lab: Lab,
+    tmp: Path,
+    loop: NetnsLoop,
+    config: SessionConfig,
+    boot_files: BootFiles,
+    client_mac: str = "52:54:00:00:00:10",
+    **service_args: Any,
+) -> HttpLab:
+    """The HTTP service of a Session of `config` with `boot_files`, started on `loop`, and a client."""
     session = Session(config)
     events: list[Event] = []
 
@@ -152,7 +165,7 @@ def start_http_lab(lab: Lab, tmp: Path, loop: NetnsLoop, **service_args: Any) ->
         context = ServiceContext(
             interface=InterfaceInfo(name=lab.bridge, up=True, mtu=1500, speed_mbps=0, mac=""),
             address=ipaddress.IPv4Interface(lab.server_cidr),
-            boot_files=find_boot_files(config.boot_files),
+            boot_files=boot_files,
             state=session.state,
             profiles=session.profiles,
             booter=session,
@@ -165,5 +178,5 @@ def start_http_lab(lab: Lab, tmp: Path, loop: NetnsLoop, **service_args: Any) ->
 
     context, service = loop.run(setup())
     prefix = lab.server_ip.rsplit(".", 1)[0]
-    client = lab.add_client(mac="52:54:00:00:00:10", address=f"{prefix}.10/24")
+    client = lab.add_client(mac=client_mac, address=f"{prefix}.10/24")
     return HttpLab(lab, loop, session, context, service, client, tmp, events)

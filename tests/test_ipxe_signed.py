@@ -9,7 +9,6 @@ for a PC on signed iPXE hands a signed kernel to its distribution's shim (`shim 
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 import test_http_scripts
 import yaml
 from conftest import need_tools
-from http_lab import PORT, HttpLab
+from http_lab import PORT, HttpLab, serve_http_lab
 from lab import Lab, NetnsLoop
 from test_secure_boot import (
     HTTP,
@@ -36,11 +35,7 @@ from tftp_lab import TftpServer, lab_service_context, running_tftp
 
 from pxetui.boot import firmware
 from pxetui.boot.bootfiles import find_boot_files, find_ipxe_shims
-from pxetui.host.netif import InterfaceInfo
-from pxetui.model.events import Event
-from pxetui.services.context import ServiceContext
-from pxetui.services.http.server import HttpService
-from pxetui.session import Session, SessionConfig
+from pxetui.session import SessionConfig
 
 SB_SHIM = "x86_64-sb/ipxe-shimx64.efi"
 SB_IPXE = "x86_64-sb/ipxe.efi"
@@ -194,35 +189,13 @@ def sb_http(lab: Lab, tmp_path: Path) -> Iterator[HttpLab]:
         http_port=PORT,
         menu_timeout=0,
     )
-    session = Session(config)
-    events: list[Event] = []
+    boot = find_boot_files(boot_dir(tmp_path / "boot", SB_SHIM, SB_IPXE), chains=chains)
     with NetnsLoop(lab.server_ns) as loop:
-
-        async def setup() -> tuple[ServiceContext, HttpService]:
-            session.bus.bind_loop(loop.loop)
-            session.bus.subscribe(events.append)
-            session.open()
-            context = ServiceContext(
-                interface=InterfaceInfo(name=lab.bridge, up=True, mtu=1500, speed_mbps=0, mac=""),
-                address=ipaddress.IPv4Interface(lab.server_cidr),
-                boot_files=find_boot_files(boot_dir(tmp_path / "boot", SB_SHIM, SB_IPXE), chains=chains),
-                state=session.state,
-                profiles=session.profiles,
-                booter=session,
-                emit=session.emit,
-                settings=session.settings,
-            )
-            service = HttpService(context)
-            await service.start()
-            return context, service
-
-        context, service = loop.run(setup())
-        prefix = lab.server_ip.rsplit(".", 1)[0]
-        client = lab.add_client(mac=MAC, address=f"{prefix}.10/24")
+        web = serve_http_lab(lab, tmp_path, loop, config, boot, client_mac=MAC)
         try:
-            yield HttpLab(lab, loop, session, context, service, client, tmp_path, events)
+            yield web
         finally:
-            loop.run(service.stop())
+            loop.run(web.service.stop())
 
 
 def shim_lines(script: str) -> list[str]:
