@@ -49,33 +49,24 @@ def dnsmasq_conf(
 ) -> Path:
     net = lab.subnet.network_address
     conf = work / "dnsmasq.conf"
-    if signed_root is not None:
-        conf.write_text(
-            f"""port=0
+    # The same server either way; only where TFTP serves from and which boot file differ.
+    common = f"""port=0
 interface={lab.bridge}
 bind-interfaces
 dhcp-range={net + first},{net + last},1h
 no-ping
 enable-tftp
-tftp-root={signed_root}
+"""
+    if signed_root is not None:
+        chain = f"""tftp-root={signed_root}
 dhcp-match=set:efi64,option:client-arch,7
 dhcp-match=set:efi64,option:client-arch,9
 dhcp-boot=tag:efi64,debian-installer/amd64/bootnetx64.efi
 log-facility={work}/dnsmasq-times.log
 log-dhcp
-dhcp-leasefile={work}/dnsmasq.leases
-pid-file={work}/dnsmasq.pid
 """
-        )
-        return conf
-    conf.write_text(
-        f"""port=0
-interface={lab.bridge}
-bind-interfaces
-dhcp-range={net + first},{net + last},1h
-no-ping
-enable-tftp
-tftp-root=/usr/lib/ipxe
+    else:
+        chain = f"""tftp-root=/usr/lib/ipxe
 dhcp-match=set:ipxe,175
 dhcp-userclass=set:ipxe,iPXE
 dhcp-match=set:efi64,option:client-arch,7
@@ -83,7 +74,11 @@ dhcp-match=set:efi64,option:client-arch,9
 dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi
 dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe
 dhcp-boot=tag:ipxe,http://{lab.server_ip}:{http_port}/boot.ipxe
-dhcp-leasefile={work}/dnsmasq.leases
+"""
+    conf.write_text(
+        common
+        + chain
+        + f"""dhcp-leasefile={work}/dnsmasq.leases
 pid-file={work}/dnsmasq.pid
 """
     )
