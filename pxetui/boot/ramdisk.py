@@ -133,6 +133,9 @@ class RamdiskImages:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._lock = threading.Lock()
+        # The name per inputs and loader file versions: every HTTP Boot PC asks, and hashing
+        # both loaders (megabytes) for each would redo the same work.
+        self._names: dict[tuple[ImageInputs, tuple[int, int], tuple[int, int]], str] = {}
 
     def image(self, inputs: ImageInputs) -> Path:
         """The image for `inputs`, made now if it is not there yet (blocking: call off the loop)."""
@@ -143,7 +146,7 @@ class RamdiskImages:
                 f" install them with `{INSTALL_HINT}`"
             )
         try:
-            name = image_name(inputs)
+            name = self._name(inputs)
         except OSError as exc:
             raise RamdiskError(f"cannot read the chain's loaders: {exc}") from exc
         target = self.directory / name
@@ -156,6 +159,14 @@ class RamdiskImages:
                 raise RamdiskError(f"cannot create {self.directory}: {exc}") from exc
             self._make(inputs, target)
         return target
+
+    def _name(self, inputs: ImageInputs) -> str:
+        shim, grub = inputs.shim.stat(), inputs.grub.stat()
+        key = (inputs, (shim.st_size, shim.st_mtime_ns), (grub.st_size, grub.st_mtime_ns))
+        name = self._names.get(key)
+        if name is None:
+            name = self._names[key] = image_name(inputs)
+        return name
 
     def _make(self, inputs: ImageInputs, target: Path) -> None:
         size_kib = (inputs.shim.stat().st_size + inputs.grub.stat().st_size) // 1024 + SLACK_KIB
