@@ -72,6 +72,16 @@ def write_marker(path: Path, sha256: str, origin: str) -> None:
     os.replace(tmp, marker)
 
 
+def place_extracted(made: Path, dest: Path, sha256: str, origin: str) -> None:
+    """Move a file taken out of a verified container (`made`, on dest's filesystem) into the
+    cache as `dest`, by way of dest.part as a download goes, and mark it with `sha256`."""
+    part = part_path(dest)
+    part.unlink(missing_ok=True)
+    os.replace(made, part)
+    os.replace(part, dest)
+    write_marker(dest, sha256, origin)
+
+
 def read_marker(path: Path) -> dict[str, object] | None:
     try:
         doc = json.loads(marker_path(path).read_text(encoding="utf-8"))

@@ -16,14 +16,13 @@ private directory, so nothing in the image can choose where a file lands.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from pxetui.boot.cache import part_path, write_marker
+from pxetui.boot.cache import place_extracted, sha256_file
 from pxetui.errors import UsageError
 
 MCOPY_SECONDS = 60
@@ -64,14 +63,6 @@ def extract_from_fat(image: Path, inner: str, dest: Path, origin: str | None = N
             raise FatImageError(f"{image} has no file {inner} ({reason})")
         if out.stat().st_size > MAX_FILE_BYTES:
             raise FatImageError(f"{inner} in {image} is over {MAX_FILE_BYTES >> 20} MB: not a boot loader")
-        digest = hashlib.sha256()
-        with out.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-        part = part_path(dest)
-        part.unlink(missing_ok=True)
-        os.replace(out, part)
-    os.replace(part, dest)
-    sha = digest.hexdigest()
-    write_marker(dest, sha, origin or f"image:{image.name}:{inner}")
+        sha = sha256_file(out)
+        place_extracted(out, dest, sha, origin or f"image:{image.name}:{inner}")
     return sha

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import lzma
-import os
 import tarfile
 import tempfile
 import zlib
 from pathlib import Path
 
-from pxetui.boot.cache import part_path, write_marker
+from pxetui.boot.cache import place_extracted
 from pxetui.errors import UsageError
 
 MAX_FILE_BYTES = 256 << 20  # a shim or a GRUB is a few MB
@@ -87,12 +86,8 @@ def extract_from_tar(archive: Path, inner: str, dest: Path, origin: str | None =
                             )
                         digest.update(chunk)
                         fh.write(chunk)
-                part = part_path(dest)
-                part.unlink(missing_ok=True)
-                os.replace(out, part)
+                sha = digest.hexdigest()
+                place_extracted(out, dest, sha, origin or f"archive:{archive.name}:{inner}")
     except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
         raise TarArchiveError(f"cannot take {inner} out of {archive}: {exc}") from exc
-    os.replace(part, dest)
-    sha = digest.hexdigest()
-    write_marker(dest, sha, origin or f"archive:{archive.name}:{inner}")
     return sha
