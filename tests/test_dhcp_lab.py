@@ -513,7 +513,9 @@ def test_dhcp_is_answered_while_the_services_loop_is_held_up(
             _, raw = pxe_client
             mac = "52:54:00:ab:01:01"
             raw.send(
-                dhcp_packet(mac, "discover", xid=7, arch=7, vendor_class=pxe_vendor_class(7), uuid_option=ZERO_UUID)
+                dhcp_packet(
+                    mac, "discover", xid=7, arch=7, vendor_class=pxe_vendor_class(7), uuid_option=ZERO_UUID
+                )
             )
             replies = raw.replies(5, want=1, match=lambda r: r[BOOTP].chaddr[:6] == mac_bytes(mac))
             answered_while_held = bool(replies)
@@ -521,6 +523,10 @@ def test_dhcp_is_answered_while_the_services_loop_is_held_up(
             assert answered_while_held, "no OFFER while the services' loop was held up"
             assert dhcp_options(replies[0])["message-type"] == 2
             # Its events reach the loop once that runs again, in order: the PC is in the registry.
+            # (The receiver sends the OFFER before it emits the batch's events: allow it a moment.)
+            deadline = time.monotonic() + 5
+            while not nl.call(lambda: session.registry.get(mac) is not None) and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert nl.call(lambda: session.registry.get(mac) is not None)
             assert nl.call(lambda: service.describe()["answered"]) == 1
         finally:

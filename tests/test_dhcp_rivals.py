@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from conftest import need_tools
 from dhcp_client import RawClient, dhcp_options, dhcp_packet, mac_bytes, pxe_vendor_class
+from kea_rival import KeaRouter
 from lab import Client, Lab, NetnsLoop, prefix
 from scapy.layers.dhcp import BOOTP
 from test_dhcp_answer import SERVER, facts_for, pxe, request_bytes
@@ -201,6 +202,9 @@ def test_a_rival_seen_while_serving_full_stops_our_address_offers_at_once(
         seen = proc.wait_event("dhcp.rival", timeout=10, server_id=rival_ip)
         assert seen["mode"] == "full" and seen["switched_to"] == "proxy", seen
         assert "stopped offering addresses" in seen["reason"] and "leases kept: 1 bound" in seen["reason"]
+        # dnsmasq names itself as next-server: a Secure Boot PC's signed GRUB would ask it.
+        assert seen["grub_server"] == rival_ip, seen
+        assert f"set next-server to {lab.server_ip} on {rival_ip}" in seen["grub_advice"], seen
 
         # From now on only dnsmasq gives addresses: a plain client gets nothing from us ...
         raw.drain()
@@ -242,6 +246,7 @@ def test_with_force_a_rival_seen_while_serving_leaves_full_mode_and_says_so(
         raw.send(dhcp_packet("52:54:00:d0:00:41", "discover", xid=41))
         seen = proc.wait_event("dhcp.rival", timeout=10, server_id=rival_ip)
         assert seen["mode"] == "full" and "switched_to" not in seen and "--force" in seen["reason"]
+        assert "grub_advice" not in seen  # pxetui gives the addresses: GRUB reads pxetui's own ACK
         raw.drain()
         raw.send(dhcp_packet("52:54:00:d0:00:42", "discover", xid=42))
         offers = offers_to(raw, "52:54:00:d0:00:42", 42, 4)
@@ -249,6 +254,43 @@ def test_with_force_a_rival_seen_while_serving_leaves_full_mode_and_says_so(
     finally:
         rival.stop()
     assert proc.stop() == 0
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(
+    ("router", "options", "advised"),
+    [
+        ("kea-next-server-pxetui", ["--mode", "auto"], False),  # the fix: Kea's next-server is pxetui
+        ("kea", ["--mode", "auto"], True),  # Kea without next-server: siaddr empty, GRUB has no server
+        ("dnsmasq", ["--mode", "auto", "--secure-boot", "ipxe"], False),  # no signed chain: no GRUB
+        # --mode proxy runs no probe: pxetui asks like a client once, so the watch hears it
+        ("dnsmasq", ["--mode", "proxy"], True),
+    ],
+)
+def test_in_proxy_mode_the_probe_says_whether_a_signed_grub_will_find_pxetui(
+    lab: Lab, run_pxetui: Any, tmp_path: Path, router: str, options: list[str], advised: bool
+) -> None:
+    if router.startswith("kea"):
+        fixed = router == "kea-next-server-pxetui"
+        server: Any = KeaRouter(lab, tmp_path, next_server=lab.server_ip if fixed else None)
+        server_ip = server.ip
+    else:
+        server, server_ip = rival_host(lab, tmp_path, ping=False)
+    try:
+        proc = run_pxetui(*options)
+        seen = proc.wait_event("dhcp.rival", timeout=15, server_id=server_ip)
+        assert proc.wait_event("service.ready")["mode"] == "proxy"
+        assert proc.stop() == 0
+    finally:
+        server.stop()
+    assert seen["offers_address"], seen
+    if router == "kea-next-server-pxetui":
+        assert seen["grub_server"] == lab.server_ip, seen
+    if advised:
+        where = "has no server to ask" if router == "kea" else f"asks {server_ip} for grub.cfg"
+        assert where in seen["grub_advice"], seen
+    else:
+        assert "grub_advice" not in seen, seen
 
 
 # -- 4. relayed requests ----------------------------------------------------------------------

@@ -20,7 +20,8 @@ best possible.
 Per N, the stacks take turns (pxetui first on even rounds) in fresh labs, and the table gives
 PCs finished, seconds until the last one has its kernel and initrd (from the moment all PCs
 power on), that over the limit, DHCP answer p50/p99 (every OFFER and ACK, firmware and iPXE,
-from the first send), the servers' CPU seconds and peak RSS (dnsmasq + nginx master and workers
+from the first send, as each PC saw it; then as a capture on br0 saw it, the server's own time
+without the PCs' wait for a core: wire.py), the servers' CPU seconds and peak RSS (dnsmasq + nginx master and workers
 summed), and when the median and last PC finished each step. Every run is bounded by --timeout
 and every namespace is removed on any exit. --json prints one object per N for bench/run.
 """
@@ -52,6 +53,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.append(str(HERE.parent))  # bench/, for classic.py (appended: bench/http must not shadow http)
 from classic import ClassicStack  # noqa: E402
 from pc import Pc, PcResult, stop_all  # noqa: E402
+from wire import WireCapture  # noqa: E402
 
 from pxetui.lab.netns import Lab, pxetui_command  # noqa: E402
 
@@ -72,6 +74,7 @@ class RoomResult:
     last_s: float | None = None
     limit_s: float = 0.0
     dhcp_ms: list[float] = field(default_factory=list)
+    wire_ms: list[float] = field(default_factory=list)  # the same answers timed on the bridge (wire.py)
     resent: int = 0
     cpu_s: float = 0.0
     peak_rss_mib: float = 0.0
@@ -146,7 +149,7 @@ class PxetuiServer:
         profiles.mkdir()
         (profiles / "room.yaml").write_text(
             "name: room\ntitle: Room bench OS\narch: [x86_64]\nfirmware: [bios, uefi]\n"
-            f"kernel: {{path: {files[0]}}}\ninitrd: {{path: {files[1]}}}\ncmdline: \"console=ttyS0\"\n"
+            f'kernel: {{path: {files[0]}}}\ninitrd: {{path: {files[1]}}}\ncmdline: "console=ttyS0"\n'
         )
         plan = work / "plan.csv"
         plan.write_text("mac,profile,hostname\n" + "".join(f"{m},room,pc{i}\n" for i, m in enumerate(macs)))
@@ -195,12 +198,18 @@ class PxetuiTuiServer(PxetuiServer):
         self._pids: list[int] = []
 
     def __enter__(self) -> PxetuiTuiServer:
-        shell = f"ip netns exec {self.lab.server_ns} {shlex.join(self.command)} 2>{self.work / 'pxetui.stderr'}"
-        subprocess.run([*self.tmux, "new-session", "-d", "-s", "room", "-x", "160", "-y", "45", shell], check=True)
+        shell = (
+            f"ip netns exec {self.lab.server_ns} {shlex.join(self.command)} 2>{self.work / 'pxetui.stderr'}"
+        )
+        subprocess.run(
+            [*self.tmux, "new-session", "-d", "-s", "room", "-x", "160", "-y", "45", shell], check=True
+        )
         deadline = time.monotonic() + 60
         while not (self._listening("u", 67) and self._listening("t", PXETUI_HTTP)):
             if time.monotonic() > deadline:
-                raise SystemExit(f"pxetui's TUI did not start: {(self.work / 'pxetui.stderr').read_text()[-2000:]}")
+                raise SystemExit(
+                    f"pxetui's TUI did not start: {(self.work / 'pxetui.stderr').read_text()[-2000:]}"
+                )
             time.sleep(0.2)
         found = self.lab.exec(self.lab.server_ns, "ip", "netns", "pids", self.lab.server_ns).stdout.split()
         for pid in found:
@@ -210,7 +219,9 @@ class PxetuiTuiServer(PxetuiServer):
         return self
 
     def _listening(self, proto: str, port: int) -> bool:
-        return bool(self.lab.exec(self.lab.server_ns, "ss", f"-H{proto}ln", f"sport = :{port}").stdout.strip())
+        return bool(
+            self.lab.exec(self.lab.server_ns, "ss", f"-H{proto}ln", f"sport = :{port}").stdout.strip()
+        )
 
     @property
     def pids(self) -> list[int]:
@@ -284,12 +295,15 @@ def measure(stack: str, count: int, files: tuple[Path, Path], args: argparse.Nam
                 server = ClassicStack(lab, work, CLASSIC_HTTP, kernel=files[0], initrd=files[1])
             with server:
                 pids = server.pids if isinstance(server, PxetuiServer) else classic_pids(server)
-                meter = Meter(pids)
-                results, _ = run_pcs(lab, macs, args.timeout, args.spread)
-                cpu, rss = meter.stop()
+                with WireCapture(lab, work / "dhcp.pcap") as capture:
+                    meter = Meter(pids)
+                    results, _ = run_pcs(lab, macs, args.timeout, args.spread)
+                    cpu, rss = meter.stop()
+                wire_ms = capture.answer_ms()
             if args.keep:
                 keep(work, Path(args.keep) / f"{count}-{stack}-{n}", results)
             room = summarize(stack, results, cpu, rss)
+            room.wire_ms = wire_ms
             room.tui = stack == "pxetui" and args.tui
             room.wire_drops = wire_drops(lab)
             room.notes = server_notes(work)
@@ -350,6 +364,8 @@ def line(room: RoomResult) -> str:
     last = f"{room.last_s:7.1f}" if room.last_s is not None else "      -"
     over = f"{room.last_s / room.limit_s:6.2f}x" if room.last_s is not None and room.limit_s else "      -"
     dhcp = f"{p50:7.1f} {p99:7.1f}" if p50 is not None and p99 is not None else "      -       -"
+    w50, w99 = percentile(room.wire_ms, 0.5), percentile(room.wire_ms, 0.99)
+    dhcp += f" {w50:7.1f} {w99:7.1f}" if w50 is not None and w99 is not None else "       -       -"
     name = ("pxetui" + (" TUI" if room.tui else "")) if room.stack == "pxetui" else "dnsmasq+nginx"
     return (
         f"  {name:<14} {room.finished:>3}/{room.pcs:<3} {last} {room.limit_s:7.1f} {over} {dhcp}"
@@ -364,6 +380,7 @@ def steps_line(room: RoomResult) -> str:
 
 HEADER = (
     f"  {'stack':<14} {'done':>7} {'last s':>7} {'limit s':>7} {'x limit':>7} {'DHCP p50':>7} {'p99 ms':>7}"
+    f" {'wire p50':>7} {'p99 ms':>7}"
     f" {'resent':>6} {'CPU s':>7} {'RSS MiB':>8}"
 )
 
@@ -372,16 +389,21 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pcs", type=int, nargs="+", default=[20, 50, 100])
     p.add_argument("--quick", action="store_true", help="5 and 10 PCs, a fast check")
-    p.add_argument("--rounds", type=int, default=1, help="rounds per N; odd rounds measure the classic stack first")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="rounds per N; odd rounds measure the classic stack first"
+    )
     p.add_argument("--timeout", type=float, default=240, help="seconds a room may take once powered on")
     p.add_argument("--spread", type=float, default=0.0, help="power the PCs on over this many seconds")
-    p.add_argument("--stacks", nargs="+", choices=STACKS, default=list(STACKS), help="only these (investigation)")
+    p.add_argument(
+        "--stacks", nargs="+", choices=STACKS, default=list(STACKS), help="only these (investigation)"
+    )
     p.add_argument("--tui", action="store_true", help="run pxetui as the TUI (in tmux), not headless")
     p.add_argument("--json", action="store_true", help="print one JSON object per N")
     p.add_argument("--keep", metavar="DIR", help="copy each server's log / events into DIR")
     args = p.parse_args()
     if args.quick:
         args.pcs = [5, 10]
+
     # SIGTERM (bench/run's timeout, a Ctrl-C elsewhere) still runs every `finally`: no namespace stays.
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(f"stopped by signal {signum}")
@@ -417,7 +439,10 @@ def summary_dict(room: RoomResult) -> dict[str, object]:
     out = asdict(room)
     out["dhcp_p50_ms"] = percentile(room.dhcp_ms, 0.5)
     out["dhcp_p99_ms"] = percentile(room.dhcp_ms, 0.99)
-    del out["dhcp_ms"]
+    out["wire_p50_ms"] = percentile(room.wire_ms, 0.5)
+    out["wire_p99_ms"] = percentile(room.wire_ms, 0.99)
+    out["wire_answers"] = len(room.wire_ms)
+    del out["dhcp_ms"], out["wire_ms"]
     return out
 
 

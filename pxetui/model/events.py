@@ -227,7 +227,9 @@ class DhcpRival(Event):
     """Another DHCP server answered on the segment, or listens on UDP 67 on this machine."""
 
     name: ClassVar[str] = "dhcp.rival"
-    optional: ClassVar[frozenset[str]] = _optional("process", "switched_to", "reason")
+    optional: ClassVar[frozenset[str]] = _optional(
+        "process", "switched_to", "reason", "grub_server", "grub_advice"
+    )
     mode: str  # pxetui's mode when it was seen
     server_id: str  # a local listener: the address it is bound to ("0.0.0.0": all)
     server_mac: str  # a local listener: the served interface's own MAC
@@ -240,6 +242,10 @@ class DhcpRival(Event):
     process: str | None = None  # a server on this machine: "dnsmasq (pid 1234), bound to br0"
     switched_to: str | None = None  # "proxy": pxetui stopped handing out addresses because of it
     reason: str | None = None  # why pxetui switched (or, with --force, why it did not)
+    grub_server: str | None = None  # where upstream GRUB, booted via proxyDHCP, asks for grub.cfg
+    # In proxy mode, a server that hands out addresses and does not name pxetui as the
+    # next-server: why a Secure Boot PC's Debian/Ubuntu GRUB will stop, and what to change.
+    grub_advice: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

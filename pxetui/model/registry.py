@@ -47,6 +47,7 @@ from pxetui.model.events import (
     DhcpDiscover,
     DhcpNak,
     DhcpRequest,
+    DhcpRival,
     Error,
     Event,
     HttpDone,
@@ -117,6 +118,9 @@ REFUSED_ADVICE = (
 # A signed chain's first loader: shim (shimx64.efi, Debian's d-i bootnetx64.efi, iPXE 2.x's
 # ipxe-shimx64.efi), or the HTTP Boot disk image carrying it (boot/ramdisk.py: SHIM.img).
 _SHIM_LOADER = re.compile(r"(^|/)(ipxe-)?(shim|bootnet)(x64|aa64|ia32|arm)\.efi(\.img)?$", re.IGNORECASE)
+# The GRUB a shim loads from beside itself (shim's DEFAULT_LOADER per architecture).
+_SIGNED_GRUB = re.compile(r"(^|/)grub(x64|aa64|ia32|arm)\.efi$", re.IGNORECASE)
+GRUB_ELSEWHERE = "Secure Boot in proxy mode"  # the start of the last_error of such a PC
 
 # What the HTTP service calls each kind of file it serves, and the stage fetching it means.
 # TFTP names what it serves the same way (a grub.cfg is a "script"); unnamed is a loader.
@@ -174,6 +178,10 @@ class Machine:
     # This boot: pxetui told it to boot its own disk (menu default, a local choice, `l`): it is
     # done with the network, not stuck at the menu.
     booted_local: bool = False
+    # This boot, in proxy mode: it fetched the signed GRUB, whose config the router's DHCP
+    # answer sends it to look for elsewhere: what to change (boot/grub_proxy.py). Cleared by
+    # its next request here (a GRUB that reads the proxy offer asks pxetui at once).
+    grub_elsewhere: str | None = None
     proxy_bytes: int = 0  # package bytes the proxy served it, over all its boots and sessions
 
     def to_dict(self) -> dict[str, Any]:
@@ -204,6 +212,7 @@ class Machine:
             "spoke_ipxe": self.spoke_ipxe,
             "shim_loaded": self.shim_loaded,
             "booted_local": self.booted_local,
+            "grub_elsewhere": self.grub_elsewhere,
             "proxy_bytes": self.proxy_bytes,
         }
 
@@ -256,6 +265,11 @@ def needs_signed_chain(machine: Machine | None) -> bool:
     )
 
 
+def is_signed_grub(name: str) -> bool:
+    """Whether a served file is the GRUB a shim loads from beside itself (grubx64.efi, ...)."""
+    return _SIGNED_GRUB.search(name) is not None
+
+
 def is_shim_loader(name: str) -> bool:
     """Whether a served file is a signed chain's first loader (a shim, or the disk image of one)."""
     return _SHIM_LOADER.search(name) is not None
@@ -289,6 +303,9 @@ class Registry:
         # machine, so one removed from `machines` is never named.
         self._holders: dict[str, str] = {}
         self.proxy: ProxyStats | None = None  # the package proxy's last figures
+        # server id -> its advice, for each server handing out addresses next to pxetui in
+        # proxy mode whose answers send a signed GRUB elsewhere (DhcpRival.grub_advice)
+        self.grub_advice: dict[str, str] = {}
         self._proxy_counted: dict[str, int] = {}  # client address -> its bytes credited so far
 
     def get(self, mac: str) -> Machine | None:
@@ -356,6 +373,9 @@ class Registry:
         if isinstance(event, ProxyStats):
             self._credit_proxy(event)
             return None
+        if isinstance(event, DhcpRival):
+            self._note_rival(event)
+            return None
         if event.mac is None or isinstance(event, PlanRemove):
             return None
         if event.mac not in self.machines and not self._admits(event):
@@ -374,10 +394,38 @@ class Registry:
             machine.first_seen = event.ts
         held = machine.ip
         _fold(machine, event)
+        self._note_grub(machine, event)
         if machine.ip != held:
             self._moved(machine, held, weak=_weak_claim(event))
         machine_changed_stage = machine.stage is not before
         return Change(machine=machine, stage_changed=machine_changed_stage or new, new=new)
+
+    def _note_rival(self, event: DhcpRival) -> None:
+        if event.message == "listening":
+            return  # a socket on this machine: its answers, if any, come as their own events
+        if event.grub_advice:
+            self.grub_advice[event.server_id] = event.grub_advice
+        else:
+            self.grub_advice.pop(event.server_id, None)
+
+    def _note_grub(self, machine: Machine, event: Event) -> None:
+        """A whole signed GRUB fetched while a router's answers send it elsewhere: say what to
+        change; any later request from the PC (its GRUB asked pxetui after all), or its firmware
+        starting over, takes it back."""
+        later = isinstance(event, (TftpStart, HttpRequest)) or (
+            isinstance(event, DhcpDiscover) and event.netboot
+        )
+        if machine.grub_elsewhere is not None and later:
+            if machine.last_error == machine.grub_elsewhere:
+                machine.last_error = None
+            machine.grub_elsewhere = None
+        if not (isinstance(event, TftpDone) and event.ok and not event.probe and self.grub_advice):
+            return
+        if not is_signed_grub(event.file):
+            return
+        advice = "; ".join(dict.fromkeys(self.grub_advice.values()))
+        machine.grub_elsewhere = machine.last_error = f"{GRUB_ELSEWHERE}: {advice}"
+        machine.timeline.append((event.ts, "secure-boot", "GRUB fetched; its config is looked for elsewhere"))
 
     def _credit_proxy(self, event: ProxyStats) -> None:
         """Credit each client address's new bytes to the machine holding that address now.
@@ -439,6 +487,7 @@ def _new_boot(machine: Machine, ts: float) -> None:
     machine.menu_choice = None
     machine.last_error = None
     machine.ipxe_loaded = machine.spoke_ipxe = machine.booted_local = False
+    machine.grub_elsewhere = None
     machine.timeline.append((ts, "boot", f"boot #{machine.boots}"))
 
 

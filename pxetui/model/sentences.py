@@ -197,7 +197,8 @@ def _rival(e: DhcpRival) -> str:
         offers = "listens on UDP 67"
     switched = f"; pxetui switched to {e.switched_to} mode" if e.switched_to else ""
     why = f" ({e.reason})" if e.reason else ""
-    return f"another DHCP server {where} {offers}{switched}{why}"
+    grub = f". Secure Boot PCs: {e.grub_advice}" if e.grub_advice else ""
+    return f"another DHCP server {where} {offers}{switched}{why}{grub}"
 
 
 @_says(DhcpLeasesRestored)

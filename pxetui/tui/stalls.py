@@ -34,6 +34,7 @@ from pxetui.tui.format import duration
 
 DHCP_QUIET = 45.0  # seconds at DHCP without asking for a boot file (firmware retries 4 times in ~60 s)
 STEP_QUIET = 60.0  # seconds of silence between two steps of the boot chain
+GRUB_QUIET = 10.0  # a signed GRUB asks for its config within a second of starting
 BOOT_QUIET = 180.0  # seconds from the last installer file to the installer fetching its answers
 MENU_QUIET = 600.0  # an unassigned PC on the menu: its timeout boots the disk, nothing tells pxetui
 INSTALL_QUIET = 900.0  # seconds of silence from a running installer
@@ -129,6 +130,11 @@ def _unfinished(machine: Machine, silent: float) -> Stall:
 
 def _at_loader(machine: Machine, now: float, asks: int | None) -> Stall | None:
     silent = _silent(machine, now)
+    if machine.grub_elsewhere is not None and silent >= GRUB_QUIET:
+        advice = machine.grub_elsewhere.split(": ", 1)[-1]
+        return Stall(
+            "loader", silent, "loaded its signed GRUB, which never asked pxetui for grub.cfg", advice
+        )
     if silent < STEP_QUIET:
         return None
     transfer = machine.transfer

@@ -12,24 +12,29 @@ Within one power-on OVMF tries PXEv4 once, then PXEv6, HTTPv4, HTTPv6 and its sh
 GRUB has no http module: pxetui/boot/ramdisk.py) and boots it in the same power-on; the next
 power-on's PXE gets the shim directly. Nobody tells pxetui anything.
 
-In proxy mode the lab's DHCP server is a router's dnsmasq (addresses only, on its own host);
-pxetui's address-less offer names the shim, which takes its GRUB from the proxy offer's
-server, as it does the boot file when the router's ACK names none.
+In proxy mode the lab's DHCP server is a router on its own host: pxetui's address-less offer
+names the shim, which takes its GRUB from the proxy offer's server, as it does the boot file
+when the router's ACK names none. Debian's GRUB then reads only the router's ACK
+(boot/grub_proxy.py): with Kea naming pxetui as next-server it boots; beside dnsmasq, which
+names itself, it stops at `grub>` and pxetui says what to change on the router.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from dnsmasq_rival import Dnsmasq
+from kea_rival import KeaRouter
 from lab import Lab
 
 from e2e.chain import SIGNED_CHAIN, in_order, machine_state, planned, steps
 from pxetui.boot.profiles import builtin_profiles_dir
 from pxetui.lab.qemu import Vm, VmSpec
+from pxetui.tui.stalls import GRUB_QUIET
 
 pytestmark = [pytest.mark.lab, pytest.mark.e2e]
 
@@ -126,24 +131,19 @@ def test_secure_boot_pc_assigned_by_plan_boots_the_signed_installer(
     print(f"Secure Boot PC ({profile}): power-on to the signed kernel in {seconds:.0f} s")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Debian 12's signed GRUB 2.06 takes its TFTP server from the router's ACK, not the"
-    " proxy offer (Red Hat's downstream patch 'efinet: Add DHCP proxy support'): it stops at grub>",
-)
-def test_secure_boot_pc_in_proxy_mode_next_to_a_routers_dnsmasq_boots_the_signed_installer(
+def test_secure_boot_pc_in_proxy_mode_next_to_a_router_naming_pxetui_as_next_server_boots(
     lab: Lab, run_pxetui: Any, tmp_path: Path
 ) -> None:
+    """The fix pxetui advises, done: the router (Kea) gives addresses with next-server = pxetui."""
     mac = "52:54:00:5b:e0:05"
     spec = pc(mac)
-    router = Dnsmasq(lab, tmp_path)  # the lab's DHCP server: addresses only
+    router = KeaRouter(lab, tmp_path, next_server=lab.server_ip)
     try:
         args = ["--mode", "proxy", "--secure-boot", "signed", "--package-proxy", "off"]
         pxetui = run_pxetui(*args, "--plan", planned(tmp_path, mac))
         pxetui.wait_event("service.ready", timeout=30)
         vm = boot(lab, tmp_path, spec)
         try:
-            # GRUB's prompt: it found no grub.cfg (it asked the router's address): stop early.
             seconds = vm.wait_serial(r"secureboot: Secure boot enabled|grub> ", timeout=400)
             assert seconds is not None, vm.serial()[-3000:]
             assert "grub> " not in vm.serial(), vm.serial()[-1500:]
@@ -154,18 +154,62 @@ def test_secure_boot_pc_in_proxy_mode_next_to_a_routers_dnsmasq_boots_the_signed
         assert pxetui.stop() == 0
     finally:
         router.stop()
-    assert mac in (tmp_path / "dnsmasq.leases").read_text()  # the address is the router's
     events = [e for e in pxetui.events if e.get("mac") == mac]
-    assert not [e for e in events if e["event"] in ("dhcp.offer", "dhcp.ack") and e.get("ip")]
-    answers = [e for e in events if e["event"] in ("dhcp.offer", "dhcp.ack")]
-    assert answers and all(e["file"] == "debian-installer/amd64/bootnetx64.efi" for e in answers), answers
+    assert not [e for e in events if e["event"] in ("dhcp.offer", "dhcp.ack") and e.get("ip")]  # Kea's
+    rivals = [e for e in pxetui.events if e["event"] == "dhcp.rival" and e["server_id"] == router.ip]
+    assert rivals and all("grub_advice" not in e for e in rivals), rivals
     proxy_chain = [step for step in SIGNED_CHAIN if step != "dhcp.ack"]
     chain = steps(pxetui.events, mac)
     assert in_order(proxy_chain, chain), chain
     assert "http.request:script" not in chain  # no iPXE anywhere
     answer = next(e for e in events if e["event"] == "tftp.start" and e.get("answer") == "debian-12-local")
     assert answer["file"] == f"debian-installer/amd64/grub/grub.cfg-{mac}"
-    print(f"Secure Boot PC (proxy mode beside dnsmasq): power-on to the signed kernel in {seconds:.0f} s")
+    assert machine_state(tmp_path, mac)["grub_elsewhere"] is None
+    print(
+        f"Secure Boot PC (proxy mode, router next-server = pxetui): power-on to the signed kernel in {seconds:.0f} s"
+    )
+
+
+def test_secure_boot_pc_in_proxy_mode_next_to_a_routers_dnsmasq_is_told_what_to_change_on_the_router(
+    lab: Lab, run_pxetui: Any, tmp_path: Path
+) -> None:
+    """dnsmasq names itself as next-server; Debian's GRUB asks it, not pxetui, and stops at grub>.
+
+    Seen in a packet trace of this setup: shim fetched grubx64.efi from pxetui, then GRUB sent
+    `RRQ /debian-installer/amd64/grub/x86_64-efi/command.lst` to the router, over and over,
+    and stopped at `grub>` about two minutes later.
+    """
+    mac = "52:54:00:5b:e0:06"
+    spec = pc(mac)
+    router = Dnsmasq(lab, tmp_path)  # the lab's DHCP server: addresses only
+    try:
+        args = ["--mode", "proxy", "--secure-boot", "signed", "--package-proxy", "off"]
+        pxetui = run_pxetui(*args, "--plan", planned(tmp_path, mac))
+        rival = pxetui.wait_event("dhcp.rival", timeout=30, server_id=router.ip)
+        pxetui.wait_event("service.ready", timeout=30)
+        vm = boot(lab, tmp_path, spec)
+        try:
+            pxetui.wait_event(
+                "tftp.done", mac=mac, file="debian-installer/amd64/grubx64.efi", ok=True, timeout=300
+            )
+            # GRUB retries the router for about two minutes before `grub>`; what counts here is
+            # that nothing more reaches pxetui in the time a GRUB needs to ask (tui/stalls.py).
+            time.sleep(GRUB_QUIET + 2)
+            assert "Welcome to GRUB" in vm.serial() and "Linux version" not in vm.serial(), vm.serial()[
+                -3000:
+            ]
+        finally:
+            vm.stop()
+        assert pxetui.stop() == 0
+    finally:
+        router.stop()
+    advice = f"set next-server to {lab.server_ip} on {router.ip}"
+    assert rival["grub_server"] == router.ip and advice in rival["grub_advice"], rival
+    state = machine_state(tmp_path, mac)
+    assert state["last_error"] == state["grub_elsewhere"], state
+    assert f"asks {router.ip} for grub.cfg" in state["last_error"] and advice in state["last_error"], state
+    starts = [e["file"] for e in pxetui.events if e["event"] == "tftp.start" and e.get("mac") == mac]
+    assert not [f for f in starts if "grub/" in f], starts  # GRUB asked pxetui for nothing
 
 
 def test_auto_marks_a_pc_that_refuses_ipxe_and_its_next_boot_takes_the_signed_chain(

@@ -20,8 +20,10 @@ import contextlib
 import ipaddress
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from pxetui.boot.grub_proxy import grub_tftp_server
 from pxetui.host.mac import mac_from_bytes
 from pxetui.model.events import DhcpRival
 from pxetui.services.dhcp import codec, rawnet
@@ -41,8 +43,16 @@ class Rival:
     router: str | None
     next_server: str | None
     boot_file: str | None
+    grub_server: str | None = None  # the TFTP server upstream GRUB takes from this reply
 
-    def event(self, mode: str, *, switched_to: str | None = None, reason: str | None = None) -> DhcpRival:
+    def event(
+        self,
+        mode: str,
+        *,
+        switched_to: str | None = None,
+        reason: str | None = None,
+        grub_advice: str | None = None,
+    ) -> DhcpRival:
         """The `dhcp.rival` event for this server, seen while pxetui is in `mode`."""
         return DhcpRival(
             mode=mode,
@@ -56,6 +66,8 @@ class Rival:
             router=self.router,
             next_server=self.next_server,
             boot_file=self.boot_file,
+            grub_server=self.grub_server,
+            grub_advice=grub_advice,
         )
 
 
@@ -77,9 +89,10 @@ def rival_from_reply(payload: bytes, source_mac: bytes, ours: bytes | None) -> R
             net = ipaddress.IPv4Network(f"{codec.ip_text(packet.yiaddr)}/{codec.ip_text(mask)}", strict=False)
             subnet = str(net)
     router = packet.options.get(codec.OPT_ROUTER)
-    next_server = codec.text(packet.options.get(codec.OPT_TFTP_SERVER))
-    if next_server is None and packet.siaddr != codec.ZERO_IP:
-        next_server = codec.ip_text(packet.siaddr)
+    option_66 = codec.text(packet.options.get(codec.OPT_TFTP_SERVER))
+    siaddr = codec.ip_text(packet.siaddr) if packet.siaddr != codec.ZERO_IP else None
+    next_server = option_66 or siaddr
+    sname = codec.text(packet.sname.split(b"\x00", 1)[0]) if packet.sname.strip(b"\x00") else None
     boot_file = codec.text(packet.options.get(codec.OPT_BOOTFILE))
     if boot_file is None and packet.file.strip(b"\x00"):
         boot_file = codec.text(packet.file.split(b"\x00", 1)[0])
@@ -92,6 +105,7 @@ def rival_from_reply(payload: bytes, source_mac: bytes, ours: bytes | None) -> R
         router=codec.ip_text(router[:4]) if router and len(router) >= 4 else None,
         next_server=next_server,
         boot_file=boot_file,
+        grub_server=grub_tftp_server(siaddr, option_66, sname),
     )
 
 
@@ -121,6 +135,30 @@ def probe_discover(mac: bytes, xid: int) -> bytes:
     return codec.encode(packet, options)
 
 
+def probe_datagram(mac: bytes, xid: int) -> bytes:
+    """The probe's DISCOVER as an IP datagram, broadcast from no address, as a client sends it."""
+    return rawnet.ip_udp(codec.ZERO_IP, b"\xff" * 4, 68, 67, probe_discover(mac, xid))
+
+
+async def ask_servers(
+    sender: socket.socket,
+    ifname: str,
+    mac: bytes,
+    answered: Callable[[], bool],
+    sends: tuple[float, ...] = PROBE_SENDS,
+) -> None:
+    """Send the probe's DISCOVER at each of `sends` until `answered()`; the caller's own
+    watch hears the answers (proxy mode: what the router tells PCs, see the DHCP service)."""
+    loop = asyncio.get_running_loop()
+    datagram = probe_datagram(mac, int.from_bytes(os.urandom(4), "big"))
+    start = loop.time()
+    for offset in sorted(sends):
+        await asyncio.sleep(max(0.0, start + offset - loop.time()))
+        if answered():
+            return
+        rawnet.send_frame(sender, ifname, rawnet.BROADCAST_MAC, datagram)
+
+
 async def probe(
     tap: socket.socket,
     sender: socket.socket,
@@ -134,7 +172,7 @@ async def probe(
     before `seconds`) and return the first server that answers within `seconds`, or None."""
     loop = asyncio.get_running_loop()
     xid = int.from_bytes(os.urandom(4), "big")
-    datagram = rawnet.ip_udp(codec.ZERO_IP, b"\xff" * 4, 68, 67, probe_discover(mac, xid))
+    datagram = probe_datagram(mac, xid)
     start = loop.time()
     deadline = start + seconds
     due = [start + offset for offset in sorted(sends) if offset < seconds]

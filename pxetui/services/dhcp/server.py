@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pxetui.boot.bootfiles import BootFiles
+from pxetui.boot.grub_proxy import proxy_grub_advice
 from pxetui.errors import PxetuiError, UsageError
 from pxetui.model.events import (
     DhcpAck,
@@ -59,7 +60,7 @@ from pxetui.services.dhcp.answer import (
 )
 from pxetui.services.dhcp.leases import BOUND, LeasePool, default_range
 from pxetui.services.dhcp.local_servers import Listener, dhcp_listeners
-from pxetui.services.dhcp.probe import PROBE_SECONDS, Rival, probe, rival_from_reply
+from pxetui.services.dhcp.probe import PROBE_SECONDS, Rival, ask_servers, probe, rival_from_reply
 from pxetui.services.receive import enable_timestamps, fresh_datagrams, waiting_datagrams
 
 LEASE_SAVE_DELAY = 0.5  # seconds: leases change in bursts when a room powers on; one write per burst
@@ -209,6 +210,8 @@ class DhcpService:
         self.switched_from: str | None = None  # "full" once a rival made pxetui stop giving addresses
         self.switch_reason: str | None = None
         self._rival_reported: dict[str, float] = {}
+        self._rival_advice: dict[str, str | None] = {}  # server id -> its last grub_advice
+        self._asking: asyncio.Task[None] | None = None  # proxy mode: DISCOVERs for the watch to hear
         self._server: socket.socket | None = None
         self._proxy: socket.socket | None = None
         self._sender: socket.socket | None = None
@@ -264,8 +267,30 @@ class DhcpService:
             self._receiver.add(self._proxy, PROXY_PORT)
         self._receiver.start()
         loop.add_reader(self._tap.fileno(), self._watch)
+        if self.mode == "proxy" and self.context.settings.mode == "proxy":
+            # No probe ran (the operator named the mode): ask like a client once, so the watch
+            # hears what the router tells PCs before the first one boots (`grub_advice`).
+            self._asking = loop.create_task(self._ask_servers(interface.mac))
+
+    async def _ask_servers(self, mac_text: str) -> None:
+        assert self._sender is not None
+        mac = bytes.fromhex(mac_text.replace(":", "")) if mac_text else b"\x02\x00\x00\x00\x00\x01"
+        try:
+            await ask_servers(self._sender, self._ifname, mac, self._router_heard)
+        except OSError as exc:  # the interface went away: the watch reports what it still hears
+            self.context.emit(
+                Error(service="dhcp", reason=f"could not ask the DHCP server on {self._ifname}: {exc}")
+            )
+
+    def _router_heard(self) -> bool:
+        return any(rival.offers_address for rival in self.rivals.values())
 
     async def stop(self) -> None:
+        if self._asking is not None:
+            self._asking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._asking
+            self._asking = None
         if self._receiver is not None:
             self._receiver.stop()  # before the sockets close: it never reads a closed one
             self._receiver = None
@@ -647,12 +672,24 @@ class DhcpService:
                 reason = "--force: pxetui stays in full mode and keeps handing out addresses"
             else:
                 switched_to, reason = "proxy", self._switch_to_proxy(rival)
+        advice = self._grub_advice(rival, seen_in, switched_to)
+        changed = self._rival_advice.get(rival.server_id, advice) != advice
+        self._rival_advice[rival.server_id] = advice
         now = time.monotonic()
         last = self._rival_reported.get(rival.server_id)
-        if switched_to is None and last is not None and now - last < RIVAL_REPEAT_SECONDS:
+        if switched_to is None and not changed and last is not None and now - last < RIVAL_REPEAT_SECONDS:
             return
         self._rival_reported[rival.server_id] = now
-        self.context.emit(rival.event(seen_in, switched_to=switched_to, reason=reason))
+        self.context.emit(rival.event(seen_in, switched_to=switched_to, reason=reason, grub_advice=advice))
+
+    def _grub_advice(self, rival: Rival, seen_in: str, switched_to: str | None) -> str | None:
+        """Why a Secure Boot PC's signed GRUB will not find pxetui next to this server, if it
+        will not: only where pxetui is (or becomes) a proxy beside a server giving addresses,
+        and only when the signed chain can be handed out at all."""
+        proxy = switched_to == "proxy" or seen_in != "full"
+        if not (proxy and rival.offers_address) or self.context.settings.secure_boot == "ipxe":
+            return None
+        return proxy_grub_advice(rival.grub_server, str(self.context.address.ip), rival.server_id)
 
     def _switch_to_proxy(self, rival: Rival) -> str:
         """Stop offering addresses: from the next packet on, answer as proxyDHCP (boot
