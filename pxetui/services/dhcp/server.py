@@ -131,6 +131,11 @@ class ErrorCounter:
         return seen - last[1] if last is not None else seen
 
 
+def _probe_mac(mac_text: str) -> bytes:
+    """The MAC the probe's DISCOVERs come from: the interface's own, or a local one without it."""
+    return bytes.fromhex(mac_text.replace(":", "")) if mac_text else b"\x02\x00\x00\x00\x00\x01"
+
+
 class DhcpReceiver:
     """A thread that waits on DHCP's request sockets (epoll) and calls `on_readable(sock, port)`.
 
@@ -274,7 +279,7 @@ class DhcpService:
 
     async def _ask_servers(self, mac_text: str) -> None:
         assert self._sender is not None
-        mac = bytes.fromhex(mac_text.replace(":", "")) if mac_text else b"\x02\x00\x00\x00\x00\x01"
+        mac = _probe_mac(mac_text)
         try:
             await ask_servers(self._sender, self._ifname, mac, self._router_heard)
         except OSError as exc:  # the interface went away: the watch reports what it still hears
@@ -354,7 +359,7 @@ class DhcpService:
         if settings.force:
             return "full"  # the probe could not change the answer; the watch reports rivals
         assert self._tap is not None and self._sender is not None
-        mac = bytes.fromhex(mac_text.replace(":", "")) if mac_text else b"\x02\x00\x00\x00\x00\x01"
+        mac = _probe_mac(mac_text)
         rival = await probe(self._tap, self._sender, self._ifname, mac, self.probe_seconds, self._ours)
         if rival is None:
             return "full"
