@@ -215,6 +215,8 @@ class PxetuiApp(App[int]):
         self.pending.add(event)
 
     def flush_updates(self) -> None:
+        if not self.is_running:
+            return  # shutting down: the screens' widgets are being removed under the timer
         now = self.clock()
         tick = now - self._last_tick >= ELAPSED_TICK_SECONDS
         if tick:

@@ -8,6 +8,7 @@ event log reads as sentences (model/sentences.py), the raw events one key (r) aw
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections import deque
@@ -250,16 +251,21 @@ class MainScreen(Screen[None]):
             for mac in session.registry.macs():  # registry order: planned first, then as seen
                 if mac not in self._rows:
                     self._update_row(table, mac, now)
-        visible = self._visible_macs(table)
-        due = [mac for mac in visible if mac in self._stale]
-        due += [mac for mac in self._stale if mac not in visible][:OFFSCREEN_ROWS_PER_REFRESH]
+        first, last = self._visible_span(table)
+        ordered = [str(row.key.value) for row in table.ordered_rows]
+        due = [mac for mac in ordered[first:last] if mac in self._stale]
+        # Off screen, the rows just below the screen come first (the next a scroll shows),
+        # in table order, so catching up is the same on every run, not the order of a set.
+        below = (mac for mac in ordered[last:] + ordered[:first] if mac in self._stale)
+        due += itertools.islice(below, OFFSCREEN_ROWS_PER_REFRESH)
+        due += [mac for mac in self._stale if mac not in table.rows]  # removed before drawn
         for mac in due:
             self._update_row(table, mac, now)
 
-    def _visible_macs(self, table: DataTable[Text]) -> list[str]:
+    @staticmethod
+    def _visible_span(table: DataTable[Text]) -> tuple[int, int]:
         first = int(table.scroll_y)
-        rows = table.ordered_rows[first : first + table.size.height + 1]
-        return [str(row.key.value) for row in rows]
+        return first, first + table.size.height + 1
 
     def _update_row(self, table: MachineTable, mac: str, now: float) -> None:
         self._stale.discard(mac)
